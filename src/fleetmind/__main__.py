@@ -1,0 +1,5 @@
+"""``python -m fleetmind`` runs the command-line interface."""
+
+from fleetmind.cli import main
+
+main()

@@ -1,0 +1,133 @@
+"""The API key store: SHA-256 hashes at rest, constant-time checks, keys from a file and from the environment.
+
+A key is shown once, when it is created, and only its hash is written (``<state>/keys.json``, replaced atomically
+under a file lock so concurrent ``fleetmind keys`` commands never lose an entry). Servers re-read the file when it
+changes, so a key created or revoked while the stack runs takes effect on the next request. Hashes can also come
+from ``FLEETMIND_API_KEYS`` (comma-separated) and, for the design's reference deployments, ``PIECAT_API_KEYS``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+ENV_VARS = ("FLEETMIND_API_KEYS", "PIECAT_API_KEYS")
+KEY_PREFIX = "fm-"
+
+
+class UnknownKeyError(LookupError):
+    """A key id that is not in the store."""
+
+
+def hash_key(key: str) -> str:
+    """The hex SHA-256 of a key, as stored and as ``echo -n KEY | sha256sum`` prints it."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    name: str
+    sha256: str
+    created: int
+
+
+def _env_hashes() -> list[str]:
+    hashes: list[str] = []
+    for var in ENV_VARS:
+        for item in os.environ.get(var, "").split(","):
+            item = item.strip().lower()
+            if item:
+                hashes.append(item)
+    return hashes
+
+
+class KeyStore:
+    """Keys in ``path`` plus hashes from the environment."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = FileLock(str(path) + ".lock")
+        self._cache: list[ApiKey] = []
+        self._cache_stamp: tuple[int, int] | None = None
+
+    # -- reading -------------------------------------------------------------------------------------------
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def _read(self) -> list[ApiKey]:
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read API key file {self.path}: {exc}") from exc
+        return [ApiKey(**entry) for entry in raw.get("keys", [])]
+
+    def list(self) -> list[ApiKey]:
+        stamp = self._stamp()
+        if stamp != self._cache_stamp:
+            self._cache = self._read() if stamp else []
+            self._cache_stamp = stamp
+        return list(self._cache)
+
+    def hashes(self) -> list[str]:
+        return [k.sha256 for k in self.list()] + _env_hashes()
+
+    def is_empty(self) -> bool:
+        return not self.hashes()
+
+    def verify(self, key: str | None) -> bool:
+        """True when ``key`` hashes to a stored or configured hash; every hash is compared, in constant time."""
+        if not key:
+            return False
+        digest = hash_key(key)
+        ok = False
+        for known in self.hashes():
+            ok |= hmac.compare_digest(digest, known)
+        return ok
+
+    # -- writing -------------------------------------------------------------------------------------------
+    def _write(self, keys: list[ApiKey]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        data = json.dumps({"keys": [asdict(k) for k in keys]}, indent=2)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+    def create(self, name: str = "default") -> tuple[str, ApiKey]:
+        """Make a new key; returns the key itself (show it once) and its stored record."""
+        name = name.strip()
+        if not name or len(name) > 64 or not name.isprintable():
+            raise ValueError("a key name must be 1-64 printable characters")
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        record = ApiKey(id="key_" + secrets.token_hex(6), name=name, sha256=hash_key(key), created=int(time.time()))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            self._write([*self._read(), record])
+        return key, record
+
+    def revoke(self, key_id: str) -> ApiKey:
+        with self._lock:
+            keys = self._read()
+            keep = [k for k in keys if k.id != key_id]
+            if len(keep) == len(keys):
+                raise UnknownKeyError(f"no API key with id {key_id!r}")
+            self._write(keep)
+        return next(k for k in keys if k.id == key_id)
