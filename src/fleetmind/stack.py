@@ -1,0 +1,134 @@
+"""The embedded default stack: which jobs ``fleetmind up`` runs on this machine, with which variables.
+
+It starts the embedded orchestrator and registry, submits the job specs from ``jobs/`` through the same Nomad API
+client a cluster would get, waits until every service passes its health check (showing progress), and on Ctrl-C or
+SIGTERM stops every task so that no process is left behind. Job files are found in ``FLEETMIND_JOBS_DIR`` or in the
+checkout's ``jobs/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fleetmind.cluster.client import ClusterClient
+from fleetmind.cluster.embedded import EmbeddedCluster
+from fleetmind.cluster.jobspec import load_job
+from fleetmind.llm import binaries
+from fleetmind.llm.models import DEFAULT_MODEL, resolve
+
+# The services `up` waits for, in the order they come up.
+EXPERT_SERVICE = "expert-general"
+AGENT_SERVICE = "pipecatapp"
+GATEWAY_SERVICE = "moe-gateway"
+
+
+class StackError(RuntimeError):
+    """The stack could not start; the message says why and what to do."""
+
+
+def jobs_dir() -> Path:
+    override = os.environ.get("FLEETMIND_JOBS_DIR")
+    path = Path(override) if override else Path(__file__).resolve().parents[2] / "jobs"
+    if not path.is_dir():
+        raise StackError(f"no job specs at {path}: set FLEETMIND_JOBS_DIR to the fleetmind checkout's jobs/ folder")
+    return path
+
+
+@dataclass
+class StackConfig:
+    state_dir: Path
+    model: str = DEFAULT_MODEL
+    host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    ui_port: int = 8000
+    expert_port: int = 8090
+    nomad_port: int = 4646
+    consul_port: int = 8500
+    threads: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
+    ctx_size: int = 4096
+    ready_timeout_s: float = 180.0
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.host}:{self.gateway_port}/v1"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{self.host}:{self.ui_port}/"
+
+
+def plan(cfg: StackConfig, cluster_vars: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Nomad jobs (API JSON) of the embedded stack. Raises StackError/LlmError with the fix on a missing part."""
+    model = resolve(cfg.model, cache_dir=cfg.state_dir)
+    common = {"python": sys.executable, "host": cfg.host, "state_dir": str(cfg.state_dir), **cluster_vars}
+    folder = jobs_dir()
+    return [
+        load_job(
+            folder / "llama-expert.nomad.hcl",
+            {
+                "llama_server": str(binaries.llama_server()),
+                "model": str(model),
+                "expert_name": "general",
+                "host": cfg.host,
+                "port": cfg.expert_port,
+                "threads": cfg.threads,
+                "ctx_size": cfg.ctx_size,
+            },
+        ),
+        load_job(folder / "pipecatapp.nomad.hcl", {**common, "port": cfg.ui_port}),
+        load_job(folder / "moe_gateway.nomad.hcl", {**common, "port": cfg.gateway_port}),
+    ]
+
+
+async def _wait_ready(client: ClusterClient, cfg: StackConfig, progress: Callable[[str], None]) -> None:
+    deadline = time.monotonic() + cfg.ready_timeout_s
+    for service in (EXPERT_SERVICE, AGENT_SERVICE, GATEWAY_SERVICE):
+        progress(f"waiting for {service} to pass its health check")
+        while not await client.ahealthy_services(service):
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"{service} did not become healthy within {cfg.ready_timeout_s:.0f}s; "
+                    f"see the logs in {cfg.state_dir / 'logs'} and `fleetmind status`"
+                )
+            await asyncio.sleep(0.25)
+        progress(f"{service} is healthy")
+
+
+async def run(
+    cfg: StackConfig,
+    stop: asyncio.Event,
+    *,
+    progress: Callable[[str], None] = lambda _msg: None,
+    on_ready: Callable[[], None] = lambda: None,
+) -> None:
+    """Run the stack until ``stop`` is set; always stops every task before returning."""
+    logs = cfg.state_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    cluster = EmbeddedCluster(logs_dir=logs, host=cfg.host, nomad_port=cfg.nomad_port, consul_port=cfg.consul_port)
+    await cluster.start()
+    try:
+        client = ClusterClient(consul_addr=cluster.consul_addr, nomad_addr=cluster.nomad_addr)
+        jobs = plan(cfg, {"consul_addr": cluster.consul_addr, "nomad_addr": cluster.nomad_addr})
+        for job in jobs:
+            progress(f"submitting job {job['ID']}")
+            await asyncio.to_thread(client.register_job, job)
+        ready = asyncio.create_task(_wait_ready(client, cfg, progress))
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if ready.done():
+            stopped.cancel()
+            ready.result()
+            on_ready()
+            await stop.wait()
+        else:
+            ready.cancel()
+    finally:
+        progress("stopping every task")
+        await cluster.stop()

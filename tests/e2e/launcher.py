@@ -1,0 +1,104 @@
+"""Start and stop a whole embedded stack the way a user does: the `fleetmind up` command, as a process.
+
+Used by the end-to-end tests and by the benchmarks in bench/, so both measure the stack a user gets.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleetmind.cluster.client import ClusterClient
+from tests.conftest import free_port
+
+SERVICES = ("expert-general", "pipecatapp", "moe-gateway")
+
+
+@dataclass
+class Stack:
+    proc: subprocess.Popen[bytes]
+    env: dict[str, str]
+    state_dir: Path
+    log: Path
+    ports: dict[str, int]
+    key: str
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['gateway']}/v1"
+
+    @property
+    def client(self) -> ClusterClient:
+        return ClusterClient(
+            consul_addr=f"127.0.0.1:{self.ports['consul']}", nomad_addr=f"http://127.0.0.1:{self.ports['nomad']}"
+        )
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "fleetmind", *args], env=self.env, capture_output=True, text=True, check=check
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def wait_healthy(client: ClusterClient, services: tuple[str, ...], timeout: float, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    pending = list(services)
+    while pending:
+        if proc.poll() is not None:
+            raise RuntimeError(f"fleetmind up exited with {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"services not healthy within {timeout}s: {pending}")
+        try:
+            pending = [s for s in pending if not client.healthy_services(s)]
+        except Exception:
+            pass
+        time.sleep(0.2)
+
+
+def start_stack(tmp: Path, model: str, timeout: float = 120) -> Stack:
+    ports = {name: free_port() for name in ("gateway", "ui", "expert", "nomad", "consul")}
+    state = tmp / "state"
+    env = {
+        **os.environ,
+        "FLEETMIND_STATE_DIR": str(state),
+        "NOMAD_ADDR": f"http://127.0.0.1:{ports['nomad']}",
+        "CONSUL_HTTP_ADDR": f"127.0.0.1:{ports['consul']}",
+        "HF_HUB_OFFLINE": "1",
+    }
+    # A key made with the CLI, as a user would; `up` then prints no first-run key.
+    key = subprocess.run(
+        [sys.executable, "-m", "fleetmind", "keys", "create", "--name", "e2e"],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    log = tmp / "up.log"
+    cmd = [sys.executable, "-m", "fleetmind", "up", "--model", model, "--threads", "1"]
+    for name in ("gateway", "ui", "expert", "nomad", "consul"):
+        cmd += [f"--{name}-port", str(ports[name])]
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    stack = Stack(proc=proc, env=env, state_dir=state, log=log, ports=ports, key=key)
+    try:
+        wait_healthy(stack.client, SERVICES, timeout, proc)
+    except Exception:
+        stop_stack(stack)
+        raise RuntimeError(f"stack did not come up:\n{stack.output()[-4000:]}") from None
+    return stack
+
+
+def stop_stack(stack: Stack, timeout: float = 30) -> int:
+    if stack.proc.poll() is None:
+        stack.proc.send_signal(signal.SIGINT)
+        try:
+            stack.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(stack.proc.pid, signal.SIGKILL)
+            stack.proc.wait()
+    return stack.proc.returncode

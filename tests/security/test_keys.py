@@ -1,0 +1,82 @@
+"""The API key store: only hashes at rest, constant-time verify, env hashes, concurrent writers lose nothing."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from fleetmind.security import KeyStore, UnknownKeyError, hash_key
+
+
+def test_create_stores_only_the_hash(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "keys.json")
+    key, record = store.create("laptop")
+    raw = (tmp_path / "keys.json").read_text()
+    assert key not in raw
+    assert record.sha256 == hash_key(key) in raw
+    assert (tmp_path / "keys.json").stat().st_mode & 0o777 == 0o600
+    assert store.verify(key)
+    assert not store.verify(key + "x")
+    assert not store.verify("")
+    assert not store.verify(None)
+
+
+def test_revoke(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "keys.json")
+    key, record = store.create()
+    other, _ = store.create("other")
+    store.revoke(record.id)
+    assert not store.verify(key)
+    assert store.verify(other)
+    with pytest.raises(UnknownKeyError):
+        store.revoke(record.id)
+
+
+def test_a_second_store_sees_changes_on_the_next_check(tmp_path: Path) -> None:
+    reader = KeyStore(tmp_path / "keys.json")
+    assert reader.is_empty()
+    key, record = KeyStore(tmp_path / "keys.json").create()
+    assert reader.verify(key)
+    KeyStore(tmp_path / "keys.json").revoke(record.id)
+    assert not reader.verify(key)
+
+
+@pytest.mark.parametrize("var", ["FLEETMIND_API_KEYS", "PIECAT_API_KEYS"])
+def test_hashes_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, var: str) -> None:
+    monkeypatch.setenv(var, f" {hash_key('alpha').upper()} ,{hash_key('beta')},")
+    store = KeyStore(tmp_path / "keys.json")
+    assert store.verify("alpha") and store.verify("beta")
+    assert not store.verify("gamma")
+
+
+@pytest.mark.parametrize("name", ["", " ", "x" * 65, "tab\there"])
+def test_bad_names_are_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ValueError, match="name"):
+        KeyStore(tmp_path / "keys.json").create(name)
+
+
+def test_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "keys.json").write_text("{broken")
+    with pytest.raises(ValueError, match="keys.json"):
+        KeyStore(tmp_path / "keys.json").verify("x")
+
+
+def _create_many(path: str, n: int) -> None:
+    store = KeyStore(Path(path))
+    for i in range(n):
+        store.create(f"k{i}")
+
+
+def test_concurrent_creators_lose_no_key(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_create_many, args=(str(path), 10)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert len(json.loads(path.read_text())["keys"]) == 40
