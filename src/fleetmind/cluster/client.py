@@ -1,30 +1,50 @@
 """The one client fleetmind uses to find services and manage jobs, on a real cluster or on the embedded one.
 
-It speaks Consul's and Nomad's HTTP APIs through the standard clients (py-consul, python-nomad). The target is chosen
-the way HashiCorp's own tools choose it: ``CONSUL_HTTP_ADDR`` (``host:port`` or a URL) and ``NOMAD_ADDR`` (a URL).
-The embedded orchestrator answers the same routes, so this code is the same on one machine and on many.
+It speaks Consul's and Nomad's HTTP APIs through the standard clients (py-consul, python-nomad). The target
+is chosen the way HashiCorp's own tools choose it: ``CONSUL_HTTP_ADDR`` (``host:port`` or a URL) and
+``NOMAD_ADDR`` (a URL), with ``CONSUL_HTTP_TOKEN`` / ``NOMAD_TOKEN`` when ACLs are on. The embedded
+orchestrator answers the same routes, so this code is the same on one machine and on many. Failures come out
+as the package's errors (:mod:`fleetmind.cluster.errors`): an unreachable agent, an unknown job, or a
+request the agent refused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import consul
+import nomad
+import nomad.api.exceptions as nomad_errors
+import requests
+
+from fleetmind.cluster.errors import (
+    ClusterError,
+    JobNotFound,
+    JobRejected,
+    JobSpecError,
+    OrchestratorUnavailable,
+    RegistryUnavailable,
+)
+
+__all__ = [
+    "ClusterClient",
+    "ClusterError",
+    "JobNotFound",
+    "JobRejected",
+    "JobSpecError",
+    "OrchestratorUnavailable",
+    "RegistryUnavailable",
+    "ServiceInstance",
+    "split_addr",
+]
 
 DEFAULT_CONSUL_ADDR = "127.0.0.1:8500"
 DEFAULT_NOMAD_ADDR = "http://127.0.0.1:4646"
-
-
-class ClusterError(RuntimeError):
-    """Base class of this package's errors."""
-
-
-class RegistryUnavailable(ClusterError):
-    """The registry could not be reached or answered with an error."""
 
 
 @dataclass(frozen=True)
@@ -54,13 +74,37 @@ def split_addr(addr: str, default_scheme: str = "http") -> tuple[str, str, int]:
 
 
 class ClusterClient:
-    """Service discovery (Consul API) and, later, jobs (Nomad API) against ``consul_addr``/``nomad_addr``."""
+    """Service discovery and KV (Consul API) and jobs (Nomad API) against ``consul_addr``/``nomad_addr``."""
 
     def __init__(self, *, consul_addr: str | None = None, nomad_addr: str | None = None) -> None:
         self.consul_addr = consul_addr or os.environ.get("CONSUL_HTTP_ADDR") or DEFAULT_CONSUL_ADDR
         self.nomad_addr = nomad_addr or os.environ.get("NOMAD_ADDR") or DEFAULT_NOMAD_ADDR
         scheme, host, port = split_addr(self.consul_addr)
-        self._consul = consul.Consul(host=host, port=port, scheme=scheme, token=os.environ.get("CONSUL_HTTP_TOKEN"))
+        self._consul = consul.Consul(
+            host=host, port=port, scheme=scheme, token=os.environ.get("CONSUL_HTTP_TOKEN")
+        )
+        nomad_scheme, nomad_host, nomad_port = split_addr(self.nomad_addr)
+        # One session for every Nomad endpoint: pooled connections, and one place to hook (tests) or close.
+        self.nomad_session = requests.Session()
+        self._nomad = nomad.Nomad(
+            address=f"{nomad_scheme}://{nomad_host}:{nomad_port}",
+            token=os.environ.get("NOMAD_TOKEN"),
+            timeout=10,
+            session=self.nomad_session,
+        )
+
+    def close(self) -> None:
+        """Close pooled HTTP connections (the client still works afterwards; it reconnects)."""
+        self.nomad_session.close()
+        session = getattr(getattr(self._consul, "http", None), "session", None)
+        if session is not None:
+            session.close()
+
+    def __enter__(self) -> ClusterClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     @staticmethod
     def _instance(entry: dict[str, Any]) -> ServiceInstance:
@@ -100,3 +144,131 @@ class ClusterClient:
 
     async def aservices_by_tag(self, tag: str) -> list[ServiceInstance]:
         return await asyncio.to_thread(self.services_by_tag, tag)
+
+    # -- jobs (Nomad API) ---------------------------------------------------------------------------------
+    def _nomad_call(self, what: str, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except nomad_errors.URLNotFoundNomadException as exc:
+            raise JobNotFound(f"{what}: not found at {self.nomad_addr} ({_nomad_text(exc)})") from exc
+        except nomad_errors.BadRequestNomadException as exc:
+            raise JobRejected(f"{what}: refused by {self.nomad_addr}: {_nomad_text(exc)}") from exc
+        except nomad_errors.BaseNomadException as exc:
+            raise OrchestratorUnavailable(
+                f"{what}: orchestrator at {self.nomad_addr} failed: {_nomad_text(exc)}"
+            ) from exc
+
+    def register_job(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Submit (or update) a job given as Nomad API JSON (what :func:`.jobspec.load_job` returns).
+
+        The JSON is sent wrapped in ``{"Job": ...}`` as the API wants it.
+
+        Returns Nomad's ``JobRegisterResponse`` (``EvalID``, ``JobModifyIndex``, ``Warnings``).
+        """
+        if not isinstance(job, dict) or not job.get("ID"):
+            raise JobRejected("register_job needs a Nomad API Job with an ID (not wrapped in {'Job': ...})")
+        return dict(
+            self._nomad_call(f"register job {job['ID']}", lambda: self._nomad.jobs.register_job({"Job": job}))
+        )
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job (Nomad ``JobListStub``: ID, Status, JobSummary ...)."""
+        return list(self._nomad_call("list jobs", self._nomad.jobs.get_jobs))
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """One job with its status. Raises :class:`JobNotFound`."""
+        return dict(self._nomad_call(f"job {job_id}", lambda: self._nomad.job.get_job(job_id)))
+
+    def job_allocations(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's allocations (``AllocationListStub``: ClientStatus, TaskStates, Restarts, Events)."""
+        return list(
+            self._nomad_call(f"allocations of job {job_id}", lambda: self._nomad.job.get_allocations(job_id))
+        )
+
+    def allocation(self, alloc_id: str) -> dict[str, Any]:
+        """One allocation in full (``Allocation``)."""
+        return dict(
+            self._nomad_call(
+                f"allocation {alloc_id}", lambda: self._nomad.allocation.get_allocation(alloc_id)
+            )
+        )
+
+    def stop_job(self, job_id: str, purge: bool = False) -> dict[str, Any]:
+        """Stop every allocation of the job; ``purge`` also forgets it. Returns ``JobDeregisterResponse``."""
+        return dict(
+            self._nomad_call(
+                f"stop job {job_id}", lambda: self._nomad.job.deregister_job(job_id, purge=purge or None)
+            )
+        )
+
+    # -- KV and service registration (Consul API) ---------------------------------------------------------
+    def _consul_call(self, what: str, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except Exception as exc:  # py-consul raises requests and consul errors alike
+            raise RegistryUnavailable(f"{what}: registry at {self.consul_addr} failed: {exc}") from exc
+
+    def kv_get(self, key: str) -> bytes | None:
+        """The value at ``key``, or None when there is none."""
+        _, entry = self._consul_call(f"kv get {key}", lambda: self._consul.kv.get(key))
+        if entry is None:
+            return None
+        value = entry.get("Value")
+        return bytes(value) if value is not None else b""
+
+    def kv_put(self, key: str, value: bytes) -> None:
+        if not self._consul_call(f"kv put {key}", lambda: self._consul.kv.put(key, bytes(value))):
+            raise ClusterError(f"registry at {self.consul_addr} did not store {key}")
+
+    def kv_delete(self, key: str, *, recurse: bool = False) -> None:
+        self._consul_call(f"kv delete {key}", lambda: self._consul.kv.delete(key, recurse=recurse or None))
+
+    def register_service(
+        self,
+        name: str,
+        *,
+        service_id: str | None = None,
+        address: str | None = None,
+        port: int | None = None,
+        tags: Sequence[str] = (),
+        meta: Mapping[str, str] | None = None,
+        http_check: str | None = None,
+        tcp_check: str | None = None,
+        interval: str = "10s",
+        timeout: str = "5s",
+    ) -> None:
+        """Register a service with the local agent, with an optional HTTP (URL) or TCP (host:port) check."""
+        check: dict[str, Any] | None = None
+        if http_check:
+            check = consul.Check.http(http_check, interval, timeout=timeout)
+        elif tcp_check:
+            host, _, tcp_port = tcp_check.rpartition(":")
+            check = consul.Check.tcp(host, int(tcp_port), interval, timeout=timeout)
+        ok = self._consul_call(
+            f"register service {name}",
+            lambda: self._consul.agent.service.register(
+                name,
+                service_id=service_id,
+                address=address,
+                port=port,
+                tags=list(tags) or None,
+                meta=dict(meta) if meta else None,
+                check=check,
+            ),
+        )
+        if not ok:
+            raise ClusterError(f"registry at {self.consul_addr} refused service {name}")
+
+    def deregister_service(self, service_id: str) -> bool:
+        """Remove a service (by ID) from the local agent; False when it was not registered."""
+        return bool(
+            self._consul_call(
+                f"deregister service {service_id}", lambda: self._consul.agent.service.deregister(service_id)
+            )
+        )
+
+
+def _nomad_text(exc: Exception) -> str:
+    resp = getattr(exc, "nomad_resp", None)
+    text = getattr(resp, "text", None)
+    return str(text).strip() if text else str(resp or exc)

@@ -1,0 +1,139 @@
+"""Nomad HTTP API subset served by the embedded orchestrator (the routes python-nomad calls for fleetmind).
+
+Jobs: ``GET/PUT/POST /v1/jobs``, ``GET/POST/PUT/DELETE /v1/job/:id``, ``GET /v1/job/:id/allocations``, ``GET
+/v1/job/:id/summary``; allocations: ``GET /v1/allocations``, ``GET /v1/allocation/:id``; plus
+``/v1/status/leader``, ``/v1/status/peers``, ``/v1/regions`` and ``/v1/nodes``. Shapes follow HashiCorp's
+OpenAPI description (../shared/contracts/nomad-openapi-v1.yaml); errors are plain text with Nomad's status
+codes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from fleetmind.cluster.embedded.blocking import block, flag
+from fleetmind.cluster.embedded.orchestrator import JobInvalid, NotFound, Orchestrator
+
+RPC_PORT = 4647
+
+
+def _json(body: Any, index: int) -> JSONResponse:
+    headers = {"X-Nomad-Index": str(index), "X-Nomad-KnownLeader": "true", "X-Nomad-LastContact": "0"}
+    return JSONResponse(body, headers=headers)
+
+
+def create_nomad_app(orchestrator: Orchestrator, *, advertise: str = "127.0.0.1") -> FastAPI:
+    """The Nomad API app over ``orchestrator``."""
+    app = FastAPI(title="fleetmind embedded Nomad API", docs_url=None, redoc_url=None, openapi_url=None)
+    clock = orchestrator.clock
+
+    @app.exception_handler(NotFound)
+    async def not_found(_request: Request, exc: NotFound) -> Response:
+        return PlainTextResponse(str(exc), status_code=404)
+
+    @app.exception_handler(JobInvalid)
+    async def invalid(_request: Request, exc: JobInvalid) -> Response:
+        return PlainTextResponse(str(exc), status_code=400)
+
+    async def job_body(request: Request) -> dict[str, Any]:
+        try:
+            body = json.loads(await request.body() or b"null")
+        except ValueError as exc:
+            raise JobInvalid(f"Failed to decode request body: {exc}") from None
+        if not isinstance(body, dict) or not isinstance(body.get("Job"), dict):
+            raise JobInvalid("Job must be specified")
+        return body["Job"]
+
+    @app.get("/v1/jobs")
+    async def list_jobs(request: Request) -> Response:
+        index = await block(request, clock)
+        return _json(orchestrator.job_list(request.query_params.get("prefix", "")), index)
+
+    @app.api_route("/v1/jobs", methods=["PUT", "POST"])
+    async def register_jobs(request: Request) -> Response:
+        result = orchestrator.register(await job_body(request))
+        return _json(result, result["Index"])
+
+    @app.get("/v1/job/{job_id}")
+    async def get_job(job_id: str, request: Request) -> Response:
+        index = await block(request, clock)
+        return _json(orchestrator.job(job_id), index)
+
+    @app.api_route("/v1/job/{job_id}", methods=["PUT", "POST"])
+    async def register_job(job_id: str, request: Request) -> Response:
+        job = await job_body(request)
+        if job.get("ID") != job_id:
+            raise JobInvalid("Job ID does not match name")
+        result = orchestrator.register(job)
+        return _json(result, result["Index"])
+
+    @app.delete("/v1/job/{job_id}")
+    async def deregister_job(job_id: str, request: Request) -> Response:
+        result = orchestrator.deregister(job_id, purge=flag(request, "purge"))
+        return _json(result, result["Index"])
+
+    @app.get("/v1/job/{job_id}/allocations")
+    async def job_allocations(job_id: str, request: Request) -> Response:
+        index = await block(request, clock)
+        return _json(orchestrator.job_allocations(job_id), index)
+
+    @app.get("/v1/job/{job_id}/summary")
+    async def job_summary(job_id: str, request: Request) -> Response:
+        index = await block(request, clock)
+        return _json(orchestrator.job_summary(job_id), index)
+
+    @app.get("/v1/allocations")
+    async def allocations(request: Request) -> Response:
+        index = await block(request, clock)
+        return _json(orchestrator.allocation_list(request.query_params.get("prefix", "")), index)
+
+    @app.get("/v1/allocation/{alloc_id}")
+    async def allocation(alloc_id: str, request: Request) -> Response:
+        index = await block(request, clock)
+        return _json(orchestrator.allocation(alloc_id), index)
+
+    @app.get("/v1/status/leader")
+    async def leader() -> Response:
+        return JSONResponse(f"{advertise}:{RPC_PORT}")
+
+    @app.get("/v1/status/peers")
+    async def peers() -> Response:
+        return JSONResponse([f"{advertise}:{RPC_PORT}"])
+
+    @app.get("/v1/regions")
+    async def regions() -> Response:
+        return JSONResponse([orchestrator.region])
+
+    @app.get("/v1/nodes")
+    async def nodes() -> Response:
+        node = {
+            "ID": orchestrator.node_id,
+            "Name": orchestrator.node_name,
+            "Address": orchestrator.address,
+            "Datacenter": orchestrator.datacenter,
+            "NodeClass": "",
+            "NodePool": "default",
+            "Drain": False,
+            "SchedulingEligibility": "eligible",
+            "Status": "ready",
+            "StatusDescription": "",
+            "Version": "embedded",
+            "CreateIndex": 1,
+            "ModifyIndex": 1,
+            "Drivers": {
+                "raw_exec": {
+                    "Detected": True,
+                    "Healthy": True,
+                    "HealthDescription": "Healthy",
+                    "UpdateTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                }
+            },
+        }
+        return _json([node], clock.index)
+
+    return app

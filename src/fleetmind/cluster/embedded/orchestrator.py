@@ -1,0 +1,346 @@
+"""The embedded orchestrator: Nomad's job → allocation lifecycle on this one node, nothing distributed.
+
+Registering a job records it and runs an evaluation in the background (as Nomad does): allocations of an
+older version are stopped, missing ones are placed with their ports (static ones reserved, dynamic ones
+picked free), and each runs as an :class:`AllocRunner`. Deregistering stops every allocation; ``purge`` also
+forgets the job. Reads return Nomad's API shapes (``Job``, ``JobListStub``, ``AllocationListStub``,
+``Allocation``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fleetmind.cluster.embedded.allocation import DRIVERS, AllocRunner, Placement
+from fleetmind.cluster.embedded.index import IndexClock
+from fleetmind.cluster.embedded.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+class JobInvalid(ValueError):
+    """A submitted job cannot run here; the API answers 400 with this message."""
+
+
+class NotFound(LookupError):
+    """No job or allocation with that ID."""
+
+
+@dataclass
+class JobRecord:
+    job: dict[str, Any]
+    create_index: int
+    modify_index: int
+    job_modify_index: int
+    submit_time: int
+    version: int = 0
+    stop: bool = False
+    allocs: list[str] = field(default_factory=list)
+
+
+def _free_port(address: str, taken: set[int]) -> int:
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind((address, 0))
+            port = int(sock.getsockname()[1])
+        if port not in taken:
+            return port
+    raise JobInvalid("could not find a free dynamic port")
+
+
+def _spec(job: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a job that, when changed, call for new allocations."""
+    return {k: v for k, v in job.items() if k in ("TaskGroups", "Type", "Meta")}
+
+
+class Orchestrator:
+    """Jobs and allocations of the embedded single-node cluster."""
+
+    def __init__(
+        self,
+        *,
+        logs_dir: Path,
+        registry: Registry,
+        data_dir: Path | None = None,
+        address: str = "127.0.0.1",
+        datacenter: str = "dc1",
+        region: str = "global",
+    ) -> None:
+        self.logs_dir = Path(logs_dir)
+        self.data_dir = Path(data_dir) if data_dir else self.logs_dir / "allocs"
+        self.registry = registry
+        self.clock = IndexClock()
+        self.jobs: dict[str, JobRecord] = {}
+        self.allocs: dict[str, AllocRunner] = {}
+        self.node_name = registry.node_name
+        self.node_id = registry.node_id
+        self.address, self.datacenter, self.region = address, datacenter, region
+        self._lock = asyncio.Lock()
+        self._evals: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    # -- writes -------------------------------------------------------------------------------------------
+    def validate(self, job: Any) -> dict[str, Any]:
+        if not isinstance(job, dict):
+            raise JobInvalid("the request needs a Job object")
+        if not job.get("ID") or not isinstance(job["ID"], str) or " " in job["ID"]:
+            raise JobInvalid("job ID is missing or contains a space")
+        if job.get("Type", "service") not in ("service", "batch"):
+            raise JobInvalid(f"job type {job.get('Type')!r} is not supported by the embedded orchestrator")
+        groups = job.get("TaskGroups") or []
+        if not groups:
+            raise JobInvalid("job has no task groups")
+        for group in groups:
+            if not group.get("Name") or not group.get("Tasks"):
+                raise JobInvalid("every task group needs a Name and at least one task")
+            for task in group["Tasks"]:
+                if task.get("Driver") not in DRIVERS:
+                    raise JobInvalid(
+                        f"task {task.get('Name')!r}: driver {task.get('Driver')!r} is not supported "
+                        f"by the embedded orchestrator (use {', '.join(DRIVERS)})"
+                    )
+                if not isinstance((task.get("Config") or {}).get("command"), str):
+                    raise JobInvalid(f"task {task.get('Name')!r}: config.command is required")
+        job = dict(job)
+        job.setdefault("Name", job["ID"])
+        job.setdefault("Type", "service")
+        job.setdefault("Namespace", "default")
+        job.setdefault("Region", self.region)
+        job.setdefault("Datacenters", ["*"])
+        job.setdefault("Priority", 50)
+        return job
+
+    def register(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Record the job and start an evaluation; returns Nomad's ``JobRegisterResponse``."""
+        if self._closed:
+            raise JobInvalid("the orchestrator is shutting down")
+        job = self.validate(job)
+        self._check_static_ports(job)
+        record = self.jobs.get(job["ID"])
+        index = self.clock.bump()
+        if record is None:
+            record = JobRecord(job, index, index, index, time.time_ns())
+            self.jobs[job["ID"]] = record
+        elif record.stop or _spec(record.job) != _spec(job):
+            record.version += 1
+            record.job_modify_index = index
+        record.job, record.stop, record.modify_index = job, False, index
+        record.job["Version"] = record.version
+        record.submit_time = time.time_ns()
+        return self._evaluate(job["ID"], index)
+
+    def deregister(self, job_id: str, *, purge: bool = False) -> dict[str, Any]:
+        """Stop the job's allocations (in the background); with ``purge`` forget the job too."""
+        record = self.jobs.get(job_id)
+        if record is None:
+            raise NotFound(f"job not found: {job_id}")
+        index = self.clock.bump()
+        record.stop, record.modify_index, record.job_modify_index = True, index, index
+        if purge:
+            del self.jobs[job_id]
+        return self._evaluate(job_id, index)
+
+    def _evaluate(self, job_id: str, index: int) -> dict[str, Any]:
+        eval_id = str(uuid.uuid4())
+        task = asyncio.get_running_loop().create_task(
+            self._reconcile(job_id, eval_id), name=f"eval {eval_id}"
+        )
+        self._evals.add(task)
+        task.add_done_callback(self._evals.discard)
+        return {
+            "EvalID": eval_id,
+            "EvalCreateIndex": index,
+            "JobModifyIndex": index,
+            "Warnings": "",
+            "Index": index,
+            "LastIndex": index,
+            "KnownLeader": True,
+            "LastContact": 0,
+        }
+
+    async def _reconcile(self, job_id: str, eval_id: str) -> None:
+        async with self._lock:
+            record = self.jobs.get(job_id)
+            live = [a for a in self.allocs.values() if a.job["ID"] == job_id and a.desired_status == "run"]
+            if record is None or record.stop or self._closed:
+                await asyncio.gather(*(a.stop("alloc not needed since job was stopped") for a in live))
+                if record is None:  # purged: forget its allocations too
+                    for alloc in [a for a in self.allocs.values() if a.job["ID"] == job_id]:
+                        del self.allocs[alloc.id]
+                    self.clock.bump()
+                return
+            current = [a for a in live if a.job.get("Version") == record.version and not a.terminal]
+            outdated = [a for a in live if a not in current]
+            await asyncio.gather(*(a.stop("alloc is being updated due to job update") for a in outdated))
+            for group in record.job["TaskGroups"]:
+                have = {a.index for a in current if a.group["Name"] == group["Name"]}
+                for index in range(int(group.get("Count", 1))):
+                    if index not in have:
+                        self._place(record, group, index, eval_id)
+
+    def _check_static_ports(self, job: dict[str, Any]) -> None:
+        taken = {
+            port["Value"]: alloc.name
+            for alloc in self.allocs.values()
+            if alloc.job["ID"] != job["ID"] and alloc.desired_status == "run"
+            for network in alloc.group.get("Networks") or []
+            for port in network.get("ReservedPorts") or []
+        }
+        for group in job["TaskGroups"]:
+            for network in group.get("Networks") or []:
+                for port in network.get("ReservedPorts") or []:
+                    if port.get("Value") in taken:
+                        raise JobInvalid(
+                            f"static port {port['Value']} ({port.get('Label')}) is already reserved "
+                            f"by allocation {taken[port['Value']]}"
+                        )
+
+    def _place(self, record: JobRecord, group: dict[str, Any], index: int, eval_id: str) -> AllocRunner:
+        taken = {
+            p for a in self.allocs.values() if a.desired_status == "run" for p in a.placement.ports.values()
+        }
+        ports: dict[str, int] = {}
+        for network in group.get("Networks") or []:
+            for port in network.get("ReservedPorts") or []:
+                ports[port["Label"]] = int(port["Value"])
+            for port in network.get("DynamicPorts") or []:
+                ports[port["Label"]] = _free_port(self.address, taken | set(ports.values()))
+        placement = Placement(
+            self.node_id,
+            self.node_name,
+            self.address,
+            self.datacenter,
+            self.region,
+            self.logs_dir,
+            self.data_dir,
+            ports,
+        )
+        alloc = AllocRunner(
+            alloc_id=str(uuid.uuid4()),
+            eval_id=eval_id,
+            job=record.job,
+            group=group,
+            index=index,
+            placement=placement,
+            registry=self.registry,
+            clock=self.clock,
+        )
+        self.allocs[alloc.id] = alloc
+        record.allocs.append(alloc.id)
+        log.info("placing %s (ports %s)", alloc.name, ports)
+        alloc.start()
+        return alloc
+
+    async def shutdown(self) -> None:
+        """Stop every allocation and wait until every task process is gone."""
+        self._closed = True
+        for task in list(self._evals):
+            task.cancel()
+        await asyncio.gather(*self._evals, return_exceptions=True)
+        await asyncio.gather(*(a.stop("embedded cluster is shutting down") for a in self.allocs.values()))
+
+    # -- reads --------------------------------------------------------------------------------------------
+    def _record(self, job_id: str) -> JobRecord:
+        record = self.jobs.get(job_id)
+        if record is None:
+            raise NotFound(f"job not found: {job_id}")
+        return record
+
+    def _job_allocs(self, job_id: str) -> list[AllocRunner]:
+        return sorted(
+            (a for a in self.allocs.values() if a.job["ID"] == job_id), key=lambda a: -a.create_index
+        )
+
+    def _status(self, record: JobRecord) -> str:
+        allocs = self._job_allocs(record.job["ID"])
+        if any(not a.terminal for a in allocs):
+            return "running" if any(a.client_status == "running" for a in allocs) else "pending"
+        return "dead" if record.stop or allocs else "pending"
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        record = self._record(job_id)
+        return {
+            **record.job,
+            "Status": self._status(record),
+            "StatusDescription": "",
+            "Stop": record.stop,
+            "Version": record.version,
+            "CreateIndex": record.create_index,
+            "ModifyIndex": record.modify_index,
+            "JobModifyIndex": record.job_modify_index,
+            "SubmitTime": record.submit_time,
+            "Stable": False,
+            "AllAtOnce": False,
+            "ParentID": "",
+            "Dispatched": False,
+        }
+
+    def job_summary(self, job_id: str) -> dict[str, Any]:
+        record = self._record(job_id)
+        summary: dict[str, dict[str, int]] = {}
+        keys = {"pending": "Starting", "running": "Running", "complete": "Complete", "failed": "Failed"}
+        for group in record.job["TaskGroups"]:
+            summary[group["Name"]] = dict.fromkeys(
+                ("Queued", "Complete", "Failed", "Running", "Starting", "Lost", "Unknown"), 0
+            )
+        for alloc in self._job_allocs(job_id):
+            if alloc.group["Name"] in summary:
+                summary[alloc.group["Name"]][keys[alloc.client_status]] += 1
+        return {
+            "JobID": job_id,
+            "Namespace": record.job["Namespace"],
+            "Summary": summary,
+            "CreateIndex": record.create_index,
+            "ModifyIndex": self.clock.index,
+        }
+
+    def job_list(self, prefix: str = "") -> list[dict[str, Any]]:
+        out = []
+        for job_id in sorted(self.jobs):
+            if not job_id.startswith(prefix):
+                continue
+            record = self.jobs[job_id]
+            job = record.job
+            out.append(
+                {
+                    "ID": job_id,
+                    "Name": job["Name"],
+                    "Namespace": job["Namespace"],
+                    "Type": job["Type"],
+                    "Priority": job["Priority"],
+                    "Datacenters": job["Datacenters"],
+                    "Periodic": False,
+                    "ParameterizedJob": False,
+                    "ParentID": "",
+                    "Stop": record.stop,
+                    "Status": self._status(record),
+                    "StatusDescription": "",
+                    "JobSummary": self.job_summary(job_id),
+                    "CreateIndex": record.create_index,
+                    "ModifyIndex": record.modify_index,
+                    "JobModifyIndex": record.job_modify_index,
+                    "SubmitTime": record.submit_time,
+                }
+            )
+        return out
+
+    def job_allocations(self, job_id: str) -> list[dict[str, Any]]:
+        self._record(job_id)
+        return [a.stub() for a in self._job_allocs(job_id)]
+
+    def allocation_list(self, prefix: str = "") -> list[dict[str, Any]]:
+        allocs = sorted(self.allocs.values(), key=lambda a: -a.create_index)
+        return [a.stub() for a in allocs if a.id.startswith(prefix)]
+
+    def allocation(self, alloc_id: str) -> dict[str, Any]:
+        alloc = self.allocs.get(alloc_id)
+        if alloc is None:
+            raise NotFound(f"alloc not found: {alloc_id}")
+        return alloc.to_api()

@@ -1,0 +1,53 @@
+"""jobs/llama-expert.nomad.hcl end to end: real llama-server on the tiny model, found by tag, stopped."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import httpx
+
+from conftest import JOBS_DIR, RunningCluster, group_alive, wait_for
+from fleetmind.cluster.jobspec import load_job
+from fleetmind.llm import binaries
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_llama_expert_job_serves_and_registers(running_cluster: RunningCluster, tiny_model: Path) -> None:
+    rc = running_cluster
+    port = _free_port()
+    job = load_job(
+        JOBS_DIR / "llama-expert.nomad.hcl",
+        {
+            "llama_server": str(binaries.llama_server()),
+            "model": str(tiny_model),
+            "expert_name": "tiny",
+            "port": port,
+            "host": "127.0.0.1",
+            "threads": 1,
+            "ctx_size": 512,
+        },
+    )
+    rc.client.register_job(job)
+    found = wait_for(
+        lambda: rc.client.services_by_tag("expert:tiny"), timeout=120, what="expert-tiny passing"
+    )
+    assert [(s.name, s.port, s.meta) for s in found] == [
+        ("expert-tiny", port, {"expert": "tiny", "model": "tiny.gguf"})
+    ]
+    models = httpx.get(f"{found[0].url}/v1/models", timeout=10).json()
+    assert models["data"]
+    alloc = rc.alloc("llama-expert")
+    assert alloc["TaskStates"]["llama-server"]["State"] == "running"
+    proc = rc.cluster.orchestrator.allocs[alloc["ID"]].tasks["llama-server"].proc
+    assert proc is not None
+    rc.client.stop_job("llama-expert")
+    wait_for(lambda: rc.client.allocation(alloc["ID"])["ClientStatus"] == "complete", what="stopped")
+    assert rc.client.services_by_tag("expert") == []
+    assert not group_alive(proc.pid)
+    assert (rc.logs_dir / "llama-expert.expert.llama-server.stderr.log").stat().st_size > 0
