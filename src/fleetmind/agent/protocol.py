@@ -1,9 +1,10 @@
 """The wire format between the gateway (or any front end) and the agent process.
 
-A front end POSTs an :class:`AgentRequest` to the agent's ``/api/agent/chat`` and reads back newline-delimited JSON
-:class:`AgentEvent` objects: ``delta`` events with text as the expert produces it, then exactly one ``done`` (with
-finish reason, real token usage and which expert answered) or one ``error``. The request's ``id`` is the correlation
-id that ties a request to its answer inside the pipeline, so many requests can be in flight at once.
+A front end POSTs an :class:`AgentRequest` to the agent's ``/api/agent/chat`` and reads back newline-delimited
+JSON :class:`AgentEvent` objects: ``delta`` events with text as the expert produces it, then exactly one
+``done`` (with finish reason, real token usage and which expert answered) or one ``error``. The request's
+``id`` is the correlation id that ties a request to its answer inside the pipeline, so many requests can be in
+flight at once.
 """
 
 from __future__ import annotations

@@ -2,19 +2,24 @@
 
 An HTTP check passes on a 2xx answer, warns on 429 and is critical on anything else or on no answer within
 its timeout; a TCP check passes when a connection opens. Each check runs once as soon as it is registered
-and then every interval, like a Consul agent's check runner.
+and then every interval, like a Consul agent's check runner; but until its first pass a check is probed
+every STARTUP_PROBE_S (at most its interval), so a starting stack is seen healthy as soon as it is, not a
+whole interval later. Those extra probes report only a pass: failures are still reported once per interval,
+so check_restart counts them at Consul's pace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
 
 PASSING, WARNING, CRITICAL = "passing", "warning", "critical"
+STARTUP_PROBE_S = 0.25
 
 
 @dataclass
@@ -59,6 +64,8 @@ async def run_check(
     method: str = "GET",
 ) -> None:
     """Probe ``target`` now and then every ``interval`` seconds until cancelled, reporting each result."""
+    passed_once = False
+    last_report = float("-inf")
     async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as client:
         while True:
             if kind == "http":
@@ -66,5 +73,9 @@ async def run_check(
             else:
                 host, _, port = target.rpartition(":")
                 result = await probe_tcp(host.strip("[]"), int(port), limit_s)
-            report(result)
-            await asyncio.sleep(interval)
+            now = time.monotonic()
+            if passed_once or result.status == PASSING or now - last_report >= interval:
+                report(result)
+                last_report = now
+            passed_once = passed_once or result.status == PASSING
+            await asyncio.sleep(interval if passed_once else min(interval, STARTUP_PROBE_S))
