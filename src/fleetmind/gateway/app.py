@@ -1,0 +1,62 @@
+"""The gateway's FastAPI app: :func:`create_app` wires settings, key store, discovery and routes together.
+
+``/v1/*`` is the OpenAI surface (keys required), ``/health`` is for checks and load balancers,
+``/openapi.json`` and ``/docs`` describe it all. Shared objects live on ``app.state`` and are closed by the
+lifespan.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+import fleetmind
+from fleetmind.config import get_settings
+from fleetmind.gateway.discovery import AgentLocator, Registry
+from fleetmind.gateway.errors import install_error_handlers
+from fleetmind.gateway.routes import chat, health, models
+from fleetmind.gateway.service import ChatService
+from fleetmind.gateway.settings import GatewaySettings, get_gateway_settings
+from fleetmind.security import KeyStore
+
+
+def create_app(
+    settings: GatewaySettings | None = None,
+    *,
+    key_store: KeyStore | None = None,
+    registry: Registry | None = None,
+    http: httpx.AsyncClient | None = None,
+) -> FastAPI:
+    """Build the app; anything not given comes from the environment (settings, key file, registry)."""
+    settings = settings or get_gateway_settings()
+    key_store = key_store or KeyStore(get_settings().keys_file)
+    locator = AgentLocator(settings, registry=registry)
+    service = ChatService(settings, locator, http=http)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await service.aclose()
+
+    app = FastAPI(
+        title="fleetmind gateway",
+        version=fleetmind.__version__,
+        summary="OpenAI-compatible API in front of the fleetmind agent.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.key_store = key_store
+    app.state.locator = locator
+    app.state.chat_service = service
+    app.state.started = int(time.time())
+    install_error_handlers(app)
+    app.include_router(chat.router, prefix="/v1")
+    app.include_router(models.router, prefix="/v1")
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,187 @@
+"""The gateway's exceptions and the one error envelope every failure is answered with.
+
+OpenAI clients parse ``{"error": {"message", "type", "param", "code"}}`` to build their exceptions, so every
+path out of the app -- our own errors, FastAPI's validation errors, Starlette's 404/405 and any crash -- goes
+through :func:`install_error_handlers` and leaves in that shape. Validation errors become 400 as OpenAI
+answers them, with ``param`` naming the offending field the way OpenAI spells it (``messages[0].content``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+INVALID_REQUEST = "invalid_request_error"
+SERVER_ERROR = "server_error"
+
+
+class GatewayError(Exception):
+    """Base class: an error with the HTTP status and envelope fields it is answered with."""
+
+    status_code = 500
+    type = SERVER_ERROR
+    code: str | None = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def envelope(self) -> dict[str, Any]:
+        return error_body(self.message, type_=self.type, param=self.param, code=self.code)
+
+    def response(self) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if self.status_code == 401 else None
+        return JSONResponse(self.envelope(), status_code=self.status_code, headers=headers)
+
+
+class AuthenticationError(GatewayError):
+    status_code = 401
+    type = INVALID_REQUEST
+    code = "invalid_api_key"
+
+
+class InvalidRequestError(GatewayError):
+    status_code = 400
+    type = INVALID_REQUEST
+    code = "invalid_request"
+
+
+class UnsupportedParameterError(InvalidRequestError):
+    code = "unsupported_parameter"
+
+    def __init__(self, param: str, message: str | None = None) -> None:
+        message = message or f"The parameter '{param}' is not supported by fleetmind yet."
+        super().__init__(message, param=param)
+
+
+class ModelNotFoundError(GatewayError):
+    status_code = 404
+    type = INVALID_REQUEST
+    code = "model_not_found"
+
+    def __init__(self, model: str, known: Sequence[str]) -> None:
+        listing = ", ".join(known) if known else "(none)"
+        super().__init__(f"The model '{model}' does not exist. Known models: {listing}.", param="model")
+        self.known = list(known)
+
+
+class AgentUnavailableError(GatewayError):
+    status_code = 503
+    code = "agent_unavailable"
+
+
+class UpstreamTimeoutError(GatewayError):
+    status_code = 504
+    code = "timeout"
+
+
+class UpstreamError(GatewayError):
+    status_code = 502
+    code = "upstream_error"
+
+
+class ClientDisconnected(GatewayError):
+    """The client went away before its answer was ready (nginx's 499); nobody reads this answer."""
+
+    status_code = 499
+    type = INVALID_REQUEST
+    code = "client_closed_request"
+
+
+def error_body(
+    message: str, *, type_: str = INVALID_REQUEST, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def openai_param(loc: Sequence[int | str]) -> str | None:
+    """``("body", "messages", 0, "content")`` -> ``"messages[0].content"``; ``None`` for the body itself."""
+    parts = list(loc[1:] if loc and loc[0] == "body" else loc)
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or None
+
+
+def _validation_error(exc: RequestValidationError) -> GatewayError:
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":
+        detail = (first.get("ctx") or {}).get("error", "")
+        return InvalidRequestError(
+            f"We could not parse the JSON body of your request ({detail}). The body must be valid JSON.",
+            code="invalid_json",
+        )
+    param = openai_param(first.get("loc", ()))
+    message = str(first.get("msg", "invalid request"))
+    if first.get("type") == "missing":
+        message = f"Missing required parameter: '{param}'."
+    elif param:
+        message = f"Invalid value for '{param}': {message}"
+    more = len(errors) - 1
+    if more > 0:
+        message += f" (and {more} more error{'s' if more > 1 else ''})"
+    return InvalidRequestError(message, param=param, code="invalid_value")
+
+
+async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, GatewayError)
+    if exc.status_code >= 500:
+        log.warning("%s %s -> %d %s", request.method, request.url.path, exc.status_code, exc.message)
+    return exc.response()
+
+
+async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return _validation_error(exc).response()
+
+
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+}
+
+
+async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        message = f"Unknown request URL: {request.method} {request.url.path}."
+    elif exc.status_code == 405:
+        message = f"Method {request.method} is not allowed on {request.url.path}."
+    else:
+        message = str(exc.detail)
+    type_ = SERVER_ERROR if exc.status_code >= 500 else INVALID_REQUEST
+    body = error_body(message, type_=type_, code=_HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}"))
+    return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    # the traceback goes to our log; the client learns only that it was our fault
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    body = error_body("The server had an error while processing your request.", type_=SERVER_ERROR)
+    body["error"]["code"] = "internal_error"
+    return JSONResponse(body, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every kind of failure to the OpenAI error envelope."""
+    app.add_exception_handler(GatewayError, _gateway_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(Exception, _unhandled)

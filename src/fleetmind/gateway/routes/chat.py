@@ -1,0 +1,131 @@
+"""``POST /v1/chat/completions``: thin routing; :class:`~fleetmind.gateway.service.ChatService` works.
+
+A non-streaming call is cancelled when its client disconnects, like a streaming one, so an abandoned request
+does not keep an expert busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel
+from starlette.types import Send
+
+from fleetmind.gateway.deps import Authorization, Service
+from fleetmind.gateway.errors import ClientDisconnected, error_body
+from fleetmind.gateway.schemas import (
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    check_supported,
+)
+
+router = APIRouter(tags=["chat"])
+T = TypeVar("T")
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, "content": {"application/json": {"example": error_body(text)}}}
+    for code, text in {
+        400: "Invalid or unsupported parameters",
+        401: "Missing or incorrect API key",
+        404: "Unknown model",
+        503: "No agent available",
+        504: "The agent timed out",
+    }.items()
+}
+
+
+def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s JSON schema with its ``$defs`` inlined: a ``#/$defs`` ref means nothing inside OpenAPI."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    result: dict[str, Any] = inline(schema)
+    return result
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """A streaming response that always closes its body iterator, however the stream ends.
+
+    Starlette leaves an abandoned async generator to the garbage collector; closing it here closes the
+    upstream request at once, which is what tells the agent to stop working on it.
+    """
+
+    async def stream_response(self, send: Send) -> None:
+        try:
+            await super().stream_response(send)
+        finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
+
+
+async def _until_disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_disconnected(request: Request, work: asyncio.Task[T]) -> T:
+    """``work``'s result; cancels it if the client goes away first."""
+    watcher = asyncio.ensure_future(_until_disconnected(request))
+    try:
+        await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        work.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if not work.done():
+        work.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await work
+        raise ClientDisconnected("The client closed the connection before the answer was ready.")
+    return work.result()
+
+
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletionResponse,
+    responses={
+        **_ERRORS,
+        200: {
+            "description": "The completion, or with stream=true server-sent `data: <chunk>` events ending in "
+            "`data: [DONE]`.",
+            "content": {"text/event-stream": {"schema": _inline_schema(ChatCompletionChunk)}},
+        },
+    },
+)
+async def create_chat_completion(
+    body: ChatCompletionRequest, request: Request, authorization: Authorization, service: Service
+) -> Any:
+    """Create a model response for the given chat conversation (OpenAI's API)."""
+    check_supported(body)
+    await service.check_model(body.model)
+    if body.stream:
+        events: AsyncIterator[str] = await service.stream(body, authorization=authorization)
+        return ClosingStreamingResponse(
+            events,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    work = asyncio.ensure_future(service.complete(body, authorization=authorization))
+    completion = await _unless_disconnected(request, work)
+    headers = {"X-Fleetmind-Expert": completion.expert} if completion.expert else None
+    return JSONResponse(completion.body.model_dump(mode="json"), headers=headers)

@@ -1,0 +1,351 @@
+"""ChatService: an OpenAI chat request in, an agent request out, the agent's events back as OpenAI answers.
+
+The agent speaks :mod:`fleetmind.agent.protocol`: we POST an ``AgentRequest`` to ``/api/agent/chat`` and read
+newline-delimited ``AgentEvent`` lines. A stream is opened and its first event read *before* the HTTP answer
+is committed, so a refused key, a missing expert or a dead agent still reach the client as a proper status
+code; after that, failures travel as an error chunk followed by ``[DONE]``. Every request has one deadline
+(``request_timeout_s``): the agent is told it, and the gateway gives up a little later if the agent does not.
+Closing the stream early (a client that went away) closes the upstream response, which is the agent's cue to
+stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import anyio
+import httpx
+from pydantic import ValidationError
+
+from fleetmind.agent.protocol import AgentEvent, AgentRequest, ChatMessage, SamplingParams
+from fleetmind.gateway.discovery import AgentLocator
+from fleetmind.gateway.errors import (
+    AgentUnavailableError,
+    AuthenticationError,
+    GatewayError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
+from fleetmind.gateway.schemas import (
+    AssistantMessage,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    Choice,
+    ChunkChoice,
+    ChunkDelta,
+    UsageInfo,
+    message_text,
+)
+from fleetmind.gateway.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+AGENT_CHAT_PATH = "/api/agent/chat"
+# the agent enforces the request timeout itself and says so in a "timeout" event; we wait this much longer
+TIMEOUT_GRACE_S = 2.0
+
+
+def agent_request(req: ChatCompletionRequest, *, request_id: str, timeout_s: float) -> AgentRequest:
+    """The wire request for ``req``, already checked by :func:`~fleetmind.gateway.schemas.check_supported`."""
+    messages = [
+        ChatMessage(
+            role="system" if m.role == "developer" else m.role,
+            content=message_text(m),
+            name=m.name,
+            tool_call_id=m.tool_call_id,
+            tool_calls=m.tool_calls,
+        )
+        for m in req.messages
+    ]
+    params = SamplingParams(
+        temperature=req.temperature,
+        top_p=req.top_p,
+        max_tokens=req.max_completion_tokens or req.max_tokens,
+        stop=req.stop_list(),
+        seed=req.seed,
+        response_format={"type": req.response_format.type} if req.response_format else None,
+    )
+    return AgentRequest(id=request_id, messages=messages, model=req.model, params=params, timeout_s=timeout_s)
+
+
+def event_error(event: AgentEvent) -> GatewayError:
+    """The gateway error for an agent ``error`` event."""
+    message = event.message or f"The agent failed ({event.code or 'no reason given'})."
+    match event.code:
+        case "timeout":
+            return UpstreamTimeoutError(message)
+        case "no_expert":
+            return AgentUnavailableError(message, code="no_expert")
+        case _:
+            return UpstreamError(message, code=event.code or "agent_error")
+
+
+def _upstream_message(body: bytes) -> str | None:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        text = body.decode("utf-8", "replace").strip()
+        return text[:500] or None
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+        if isinstance(err, str):
+            return err
+        if data.get("detail"):
+            return str(data["detail"])
+    return None
+
+
+def status_error(status: int, body: bytes) -> GatewayError:
+    """The gateway error for an agent that answered ``status`` instead of a stream."""
+    detail = _upstream_message(body)
+    if status in (401, 403):
+        return AuthenticationError(detail or "The agent refused the API key.")
+    if status in (400, 422):
+        return InvalidRequestError(detail or "The agent refused the request.")
+    if status == 503:
+        return AgentUnavailableError(detail or "The agent is not ready.")
+    if status == 504:
+        return UpstreamTimeoutError(detail or "The agent timed out.")
+    return UpstreamError(f"The agent answered HTTP {status}" + (f": {detail}" if detail else "."))
+
+
+@dataclass
+class _Upstream:
+    """An open agent response and the request's deadline (``time.monotonic``)."""
+
+    response: httpx.Response
+    lines: AsyncIterator[str]
+    deadline: float
+    request_id: str
+
+    async def next_event(self) -> AgentEvent | None:
+        """The next event, ``None`` when the agent closed the stream; raises on timeout or garbage."""
+        while True:
+            left = self.deadline - time.monotonic()
+            try:
+                if left <= 0:
+                    raise TimeoutError
+                async with asyncio.timeout(left):
+                    line = await anext(self.lines)
+            except StopAsyncIteration:
+                return None
+            except TimeoutError:
+                raise UpstreamTimeoutError("The agent did not finish within the request timeout.") from None
+            except httpx.HTTPError as exc:
+                raise UpstreamError(f"The connection to the agent broke: {exc}") from exc
+            if not line.strip():
+                continue
+            try:
+                return AgentEvent.model_validate_json(line)
+            except ValidationError as exc:
+                raise UpstreamError(f"The agent sent a line that is not an event: {line[:200]!r}") from exc
+
+    async def aclose(self) -> None:
+        # shielded: this runs when the client has gone and our task is cancelled, and it must still happen
+        with anyio.CancelScope(shield=True):
+            await self.response.aclose()
+
+
+@dataclass
+class Completion:
+    body: ChatCompletionResponse
+    expert: str | None
+
+
+class ChatService:
+    """Turns checked OpenAI requests into agent calls; one per app, shared by all requests."""
+
+    def __init__(
+        self, settings: GatewaySettings, locator: AgentLocator, *, http: httpx.AsyncClient | None = None
+    ) -> None:
+        self.settings = settings
+        self.locator = locator
+        # no read timeout here: each request has its own deadline, enforced per line in _Upstream
+        self.http = http or httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5.0))
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def check_model(self, model: str) -> None:
+        known = await self.locator.models()
+        if model not in known:
+            raise ModelNotFoundError(model, known)
+
+    async def _open(self, req: ChatCompletionRequest, *, authorization: str, completion_id: str) -> _Upstream:
+        start = time.monotonic()
+        deadline = start + self.settings.request_timeout_s + TIMEOUT_GRACE_S
+        discovery_deadline = start + self.settings.discovery_timeout_s
+        request_id = "req-" + completion_id.removeprefix("chatcmpl-")
+        delay = 0.1
+        while True:
+            url = await self.locator.agent_url(deadline=discovery_deadline)
+            left = max(0.001, deadline - TIMEOUT_GRACE_S - time.monotonic())
+            try:
+                wire = agent_request(req, request_id=request_id, timeout_s=min(left, 3600.0))
+            except ValidationError as exc:
+                raise InvalidRequestError(f"The request cannot be passed to the agent: {exc}") from exc
+            http_request = self.http.build_request(
+                "POST",
+                url + AGENT_CHAT_PATH,
+                content=wire.model_dump_json(),
+                headers={
+                    "Authorization": authorization,
+                    "Content-Type": "application/json",
+                    "Accept": "application/x-ndjson",
+                },
+            )
+            try:
+                # the agent answers headers at once; one that does not still may not outlive the deadline
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    response = await self.http.send(http_request, stream=True)
+                if response.status_code == 503 and time.monotonic() + delay < discovery_deadline:
+                    # an agent whose pipeline is still starting: as good as not there yet
+                    await response.aclose()
+                    self.locator.forget(url)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+                    continue
+                break
+            except TimeoutError:
+                raise UpstreamTimeoutError(f"The agent at {url} did not answer in time.") from None
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                # the agent may be starting or just moved: ask again until the discovery deadline
+                log.info("agent at %s not reachable yet (%s); retrying", url, exc)
+                self.locator.forget(url)
+                if time.monotonic() + delay >= discovery_deadline:
+                    raise AgentUnavailableError(
+                        f"Could not connect to the agent at {url} within "
+                        f"{self.settings.discovery_timeout_s:g}s: {exc}"
+                    ) from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            except httpx.HTTPError as exc:
+                raise UpstreamError(f"Could not send the request to the agent at {url}: {exc}") from exc
+        if response.status_code != 200:
+            try:
+                body = await response.aread()
+            finally:
+                await response.aclose()
+            raise status_error(response.status_code, body)
+        log.info("chat %s model=%s stream=%s -> %s", request_id, req.model, req.stream, url)
+        return _Upstream(response, response.aiter_lines(), deadline, request_id)
+
+    async def complete(self, req: ChatCompletionRequest, *, authorization: str) -> Completion:
+        """The whole answer at once."""
+        completion_id = "chatcmpl-" + uuid.uuid4().hex
+        created = int(time.time())
+        upstream = await self._open(req, authorization=authorization, completion_id=completion_id)
+        parts: list[str] = []
+        try:
+            while True:
+                event = await upstream.next_event()
+                if event is None:
+                    raise UpstreamError("The agent closed the stream before it finished.")
+                if event.type == "delta":
+                    parts.append(event.text)
+                elif event.type == "error":
+                    raise event_error(event)
+                else:
+                    usage = event.usage
+                    body = ChatCompletionResponse(
+                        id=completion_id,
+                        created=created,
+                        model=req.model,
+                        choices=[
+                            Choice(
+                                message=AssistantMessage(content="".join(parts) + event.text),
+                                finish_reason=event.finish_reason or "stop",
+                            )
+                        ],
+                        usage=_usage(usage.prompt_tokens, usage.completion_tokens) if usage else UsageInfo(),
+                    )
+                    return Completion(body, event.expert)
+        finally:
+            await upstream.aclose()
+
+    async def stream(self, req: ChatCompletionRequest, *, authorization: str) -> AsyncIterator[str]:
+        """Server-sent events for ``req``; errors before the first event are raised here, not streamed."""
+        completion_id = "chatcmpl-" + uuid.uuid4().hex
+        created = int(time.time())
+        upstream = await self._open(req, authorization=authorization, completion_id=completion_id)
+        try:
+            first = await upstream.next_event()
+            if first is None:
+                raise UpstreamError("The agent closed the stream before it finished.")
+            if first.type == "error":
+                raise event_error(first)
+        except BaseException:
+            await upstream.aclose()
+            raise
+        return _sse(req, upstream, first, completion_id=completion_id, created=created)
+
+
+def _usage(prompt: int, completion: int) -> UsageInfo:
+    return UsageInfo(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
+def sse(payload: dict[str, object] | str) -> str:
+    data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
+    return f"data: {data}\n\n"
+
+
+async def _sse(
+    req: ChatCompletionRequest, upstream: _Upstream, first: AgentEvent, *, completion_id: str, created: int
+) -> AsyncIterator[str]:
+    include_usage = req.include_usage()
+
+    def chunk(delta: ChunkDelta, finish_reason: str | None = None) -> str:
+        body = ChatCompletionChunk(
+            id=completion_id,
+            created=created,
+            model=req.model,
+            choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)],
+        ).model_dump(mode="json")
+        body["choices"][0]["delta"] = delta.model_dump(exclude_none=True)
+        if not include_usage:
+            # OpenAI sends "usage": null on every chunk only when usage was asked for
+            body.pop("usage")
+        return sse(body)
+
+    try:
+        yield chunk(ChunkDelta(role="assistant", content=""))
+        event: AgentEvent | None = first
+        while event is not None:
+            if event.type == "error":
+                yield sse(event_error(event).envelope())
+                break
+            if event.text:
+                yield chunk(ChunkDelta(content=event.text))
+            if event.type == "done":
+                yield chunk(ChunkDelta(), finish_reason=event.finish_reason or "stop")
+                if include_usage:
+                    usage = event.usage
+                    final = ChatCompletionChunk(
+                        id=completion_id,
+                        created=created,
+                        model=req.model,
+                        choices=[],
+                        usage=_usage(usage.prompt_tokens, usage.completion_tokens) if usage else UsageInfo(),
+                    )
+                    yield sse(final.model_dump(mode="json"))
+                break
+            event = await upstream.next_event()
+        else:
+            yield sse(UpstreamError("The agent closed the stream before it finished.").envelope())
+    except GatewayError as exc:
+        log.warning("chat %s failed mid-stream: %s", upstream.request_id, exc.message)
+        yield sse(exc.envelope())
+    finally:
+        await upstream.aclose()
+    yield sse("[DONE]")

@@ -1,0 +1,49 @@
+"""The gateway's settings (``FLEETMIND_GATEWAY_*``), read once through :func:`get_gateway_settings`.
+
+Where the API keys live is not here: every HTTP surface shares ``fleetmind.config.get_settings().keys_file``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class GatewaySettings(BaseSettings):
+    """Where the gateway listens and how it finds and waits for the agent."""
+
+    model_config = SettingsConfigDict(env_prefix="FLEETMIND_GATEWAY_", extra="ignore")
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=8080, ge=1, le=65535, description="Port to listen on.")
+    agent_url: str | None = Field(
+        default=None, description="Fixed agent base URL (http://host:port); unset = find it in the registry."
+    )
+    agent_service: str = Field(default="pipecatapp", description="Registry service name of the agent.")
+    consul_addr: str | None = Field(
+        default=None, description="Registry address; unset = CONSUL_HTTP_ADDR or 127.0.0.1:8500."
+    )
+    request_timeout_s: float = Field(
+        default=120.0, gt=0, le=3600, description="Longest a chat request may take, first byte to last."
+    )
+    discovery_timeout_s: float = Field(
+        default=15.0, ge=0, le=600, description="How long to look for a healthy agent."
+    )
+    registry_ttl_s: float = Field(default=5.0, ge=0, le=300, description="Registry answer reuse.")
+
+    @field_validator("agent_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"agent_url must be an http:// or https:// URL, got {value!r}")
+        return value
+
+
+@lru_cache
+def get_gateway_settings() -> GatewaySettings:
+    return GatewaySettings()
