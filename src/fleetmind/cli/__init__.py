@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from fleetmind import __version__
-from fleetmind.cli import chat, keys, models, stack
+from fleetmind.cli import chat, keys, models, provision, stack
 
 app = typer.Typer(
     name="fleetmind",
@@ -21,6 +21,7 @@ stack.register(app)
 chat.register(app)
 app.add_typer(keys.app, name="keys")
 app.add_typer(models.app, name="models")
+app.add_typer(provision.app, name="provision")
 
 
 def _version(value: bool) -> None:

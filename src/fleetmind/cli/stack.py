@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -141,7 +142,8 @@ def status() -> None:
             for task, st in sorted((alloc.get("TaskStates") or {}).items()):
                 state = st.get("State", "?") + (" (failed)" if st.get("Failed") else "")
                 table.add_row(job["ID"], task, state, str(st.get("Restarts", 0)), svc, addr, health)
-    Console().print(table)
+    # Piped output has no terminal width; rich would squeeze the table to 80 columns and cut names.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 def _service_cells(client: ClusterClient, services: list[str]) -> tuple[str, str, str]:
