@@ -61,6 +61,8 @@ class AgentEvent(BaseModel):
     finish_reason: str | None = None
     usage: Usage | None = None
     expert: str | None = None
-    # for errors: a short machine code ("timeout", "no_expert", "expert_error", "cancelled") and a message
+    # for errors: a short machine code ("timeout", "no_expert", "expert_error", "cancelled") and a message;
+    # also "invalid_request" (every expert refused the request itself, e.g. a bad response_format, or the
+    # request id is already in flight), "unavailable" (the agent is stopping), "internal" (a bug; see the log)
     code: str | None = None
     message: str | None = None

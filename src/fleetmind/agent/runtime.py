@@ -1,0 +1,217 @@
+"""The agent runtime: builds the pipecat pipeline, runs it, and turns each request into a stream of events.
+
+The pipeline is ``[TwinService, AgentEventSinkProcessor]`` inside a pipecat ``PipelineWorker`` run by a
+``WorkerRunner``. :meth:`AgentRuntime.submit` registers a queue for the request's id with the sink, queues an
+``AgentRequestFrame`` into the pipeline and yields :class:`AgentEvent` objects from that queue until the
+``done`` or ``error`` event. A consumer that stops early (its client went away) makes the runtime send an
+``AgentCancelFrame``, which stops the expert call. Front ends (Mission Control's HTTP API, later voice) only
+ever talk to this class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from pipecat.frames.frames import Frame
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineWorker
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.workers.runner import WorkerRunner
+
+from fleetmind.agent import RuntimeNotRunningError
+from fleetmind.agent.experts import ExpertClient, ExpertDirectory, parse_experts
+from fleetmind.agent.frames import AgentCancelFrame, AgentErrorFrame, AgentOutputFrame, AgentRequestFrame
+from fleetmind.agent.protocol import AgentEvent, AgentRequest
+from fleetmind.agent.settings import AgentSettings
+from fleetmind.agent.stats import AgentStats
+from fleetmind.agent.twin import TwinService
+
+log = logging.getLogger(__name__)
+
+_START_TIMEOUT_S = 30.0
+_STOP_TIMEOUT_S = 10.0
+
+
+class AgentEventSinkProcessor(FrameProcessor):
+    """The end of the pipeline: hands each output frame to the queue of the request it belongs to."""
+
+    def __init__(self, *, stats: AgentStats | None = None, name: str | None = None) -> None:
+        super().__init__(name=name or "AgentEventSink")
+        self.stats = stats or AgentStats()
+        self._queues: dict[str, asyncio.Queue[AgentEvent]] = {}
+
+    def open(self, request_id: str) -> asyncio.Queue[AgentEvent] | None:
+        """A fresh queue for ``request_id``, or None when that id is already in flight."""
+        if request_id in self._queues:
+            return None
+        queue: asyncio.Queue[AgentEvent] = asyncio.Queue()
+        self._queues[request_id] = queue
+        return queue
+
+    def close(self, request_id: str) -> None:
+        self._queues.pop(request_id, None)
+
+    def fail_all(self, code: str, message: str) -> None:
+        """End every open stream with an error (the pipeline is gone, nothing else will)."""
+        for request_id, queue in list(self._queues.items()):
+            queue.put_nowait(AgentEvent(type="error", id=request_id, code=code, message=message))
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if not isinstance(frame, AgentOutputFrame):
+            await self.push_frame(frame, direction)
+            return
+        event = frame.to_event()
+        if event.type == "done":
+            self.stats.record_done(
+                event.id, event.expert, event.usage.completion_tokens if event.usage else 0
+            )
+        elif event.type == "error":
+            self.stats.record_error(event.id, event.code or "internal", event.expert)
+        queue = self._queues.get(frame.request_id)
+        if queue is not None:
+            queue.put_nowait(event)
+
+
+class AgentRuntime:
+    """Owns the agent pipeline: ``start()``, then ``submit()`` requests (concurrently), then ``stop()``."""
+
+    def __init__(
+        self,
+        *,
+        settings: AgentSettings | None = None,
+        directory: ExpertDirectory | None = None,
+        client: ExpertClient | None = None,
+    ) -> None:
+        self.settings = settings or AgentSettings()
+        fixed = parse_experts(self.settings.experts) if self.settings.experts else None
+        self.directory = directory or ExpertDirectory(
+            fixed=fixed,
+            ttl_s=self.settings.discovery_ttl_s,
+            cooldown_s=self.settings.failed_expert_cooldown_s,
+        )
+        self._own_client = client is None
+        self._client_closed = False
+        self._client = client or self._new_client()
+        self.stats = AgentStats()
+        self._worker: PipelineWorker | None = None
+        self._runner: WorkerRunner | None = None
+        self._run_task: asyncio.Task[None] | None = None
+        self._sink: AgentEventSinkProcessor | None = None
+        self._twin: TwinService | None = None
+        self._started = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
+
+    def _new_client(self) -> ExpertClient:
+        return ExpertClient(
+            connect_timeout_s=self.settings.expert_connect_timeout_s,
+            read_timeout_s=self.settings.expert_read_timeout_s,
+        )
+
+    @property
+    def running(self) -> bool:
+        return self._started.is_set() and self._run_task is not None and not self._run_task.done()
+
+    @property
+    def in_flight(self) -> int:
+        return self._twin.in_flight if self._twin else 0
+
+    async def start(self) -> None:
+        """Build and start the pipeline; returns once frames flow. Idempotent."""
+        if self.running:
+            return
+        if self._client_closed:
+            self._client = self._new_client()
+            self._client_closed = False
+        self._twin = TwinService(
+            self.directory,
+            self._client,
+            default_expert=self.settings.default_expert,
+            max_timeout_s=self.settings.request_timeout_s,
+        )
+        self._sink = AgentEventSinkProcessor(stats=self.stats)
+        self._worker = PipelineWorker(
+            Pipeline([self._twin, self._sink]),
+            name="fleetmind-agent",
+            enable_rtvi=False,  # no client transport in this pipeline: requests come from the HTTP front end
+            enable_turn_tracking=False,
+            idle_timeout_secs=None,  # a quiet agent is not a finished one
+            cancel_on_idle_timeout=False,
+        )
+        self._started.clear()
+
+        @self._worker.event_handler("on_pipeline_started")
+        async def _on_started(_worker: PipelineWorker, _frame: Frame) -> None:
+            self._started.set()
+
+        # Signals belong to the process that hosts us (uvicorn), which calls stop() on its way out.
+        self._runner = WorkerRunner(handle_sigint=False, handle_sigterm=False)
+        await self._runner.add_workers(self._worker)
+        self._run_task = asyncio.create_task(self._runner.run(), name="fleetmind-agent-pipeline")
+        started = asyncio.create_task(self._started.wait())
+        done, _ = await asyncio.wait(
+            {started, self._run_task}, timeout=_START_TIMEOUT_S, return_when="FIRST_COMPLETED"
+        )
+        if started not in done:
+            started.cancel()
+            await self.stop()
+            raise RuntimeNotRunningError("the agent pipeline did not start")
+        log.info(
+            "agent pipeline running (experts from %s)",
+            self.directory.mode,
+            extra={"event": "pipeline_started", "experts_mode": self.directory.mode},
+        )
+
+    async def stop(self) -> None:
+        """End the pipeline (in-flight requests end with ``cancelled``), release the HTTP pool. Idempotent."""
+        if self._run_task is not None and not self._run_task.done():
+            assert self._worker is not None and self._runner is not None
+            await self._worker.stop_when_done()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._run_task), _STOP_TIMEOUT_S)
+            except TimeoutError:
+                log.warning(
+                    "agent pipeline did not end in time; cancelling", extra={"event": "pipeline_stop_timeout"}
+                )
+                await self._runner.cancel("stop timed out")
+                await self._run_task
+        self._started.clear()
+        if self._sink is not None:
+            self._sink.fail_all("unavailable", "the agent stopped")
+        if self._own_client and not self._client_closed:
+            await self._client.aclose()
+            self._client_closed = True
+        log.info("agent pipeline stopped", extra={"event": "pipeline_stopped"})
+
+    async def submit(self, request: AgentRequest) -> AsyncIterator[AgentEvent]:
+        """Events for ``request``: deltas, then one done or error. Closing the iterator early cancels it."""
+        if not self.running or self._sink is None or self._worker is None:
+            raise RuntimeNotRunningError("the agent pipeline is not running")
+        queue = self._sink.open(request.id)
+        if queue is None:
+            yield AgentErrorFrame(
+                request_id=request.id, code="invalid_request", message="request id already in flight"
+            ).to_event()
+            return
+        finished = False
+        try:
+            await self._worker.queue_frame(AgentRequestFrame(request=request))
+            while True:
+                event = await queue.get()
+                yield event
+                if event.type != "delta":
+                    finished = True
+                    return
+        finally:
+            self._sink.close(request.id)
+            if not finished and self.running:
+                # A task of its own: this may run inside a cancelled task, where awaiting is not reliable.
+                task = asyncio.create_task(
+                    self._worker.queue_frame(
+                        AgentCancelFrame(request_id=request.id, reason="client went away")
+                    )
+                )
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)

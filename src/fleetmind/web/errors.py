@@ -1,0 +1,81 @@
+"""Errors of Mission Control's API and the one envelope every failure is answered with.
+
+Every error body is ``{"error": {"message", "type", "param", "code"}}``, the shape the OpenAI-compatible
+gateway uses too, so a client needs one parser. Messages say what was wrong with the request and never echo
+secrets, file paths or internals: authentication failures in particular do not say whether a key exists.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+
+class WebError(Exception):
+    """Base class of this package's errors."""
+
+
+class ApiError(WebError):
+    """An HTTP error with a status, a machine code and a message safe to show the caller."""
+
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        *,
+        code: str,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.code = code
+        self.type = type
+        self.param = param
+        self.headers = headers
+
+
+def error_body(message: str, *, type: str, code: str, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(
+        error_body(exc.message, type=exc.type, code=exc.code, param=exc.param),
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    # A body that is not JSON at all is a bad request; JSON of the wrong shape is unprocessable.
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return JSONResponse(
+            error_body(
+                "the request body is not valid JSON", type="invalid_request_error", code="invalid_json"
+            ),
+            status_code=400,
+        )
+    first = errors[0] if errors else {}
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    param = ".".join(loc) or None
+    message = (
+        f"{param}: {first.get('msg', 'invalid value')}" if param else str(first.get("msg", "invalid request"))
+    )
+    return JSONResponse(
+        error_body(message, type="invalid_request_error", code="invalid_request", param=param),
+        status_code=422,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)

@@ -1,0 +1,71 @@
+"""``POST /api/agent/chat``: one chat request in, newline-delimited JSON :class:`AgentEvent` lines out.
+
+The body is an :class:`~fleetmind.agent.protocol.AgentRequest`; the answer streams ``delta`` lines and ends
+with one ``done`` or ``error`` line. Failures of the agent itself (timeout, no expert) arrive in-stream with
+status 200, as the protocol says; only auth, validation and a stopped pipeline are HTTP errors. When the
+client goes away Starlette cancels the stream, and closing the runtime's iterator cancels the request and its
+expert call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
+
+from fleetmind.agent.protocol import AgentRequest
+from fleetmind.agent.runtime import AgentRuntime
+from fleetmind.web.deps import ApiKeyDep, RuntimeDep
+from fleetmind.web.errors import ApiError
+
+router = APIRouter(tags=["agent"])
+
+NDJSON = "application/x-ndjson"
+
+
+async def _lines(runtime: AgentRuntime, request: AgentRequest) -> AsyncIterator[str]:
+    async for event in runtime.submit(request):
+        yield event.model_dump_json(exclude_none=True) + "\n"
+
+
+async def agent_request(request: Request) -> AgentRequest:
+    """The body as an AgentRequest, parsed after auth so an anonymous caller learns nothing of the schema."""
+    body = await request.body()
+    try:
+        return AgentRequest.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            raise ApiError(400, "the request body is not valid JSON", code="invalid_json") from None
+        first = errors[0]
+        param = ".".join(str(p) for p in first.get("loc", ())) or None
+        message = f"{param}: {first.get('msg')}" if param else str(first.get("msg"))
+        raise ApiError(422, message, code="invalid_request", param=param) from None
+
+
+@router.post(
+    "/api/agent/chat",
+    response_class=StreamingResponse,
+    responses={200: {"content": {NDJSON: {}}}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "an AgentRequest (fleetmind.agent.protocol)",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
+async def chat(
+    _auth: ApiKeyDep, runtime: RuntimeDep, request: Annotated[AgentRequest, Depends(agent_request)]
+) -> StreamingResponse:
+    if not runtime.running:
+        raise ApiError(503, "the agent pipeline is not running", type="server_error", code="unavailable")
+    return StreamingResponse(
+        _lines(runtime, request),
+        media_type=NDJSON,
+        # Proxies must pass each line on as it comes, not buffer the answer.
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

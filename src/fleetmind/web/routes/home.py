@@ -1,0 +1,19 @@
+"""``GET /``: a small page that says what this server is and shows ``/api/status`` once given an API key."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+
+router = APIRouter(tags=["home"])
+
+# The page's script comes from /static; nothing inline runs, nothing loads from elsewhere.
+_CSP = "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def home() -> HTMLResponse:
+    page = files("fleetmind.web").joinpath("static/index.html").read_text(encoding="utf-8")
+    return HTMLResponse(page, headers={"Content-Security-Policy": _CSP})

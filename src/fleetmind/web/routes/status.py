@@ -1,0 +1,56 @@
+"""``GET /api/status``: uptime, the experts seen and their health, request counts and the latest answers."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+import fleetmind
+from fleetmind.web.deps import ApiKeyDep, RuntimeDep
+from fleetmind.web.schemas import ExpertStatus, RecentAnswer, RequestCounts, StatusResponse
+
+router = APIRouter(tags=["status"])
+
+
+@router.get("/api/status", response_model=StatusResponse)
+async def status(runtime: RuntimeDep, _auth: ApiKeyDep) -> StatusResponse:
+    directory = runtime.directory
+    # Asking refreshes the registry view (at most once per discovery TTL): the page shows what routing sees.
+    await directory.experts()
+    stats = runtime.stats
+    experts = [
+        ExpertStatus(
+            name=h.name,
+            url=h.url,
+            source=h.source,
+            healthy=healthy,
+            listed=h.listed,
+            served=h.served,
+            failed=h.failed,
+            consecutive_failures=h.consecutive_failures,
+            last_ok=h.last_ok,
+            last_failure=h.last_failure,
+            last_error=h.last_error,
+        )
+        for h, healthy in directory.snapshot()
+    ]
+    return StatusResponse(
+        version=fleetmind.__version__,
+        running=runtime.running,
+        uptime_s=round(stats.uptime_s, 3),
+        experts_from=directory.mode,
+        discovery_error=directory.discovery_error,
+        experts=experts,
+        requests=RequestCounts(
+            served=stats.served,
+            failed=stats.failed,
+            in_flight=runtime.in_flight,
+            errors=dict(stats.errors),
+            by_expert=dict(stats.by_expert),
+        ),
+        recent=[
+            RecentAnswer(
+                id=r.id, outcome=r.outcome, expert=r.expert, at=r.at, completion_tokens=r.completion_tokens
+            )
+            for r in stats.recent
+        ],
+    )

@@ -1,0 +1,53 @@
+"""Response models of Mission Control's API (the chat route speaks :mod:`fleetmind.agent.protocol`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "starting"]
+
+
+class ExpertStatus(BaseModel):
+    name: str
+    url: str
+    source: Literal["env", "registry"]
+    healthy: bool
+    listed: bool
+    served: int
+    failed: int
+    consecutive_failures: int
+    last_ok: float | None
+    last_failure: float | None
+    last_error: str | None
+
+
+class RecentAnswer(BaseModel):
+    id: str
+    outcome: str
+    expert: str | None
+    at: float
+    completion_tokens: int
+
+
+class RequestCounts(BaseModel):
+    served: int
+    failed: int
+    in_flight: int
+    errors: dict[str, int]
+    by_expert: dict[str, int]
+
+
+class StatusResponse(BaseModel):
+    service: Literal["fleetmind-agent"] = "fleetmind-agent"
+    version: str
+    running: bool
+    uptime_s: float
+    experts_from: Literal["env", "registry"]
+    discovery_error: str | None
+    experts: list[ExpertStatus]
+    requests: RequestCounts
+    recent: list[RecentAnswer]

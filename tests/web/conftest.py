@@ -1,0 +1,132 @@
+"""Fixtures for Mission Control's tests: a state dir with an API key, the app in-process, a real process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+
+# The hung-expert helper lives with the agent tests; test folders are not packages, so it is found by path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
+
+from agent_testkit import HungServer, run_hung_server
+
+from fleetmind.agent.runtime import AgentRuntime
+from fleetmind.agent.settings import AgentSettings
+from fleetmind.config import Settings
+from fleetmind.security import KeyStore
+from fleetmind.web.app import create_app
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class StateDir:
+    path: Path
+    key: str
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> StateDir:
+    key, _ = KeyStore(tmp_path / "keys.json").create("tests")
+    return StateDir(tmp_path, key)
+
+
+@dataclass
+class InProcess:
+    client: httpx.AsyncClient
+    runtime: AgentRuntime
+    key: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    async def chat(self, body: object = None, *, content: bytes | None = None) -> httpx.Response:
+        """POST /api/agent/chat with the key: ``body`` as JSON, or raw ``content``."""
+        if content is not None:
+            return await self.client.post("/api/agent/chat", headers=self.auth, content=content)
+        return await self.client.post("/api/agent/chat", headers=self.auth, json=body)
+
+
+@pytest_asyncio.fixture
+async def in_process(state: StateDir, llama_server_url: str) -> AsyncIterator[InProcess]:
+    """The app over ASGI with a running runtime (started here: ASGI transports do not run lifespans)."""
+    runtime = AgentRuntime(settings=AgentSettings(experts=f"general={llama_server_url}"))
+    app = create_app(Settings(state_dir=state.path), runtime)
+    await runtime.start()
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://agent.test") as client:
+            yield InProcess(client, runtime, state.key)
+    finally:
+        await runtime.stop()
+
+
+@dataclass
+class AgentProcess:
+    url: str
+    key: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    hung: HungServer
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"agent exited with {proc.returncode}: {tail}")
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"agent did not become healthy: {log.read_text(errors='replace')[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def agent_process(tmp_path_factory: pytest.TempPathFactory, llama_server_url: str) -> Iterator[AgentProcess]:
+    """``python -m fleetmind.agent`` as a real process, with a general expert and a hung one."""
+    state_dir = tmp_path_factory.mktemp("agent-state")
+    key, _ = KeyStore(state_dir / "keys.json").create("tests")
+    port = _free_port()
+    log = state_dir / "agent.log"
+    with run_hung_server() as hung:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEETMIND_", "PIECAT_"))}
+        env |= {
+            "FLEETMIND_STATE_DIR": str(state_dir),
+            "FLEETMIND_AGENT_EXPERTS": f"general={llama_server_url},hung={hung.url}",
+            "CONSUL_HTTP_ADDR": "127.0.0.1:1",  # never asked: the expert list is fixed
+            "HF_HUB_OFFLINE": "1",
+        }
+        cmd = [sys.executable, "-m", "fleetmind.agent", "--host", "127.0.0.1", "--port", str(port)]
+        with log.open("wb") as fh:
+            proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            _wait_ready(f"http://127.0.0.1:{port}", proc, log)
+            yield AgentProcess(f"http://127.0.0.1:{port}", key, proc, log, hung)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
