@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import openai
-
 from tests.e2e.launcher import start_stack, stop_stack
 
 PROMPTS = [

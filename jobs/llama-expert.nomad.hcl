@@ -25,6 +25,12 @@ variable "expert_name" {
   description = "Name of the expert; the service is expert-<name>, tagged expert and expert:<name>."
 }
 
+variable "system_prompt" {
+  type        = string
+  default     = "You are a helpful assistant."
+  description = "System prompt the agent gives this expert when a conversation has none (published in the service meta)."
+}
+
 variable "port" {
   type        = number
   default     = 8090
@@ -85,7 +91,8 @@ job "llama-expert" {
 
       meta {
         expert = var.expert_name
-        model  = basename(var.model)
+        model         = basename(var.model)
+        system_prompt = var.system_prompt
       }
 
       check {

@@ -22,9 +22,7 @@ def make_request(text: str, **kwargs: Any) -> AgentRequest:
     return AgentRequest(messages=[ChatMessage(role="user", content=text)], **kwargs)
 
 
-def direct_completion(
-    url: str, text: str, params: SamplingParams = DETERMINISTIC
-) -> tuple[str, dict[str, Any]]:
+def direct_completion(url: str, text: str, params: SamplingParams = DETERMINISTIC) -> tuple[str, dict[str, Any]]:
     """Stream the same request straight from llama-server: (text, usage)."""
     body = {
         "messages": [{"role": "user", "content": text}],

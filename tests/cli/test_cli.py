@@ -17,8 +17,20 @@ def run(*args: str, state: Path, **env: str) -> subprocess.CompletedProcess[str]
 
 @pytest.mark.parametrize(
     "cmd",
-    [[], ["up"], ["down"], ["status"], ["chat"], ["keys"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"],
-     ["models"], ["models", "list"], ["models", "tiny"]],
+    [
+        [],
+        ["up"],
+        ["down"],
+        ["status"],
+        ["chat"],
+        ["keys"],
+        ["keys", "create"],
+        ["keys", "list"],
+        ["keys", "revoke"],
+        ["models"],
+        ["models", "list"],
+        ["models", "tiny"],
+    ],
 )
 def test_every_command_has_help(cmd: list[str], tmp_path: Path) -> None:
     out = run(*cmd, "--help", state=tmp_path)
@@ -47,7 +59,16 @@ def test_models_list_and_tiny(tmp_path: Path) -> None:
 
 
 def test_up_with_a_missing_model_fails_clearly(tmp_path: Path) -> None:
-    out = run("up", "--model", str(tmp_path / "nope.gguf"), "--nomad-port", "0", "--consul-port", "0", state=tmp_path)
+    out = run(
+        "up",
+        "--model",
+        str(tmp_path / "nope.gguf"),
+        "--nomad-port",
+        "0",
+        "--consul-port",
+        "0",
+        state=tmp_path,
+    )
     assert out.returncode == 1
     assert "neither a file nor a catalogue name" in out.stderr
 

@@ -36,9 +36,7 @@ TASK_SERVER = HERE / "task_server.py"
 SEC = 1_000_000_000
 
 
-def wait_for(
-    predicate: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.05, what: str = ""
-) -> T:
+def wait_for(predicate: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.05, what: str = "") -> T:
     """Poll until ``predicate()`` is truthy and return it; fail after ``timeout`` (a hang guard only)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -68,9 +66,7 @@ def group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return any(
-        pid_alive(int(p.name))
-        for p in Path("/proc").iterdir()
-        if p.name.isdigit() and _pgid_of(int(p.name)) == pgid
+        pid_alive(int(p.name)) for p in Path("/proc").iterdir() if p.name.isdigit() and _pgid_of(int(p.name)) == pgid
     )
 
 
@@ -121,8 +117,7 @@ class OpenAPIContract:
                 self.validator(schema).validate(body)
             except ValidationError as exc:
                 raise AssertionError(
-                    f"{method} {api_path}: body does not match the spec: {exc.message} "
-                    f"at {list(exc.absolute_path)}"
+                    f"{method} {api_path}: body does not match the spec: {exc.message} at {list(exc.absolute_path)}"
                 ) from None
         for name, header in (response.get("headers") or {}).items():
             if name == "X-Nomad-Index":
@@ -221,12 +216,9 @@ def server_job(
             {
                 "Name": "web",
                 "Count": 1,
-                "RestartPolicy": restart
-                or {"Attempts": 3, "Interval": 60 * SEC, "Delay": SEC // 10, "Mode": "fail"},
+                "RestartPolicy": restart or {"Attempts": 3, "Interval": 60 * SEC, "Delay": SEC // 10, "Mode": "fail"},
                 "Networks": [{"DynamicPorts": [{"Label": "http", "Value": 0}]}],
-                "Services": [
-                    {"Name": service or job_id, "PortLabel": "http", "Tags": tags or [], "Checks": [check]}
-                ],
+                "Services": [{"Name": service or job_id, "PortLabel": "http", "Tags": tags or [], "Checks": [check]}],
                 "Tasks": [
                     {
                         "Name": "server",

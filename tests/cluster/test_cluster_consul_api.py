@@ -50,9 +50,7 @@ def test_failing_and_tcp_checks(running_cluster: RunningCluster) -> None:
     rc = running_cluster
     host, port = rc.cluster.consul_addr.split(":")
     rc.client.register_service("up", port=int(port), tcp_check=f"{host}:{port}", interval="1s")
-    rc.client.register_service(
-        "down", port=9, http_check="http://127.0.0.1:9/health", interval="1s", timeout="1s"
-    )
+    rc.client.register_service("down", port=9, http_check="http://127.0.0.1:9/health", interval="1s", timeout="1s")
     wait_for(lambda: rc.client.healthy_services("up"), what="tcp check passing")
     wait_for(lambda: rc.cluster.registry.checks["service:down"].runs >= 1, what="down checked")
     assert rc.client.healthy_services("down") == []

@@ -64,7 +64,11 @@ def test_llama_expert_contract() -> None:
     service = group["Services"][0]
     assert service["Name"] == "expert-code"
     assert service["Tags"] == ["expert", "expert:code"]
-    assert service["Meta"] == {"expert": "code", "model": "SmolLM2.gguf"}
+    assert service["Meta"] == {
+        "expert": "code",
+        "model": "SmolLM2.gguf",
+        "system_prompt": "You are a helpful assistant.",
+    }
     assert service["PortLabel"] == "http"
     check = service["Checks"][0]
     assert (check["Type"], check["Path"]) == ("http", "/health")
@@ -196,9 +200,7 @@ def test_variables_durations_and_runtime_interpolation(tmp_path: Path) -> None:
         ({"name": "x"}, MINIMAL.replace('job "demo" {', 'job "demo" {\n  = broken'), "HCL syntax error"),
     ],
 )
-def test_errors_name_the_file_and_field(
-    tmp_path: Path, variables: dict[str, object], text: str, expected: str
-) -> None:
+def test_errors_name_the_file_and_field(tmp_path: Path, variables: dict[str, object], text: str, expected: str) -> None:
     path = _write(tmp_path, text)
     with pytest.raises(JobSpecError) as info:
         load_job(path, variables)

@@ -34,11 +34,9 @@ def test_llama_expert_job_serves_and_registers(running_cluster: RunningCluster, 
         },
     )
     rc.client.register_job(job)
-    found = wait_for(
-        lambda: rc.client.services_by_tag("expert:tiny"), timeout=120, what="expert-tiny passing"
-    )
+    found = wait_for(lambda: rc.client.services_by_tag("expert:tiny"), timeout=120, what="expert-tiny passing")
     assert [(s.name, s.port, s.meta) for s in found] == [
-        ("expert-tiny", port, {"expert": "tiny", "model": "tiny.gguf"})
+        ("expert-tiny", port, {"expert": "tiny", "model": "tiny.gguf", "system_prompt": "You are a helpful assistant."})
     ]
     models = httpx.get(f"{found[0].url}/v1/models", timeout=10).json()
     assert models["data"]

@@ -40,9 +40,7 @@ def _validate_exchange(contract: OpenAPIContract, resp: requests.Response) -> tu
     return method, template
 
 
-def test_every_client_request_matches_the_openapi(
-    running_cluster: RunningCluster, nomad_openapi: Any
-) -> None:
+def test_every_client_request_matches_the_openapi(running_cluster: RunningCluster, nomad_openapi: Any) -> None:
     client = running_cluster.client
     seen = _record(client)
 
@@ -53,9 +51,7 @@ def test_every_client_request_matches_the_openapi(
     alloc_id = wait_for(lambda: client.job_allocations("contract"), what="allocation")[0]["ID"]
     wait_for(lambda: client.allocation(alloc_id)["ClientStatus"] == "running", what="running allocation")
     client.stop_job("contract")
-    wait_for(
-        lambda: client.job_allocations("contract")[0]["ClientStatus"] == "complete", what="stopped alloc"
-    )
+    wait_for(lambda: client.job_allocations("contract")[0]["ClientStatus"] == "complete", what="stopped alloc")
     assert client.job("contract")["Status"] == "dead"
     client.stop_job("contract", purge=True)
     with pytest.raises(JobNotFound):
@@ -76,9 +72,7 @@ def test_every_client_request_matches_the_openapi(
     }
 
 
-def test_the_stack_jobs_are_accepted_as_submitted(
-    running_cluster: RunningCluster, nomad_openapi: Any
-) -> None:
+def test_the_stack_jobs_are_accepted_as_submitted(running_cluster: RunningCluster, nomad_openapi: Any) -> None:
     """The real job files go through register and come back from GET /v1/job as valid Jobs."""
     client = running_cluster.client
     seen = _record(client)
@@ -94,9 +88,7 @@ def test_the_stack_jobs_are_accepted_as_submitted(
 @pytest.mark.parametrize(
     "path", ["/v1/allocations", "/v1/status/leader", "/v1/status/peers", "/v1/regions", "/v1/nodes"]
 )
-def test_other_routes_match_the_openapi(
-    running_cluster: RunningCluster, nomad_openapi: Any, path: str
-) -> None:
+def test_other_routes_match_the_openapi(running_cluster: RunningCluster, nomad_openapi: Any, path: str) -> None:
     client = running_cluster.client
     client.register_job(server_job("other"))
     wait_for(lambda: client.job_allocations("other"), what="allocation")

@@ -57,9 +57,7 @@ def test_kill_9_is_restarted_and_visible_in_the_allocation(running_cluster: Runn
         what="restart",
     )
     assert infos[-1]["pid"] != first["pid"]
-    state = wait_for(
-        lambda: (s := _task_state(rc, "crashy"))["State"] == "running" and s, what="running again"
-    )
+    state = wait_for(lambda: (s := _task_state(rc, "crashy"))["State"] == "running" and s, what="running again")
     assert state["Restarts"] == 1 and not state["Failed"]
     assert state["LastRestart"] != "0001-01-01T00:00:00Z"
     terminated = next(e for e in state["Events"] if e["Type"] == "Terminated")
@@ -70,9 +68,7 @@ def test_kill_9_is_restarted_and_visible_in_the_allocation(running_cluster: Runn
 
 def test_a_task_that_keeps_crashing_fails_per_its_policy(running_cluster: RunningCluster) -> None:
     rc = running_cluster
-    job = server_job(
-        "doomed", restart={"Attempts": 2, "Interval": 600 * SEC, "Delay": SEC // 20, "Mode": "fail"}
-    )
+    job = server_job("doomed", restart={"Attempts": 2, "Interval": 600 * SEC, "Delay": SEC // 20, "Mode": "fail"})
     job["TaskGroups"][0]["Tasks"][0]["Config"] = {
         "command": sys.executable,
         "args": ["-c", "raise SystemExit(3)"],
@@ -92,9 +88,7 @@ def test_a_task_that_keeps_crashing_fails_per_its_policy(running_cluster: Runnin
 
 def test_delay_mode_waits_instead_of_failing(running_cluster: RunningCluster) -> None:
     rc = running_cluster
-    job = server_job(
-        "patient", restart={"Attempts": 1, "Interval": 30 * SEC, "Delay": SEC // 20, "Mode": "delay"}
-    )
+    job = server_job("patient", restart={"Attempts": 1, "Interval": 30 * SEC, "Delay": SEC // 20, "Mode": "delay"})
     job["TaskGroups"][0]["Tasks"][0]["Config"] = {
         "command": sys.executable,
         "args": ["-c", "raise SystemExit(1)"],
@@ -115,9 +109,7 @@ def test_delay_mode_waits_instead_of_failing(running_cluster: RunningCluster) ->
 
 def test_service_is_found_by_tag_within_one_check_interval(running_cluster: RunningCluster) -> None:
     rc = running_cluster
-    rc.client.register_job(
-        server_job("tagged", service="svc-tagged", tags=["expert", "expert:t"], interval_s=1)
-    )
+    rc.client.register_job(server_job("tagged", service="svc-tagged", tags=["expert", "expert:t"], interval_s=1))
     alloc = rc.alloc("tagged")
     port = alloc["AllocatedResources"]["Shared"]["Ports"][0]["Value"]
     wait_for(lambda: _answers(f"http://127.0.0.1:{port}/health"), what="the task to listen")
@@ -153,9 +145,7 @@ def test_failing_check_drops_out_of_passing_and_new_service_appears(
     rc.client.register_job(server_job("b", tags=["pool"]))
     found = wait_for(lambda: [s.name for s in rc.client.services_by_tag("pool")] == ["b"], what="b passing")
     assert found
-    assert (
-        pid_alive(pid_a) and rc.alloc("a")["TaskStates"]["server"]["Restarts"] == 0
-    )  # nothing was restarted
+    assert pid_alive(pid_a) and rc.alloc("a")["TaskStates"]["server"]["Restarts"] == 0  # nothing was restarted
 
     flip.unlink()
     wait_for(lambda: [s.name for s in rc.client.services_by_tag("pool")] == ["a", "b"], what="a back")
@@ -182,16 +172,12 @@ def test_check_restart_restarts_an_unhealthy_task(running_cluster: RunningCluste
 
 def test_stop_kills_the_whole_process_group(running_cluster: RunningCluster) -> None:
     rc = running_cluster
-    rc.client.register_job(
-        server_job("family", extra_args=["--spawn-child", "--ignore-term"], kill_timeout_s=0.5)
-    )
+    rc.client.register_job(server_job("family", extra_args=["--spawn-child", "--ignore-term"], kill_timeout_s=0.5))
     alloc_id = rc.alloc("family")["ID"]
     info = wait_for(lambda: rc.task_infos(alloc_id, "server"), what="start")[0]
     assert pid_alive(info["child"]) and info["pgid"] == info["pid"]
     rc.client.stop_job("family")
-    alloc = wait_for(
-        lambda: (a := rc.client.allocation(alloc_id))["ClientStatus"] == "complete" and a, what="stop"
-    )
+    alloc = wait_for(lambda: (a := rc.client.allocation(alloc_id))["ClientStatus"] == "complete" and a, what="stop")
     assert not group_alive(info["pgid"]) and not pid_alive(info["child"]) and not pid_alive(info["pid"])
     events = _events(alloc["TaskStates"]["server"])
     assert events[-2:] == ["Killing", "Killed"]
@@ -204,10 +190,7 @@ def test_cluster_stop_leaves_no_process(tmp_path: Path) -> None:
     try:
         rc.client.register_job(server_job("one", extra_args=["--spawn-child"]))
         rc.client.register_job(server_job("two", extra_args=["--ignore-term"], kill_timeout_s=0.3))
-        infos = [
-            wait_for(lambda j=j: rc.task_infos(rc.alloc(j)["ID"], "server"), what=j)[0]
-            for j in ("one", "two")
-        ]
+        infos = [wait_for(lambda j=j: rc.task_infos(rc.alloc(j)["ID"], "server"), what=j)[0] for j in ("one", "two")]
     finally:
         rc.close()
     for info in infos:
@@ -224,9 +207,7 @@ def _start_parent(tmp_path: Path, extra_args: list[str]) -> tuple[subprocess.Pop
     )
     wait_for(lambda: ready.exists() or parent.poll() is not None, what="the cluster process")
     assert parent.poll() is None, parent.stderr.read().decode() if parent.stderr else ""
-    infos = wait_for(
-        lambda: list((tmp_path / "logs" / "allocs").glob("*/server/local/info-*.json")), what="info"
-    )
+    infos = wait_for(lambda: list((tmp_path / "logs" / "allocs").glob("*/server/local/info-*.json")), what="info")
     return parent, json.loads(infos[0].read_text())
 
 

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,19 +35,26 @@ class Stack:
     @property
     def client(self) -> ClusterClient:
         return ClusterClient(
-            consul_addr=f"127.0.0.1:{self.ports['consul']}", nomad_addr=f"http://127.0.0.1:{self.ports['nomad']}"
+            consul_addr=f"127.0.0.1:{self.ports['consul']}",
+            nomad_addr=f"http://127.0.0.1:{self.ports['nomad']}",
         )
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "fleetmind", *args], env=self.env, capture_output=True, text=True, check=check
+            [sys.executable, "-m", "fleetmind", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=check,
         )
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
 
-def wait_healthy(client: ClusterClient, services: tuple[str, ...], timeout: float, proc: subprocess.Popen[bytes]) -> None:
+def wait_healthy(
+    client: ClusterClient, services: tuple[str, ...], timeout: float, proc: subprocess.Popen[bytes]
+) -> None:
     deadline = time.monotonic() + timeout
     pending = list(services)
     while pending:
@@ -76,7 +82,10 @@ def start_stack(tmp: Path, model: str, timeout: float = 120) -> Stack:
     # A key made with the CLI, as a user would; `up` then prints no first-run key.
     key = subprocess.run(
         [sys.executable, "-m", "fleetmind", "keys", "create", "--name", "e2e"],
-        env=env, capture_output=True, text=True, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     log = tmp / "up.log"
     cmd = [sys.executable, "-m", "fleetmind", "up", "--model", model, "--threads", "1"]

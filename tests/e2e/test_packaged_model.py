@@ -20,7 +20,11 @@ def test_capital_of_france_through_the_whole_stack(packaged_model: Path, tmp_pat
         answer = client.chat.completions.create(model="fleetmind", messages=question, temperature=0, max_tokens=40)  # type: ignore[arg-type]
         assert "Paris" in (answer.choices[0].message.content or "")
         stream = client.chat.completions.create(
-            model="fleetmind", messages=question, temperature=0, max_tokens=40, stream=True  # type: ignore[arg-type]
+            model="fleetmind",
+            messages=question,
+            temperature=0,
+            max_tokens=40,
+            stream=True,  # type: ignore[arg-type]
         )
         assert "Paris" in "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     finally:

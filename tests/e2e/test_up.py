@@ -32,7 +32,12 @@ def test_chat_non_streaming_and_streaming(tiny_stack: Stack) -> None:
     assert abs(answer.created - time.time()) < 600  # Unix seconds, not a monotonic clock
 
     stream = client.chat.completions.create(
-        model="fleetmind", messages=msgs, max_tokens=12, temperature=0, seed=7, stream=True  # type: ignore[arg-type]
+        model="fleetmind",
+        messages=msgs,
+        max_tokens=12,
+        temperature=0,
+        seed=7,
+        stream=True,  # type: ignore[arg-type]
     )
     text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert text == answer.choices[0].message.content
@@ -68,7 +73,9 @@ def test_revoked_key_is_refused(tiny_stack: Stack) -> None:
     made = tiny_stack.cli("keys", "create", "--name", "short-lived")
     key = made.stdout.strip()
     assert _client(tiny_stack, key).models.list()
-    key_id = next(line.split()[0] for line in tiny_stack.cli("keys", "list").stdout.splitlines() if "short-lived" in line)
+    key_id = next(
+        line.split()[0] for line in tiny_stack.cli("keys", "list").stdout.splitlines() if "short-lived" in line
+    )
     tiny_stack.cli("keys", "revoke", key_id)
     with pytest.raises(openai.AuthenticationError):
         _client(tiny_stack, key).models.list()
@@ -97,7 +104,9 @@ def test_killed_llama_server_is_restarted_and_serves_again(tiny_stack: Stack) ->
     wait_healthy(tiny_stack.client, ("expert-general",), 60, tiny_stack.proc)
 
     answer = _client(tiny_stack).chat.completions.create(
-        model="fleetmind", messages=[{"role": "user", "content": "again"}], max_tokens=4  # type: ignore[list-item]
+        model="fleetmind",
+        messages=[{"role": "user", "content": "again"}],
+        max_tokens=4,  # type: ignore[list-item]
     )
     assert answer.choices[0].message.content is not None
     allocs = tiny_stack.client.job_allocations("llama-expert")

@@ -54,14 +54,10 @@ async def test_empty_key_store_says_how_to_make_a_key(tmp_path: Any, settings: G
     assert "fleetmind keys create" in error["message"]
 
 
-async def test_malformed_json_is_400_and_the_server_keeps_serving(
-    client: httpx.AsyncClient, api_key: str
-) -> None:
+async def test_malformed_json_is_400_and_the_server_keeps_serving(client: httpx.AsyncClient, api_key: str) -> None:
     headers = {**auth(api_key), "Content-Type": "application/json"}
     for body in (b'{"model": "fleetmind", "messages": [', b"not json at all", b'{"a": 1,}'):
-        error = assert_envelope(
-            await client.post(CHAT, content=body, headers=headers), 400, code="invalid_json"
-        )
+        error = assert_envelope(await client.post(CHAT, content=body, headers=headers), 400, code="invalid_json")
         assert "JSON" in error["message"]
     listing = await client.get("/v1/models", headers=auth(api_key))
     assert listing.status_code == 200
@@ -89,11 +85,7 @@ async def test_malformed_json_is_400_and_the_server_keeps_serving(
             "response_format",
         ),
         (
-            {
-                "messages": [
-                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}
-                ]
-            },
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}]},
             "messages[0].content[0].type",
         ),
     ],
@@ -185,12 +177,8 @@ async def test_models_without_a_registry_is_just_fleetmind(
     assert [m["id"] for m in listing["data"]] == ["fleetmind"]
 
 
-async def test_unknown_route_and_wrong_method_use_the_envelope(
-    client: httpx.AsyncClient, api_key: str
-) -> None:
-    error = assert_envelope(
-        await client.get("/v1/nothing-here", headers=auth(api_key)), 404, code="not_found"
-    )
+async def test_unknown_route_and_wrong_method_use_the_envelope(client: httpx.AsyncClient, api_key: str) -> None:
+    error = assert_envelope(await client.get("/v1/nothing-here", headers=auth(api_key)), 404, code="not_found")
     assert "/v1/nothing-here" in error["message"]
     assert_envelope(await client.get("/nope"), 404, code="not_found")
     assert_envelope(await client.get(CHAT, headers=auth(api_key)), 405, code="method_not_allowed")
@@ -206,16 +194,12 @@ async def test_crash_is_a_500_envelope(
         raise RuntimeError("secret internals")
 
     monkeypatch.setattr(service, "check_model", boom)
-    error = assert_envelope(
-        await client.post(CHAT, json=GOOD, headers=auth(api_key)), 500, code="internal_error"
-    )
+    error = assert_envelope(await client.post(CHAT, json=GOOD, headers=auth(api_key)), 500, code="internal_error")
     assert error["type"] == "server_error"
     assert "secret internals" not in error["message"]
 
 
-async def test_no_agent_in_registry_is_503(
-    client: httpx.AsyncClient, api_key: str, registry: FakeRegistry
-) -> None:
+async def test_no_agent_in_registry_is_503(client: httpx.AsyncClient, api_key: str, registry: FakeRegistry) -> None:
     for stream in (False, True):
         response = await client.post(CHAT, json={**GOOD, "stream": stream}, headers=auth(api_key))
         error = assert_envelope(response, 503, code="agent_unavailable")
@@ -224,32 +208,24 @@ async def test_no_agent_in_registry_is_503(
     assert registry.calls > 1  # it kept asking while it waited
 
 
-async def test_unreachable_registry_is_503_naming_it(
-    key_store: KeyStore, api_key: str, free_port: Any
-) -> None:
+async def test_unreachable_registry_is_503_naming_it(key_store: KeyStore, api_key: str, free_port: Any) -> None:
     # the real ClusterClient against an address where nothing listens
     addr = f"127.0.0.1:{free_port()}"
     app = create_app(GatewaySettings(discovery_timeout_s=0.2, consul_addr=addr), key_store=key_store)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as c:
-        error = assert_envelope(
-            await c.post(CHAT, json=GOOD, headers=auth(api_key)), 503, code="agent_unavailable"
-        )
+        error = assert_envelope(await c.post(CHAT, json=GOOD, headers=auth(api_key)), 503, code="agent_unavailable")
         assert addr in error["message"]
         listing = (await c.get("/v1/models", headers=auth(api_key))).json()
         assert [m["id"] for m in listing["data"]] == ["fleetmind"]
     await app.state.chat_service.aclose()
 
 
-async def test_fixed_agent_url_that_does_not_answer_is_503(
-    key_store: KeyStore, api_key: str, free_port: Any
-) -> None:
+async def test_fixed_agent_url_that_does_not_answer_is_503(key_store: KeyStore, api_key: str, free_port: Any) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     settings = GatewaySettings(agent_url=url, discovery_timeout_s=0.3)
     app = create_app(settings, key_store=key_store, registry=FakeRegistry(down=True))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as c:
-        error = assert_envelope(
-            await c.post(CHAT, json=GOOD, headers=auth(api_key)), 503, code="agent_unavailable"
-        )
+        error = assert_envelope(await c.post(CHAT, json=GOOD, headers=auth(api_key)), 503, code="agent_unavailable")
     assert url in error["message"]
     await app.state.chat_service.aclose()
 

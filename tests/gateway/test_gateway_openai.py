@@ -40,9 +40,7 @@ SAMPLING: dict[str, Any] = {"temperature": 0, "seed": 1234, "max_tokens": 24}
 
 
 def oai(stack: Stack, key: str | None = None) -> openai.OpenAI:
-    return openai.OpenAI(
-        base_url=stack.gateway_url + "/v1", api_key=key or stack.api_key, max_retries=0, timeout=60
-    )
+    return openai.OpenAI(base_url=stack.gateway_url + "/v1", api_key=key or stack.api_key, max_retries=0, timeout=60)
 
 
 def test_non_streaming_answer_with_usage(stack: Stack) -> None:
@@ -97,9 +95,7 @@ def test_streaming_matches_non_streaming(stack: Stack) -> None:
 def test_streaming_without_usage_and_the_raw_wire(stack: Stack) -> None:
     body = {"model": "fleetmind", "messages": MESSAGES[-1:], "stream": True, **SAMPLING}
     headers = {"Authorization": f"Bearer {stack.api_key}"}
-    with httpx.stream(
-        "POST", stack.gateway_url + "/v1/chat/completions", json=body, headers=headers
-    ) as response:
+    with httpx.stream("POST", stack.gateway_url + "/v1/chat/completions", json=body, headers=headers) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         events = [line for line in response.iter_lines() if line]
@@ -159,9 +155,7 @@ def test_openai_client_sees_our_errors(stack: Stack) -> None:
 
 def test_malformed_json_then_a_good_request(stack: Stack) -> None:
     headers = {"Authorization": f"Bearer {stack.api_key}", "Content-Type": "application/json"}
-    response = httpx.post(
-        stack.gateway_url + "/v1/chat/completions", content=b'{"messages": [', headers=headers
-    )
+    response = httpx.post(stack.gateway_url + "/v1/chat/completions", content=b'{"messages": [', headers=headers)
     assert_envelope(response, 400, code="invalid_json")
     with oai(stack) as client:
         completion = client.chat.completions.create(model="fleetmind", messages=MESSAGES, **SAMPLING)
@@ -223,9 +217,7 @@ class _Seen(logging.Handler):
 
 
 @pytest.mark.anyio
-async def test_a_request_waits_for_an_agent_that_is_still_starting(
-    llama_server_url: str, tmp_path: Path
-) -> None:
+async def test_a_request_waits_for_an_agent_that_is_still_starting(llama_server_url: str, tmp_path: Path) -> None:
     state = tmp_path / "state"
     key_store = KeyStore(state / "keys.json")
     key, _ = key_store.create("starting")

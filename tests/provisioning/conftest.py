@@ -176,9 +176,7 @@ def start_server(env: dict[str, str], log: Path, port: int | None = None) -> Ser
         wait_http(f"{url}/health", 60, proc)
     except Exception:
         stop_process(proc)
-        raise RuntimeError(
-            f"provisioning API did not start: {log.read_text(errors='replace')[-3000:]}"
-        ) from None
+        raise RuntimeError(f"provisioning API did not start: {log.read_text(errors='replace')[-3000:]}") from None
     return Server(proc, url, env, log)
 
 

@@ -65,9 +65,7 @@ def test_tokens_and_listings(env: dict[str, str]) -> None:
     assert runner.invoke(app, ["retry", "node-a"]).exit_code == 2  # no API key
 
 
-def test_serve_refuses_a_missing_playbook(
-    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_serve_refuses_a_missing_playbook(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("FLEETMIND_PROVISION_PLAYBOOK_PATH", str(tmp_path / "absent.yaml"))
     get_provision_settings.cache_clear()
     out = runner.invoke(app, ["serve"])

@@ -102,9 +102,7 @@ async def test_missing_wrong_expired_or_used_tokens_are_refused_with_401(api: Ap
     )
     assert r.status_code == 401
     assert (await api.call_home(good, token="fmp-not-a-real-token")).status_code == 401
-    assert (
-        await api.call_home(good, token=api.api_key)
-    ).status_code == 401  # an API key is not an enrolment token
+    assert (await api.call_home(good, token=api.api_key)).status_code == 401  # an API key is not an enrolment token
     expired = make_token(api.settings, expires_at=time.time() - 1)
     r = await api.call_home(good, token=expired)
     assert r.status_code == 401 and "expired" in r.json()["error"]["message"]
@@ -131,9 +129,7 @@ async def test_hostile_path_parameters(api: Api) -> None:
         assert r.status_code == 422, (path, r.text)
     r = await api.client.post("/api/provisioning/retry/..%2F..%2Fetc", headers=api.key_headers)
     assert r.status_code in (404, 422)
-    assert (
-        await api.client.get("/api/provisioning/status/nobody", headers=api.key_headers)
-    ).status_code == 404
+    assert (await api.client.get("/api/provisioning/status/nobody", headers=api.key_headers)).status_code == 404
 
 
 def assert_nothing_left(api: Api) -> None:

@@ -43,9 +43,7 @@ def test_upsert_groups_by_role_and_is_idempotent(tmp_path: Path) -> None:
 
 def test_node_strings_are_written_unsafe_and_hand_edits_are_kept(tmp_path: Path) -> None:
     path = tmp_path / "inventory.yaml"
-    path.write_text(
-        "all:\n  vars:\n    site: lab\n  children:\n    storage:\n      hosts:\n        nas: {}\n"
-    )
+    path.write_text("all:\n  vars:\n    site: lab\n  children:\n    storage:\n      hosts:\n        nas: {}\n")
     inv = Inventory(path, roles=ROLES)
     inv.upsert("node-b", role="worker", ip="10.0.0.7", facts={"cpu_model": "AMD (test)"})
     text = path.read_text()

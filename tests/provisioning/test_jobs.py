@@ -49,9 +49,7 @@ async def test_good_playbook_ends_successful(ok_api: Api, marker_dir: Path) -> N
     assert (marker_dir / "node-ok").read_text() == "node-ok Linux\n"
 
     # ansible-runner got the host name as its own argument, never inside a shell string
-    command = json.loads(
-        (ok_api.settings.runs_dir / accepted["job_id"] / "artifacts/run/command").read_text()
-    )
+    command = json.loads((ok_api.settings.runs_dir / accepted["job_id"] / "artifacts/run/command").read_text())
     argv = command["command"]
     assert argv[argv.index("--limit") + 1] == "node-ok"
     assert argv[0] == "ansible-playbook" and argv[-1] == "ok.yaml"
@@ -99,9 +97,7 @@ async def test_failing_playbook_ends_failed_with_its_error_in_todo(fail_api: Api
     assert "fleetmind provision retry node-bad" in todo
     assert "```text\n" in todo and "PLAY RECAP" in todo
 
-    listing = (
-        await fail_api.client.get("/api/provisioning/status?state=failed", headers=fail_api.key_headers)
-    ).json()
+    listing = (await fail_api.client.get("/api/provisioning/status?state=failed", headers=fail_api.key_headers)).json()
     assert [j["id"] for j in listing["jobs"]] == [job_id] and listing["counts"] == {"failed": 1}
 
     # retry after "fixing": a new job, and a second failure is a second TODO entry

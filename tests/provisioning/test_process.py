@@ -30,18 +30,14 @@ def get_job(server: Server, key: str, job_id: str) -> dict[str, object]:
     return job
 
 
-def wait_job(
-    server: Server, key: str, job_id: str, states: set[str], patience: float = 120
-) -> dict[str, object]:
+def wait_job(server: Server, key: str, job_id: str, states: set[str], patience: float = 120) -> dict[str, object]:
     deadline = time.monotonic() + patience
     while True:
         job = get_job(server, key, job_id)
         if job["state"] in states:
             return job
         if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"job {job_id} is {job['state']}, not {states}: {server.log.read_text()[-2000:]}"
-            )
+            raise TimeoutError(f"job {job_id} is {job['state']}, not {states}: {server.log.read_text()[-2000:]}")
         time.sleep(0.2)
 
 
@@ -218,8 +214,6 @@ def test_call_home_script_gives_up_and_reports_bad_configuration(shell: str, tmp
         "FLEETMIND_CALLHOME_DELAY": "0",
         "FLEETMIND_CALLHOME_MAX_TRIES": "2",
     }
-    gave_up = subprocess.run(
-        [shell, str(SCRIPT)], env=unreachable, capture_output=True, text=True, timeout=30
-    )
+    gave_up = subprocess.run([shell, str(SCRIPT)], env=unreachable, capture_output=True, text=True, timeout=30)
     assert gave_up.returncode == 3 and "giving up after 2 tries" in gave_up.stderr
     assert not (tmp_path / "called-home").exists()

@@ -43,9 +43,7 @@ def api_schema(live: tuple[Server, dict[str, str], dict[str, str]]) -> schemathe
     return schemathesis.openapi.from_url(f"{live[0].url}/openapi.json")
 
 
-def _fuzz(
-    operation: Any, url: str, headers: dict[str, str], seen: Counter[tuple[str, int]]
-) -> Callable[[], None]:
+def _fuzz(operation: Any, url: str, headers: dict[str, str], seen: Counter[tuple[str, int]]) -> Callable[[], None]:
     @given(case=operation.as_strategy())
     @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     def check(case: schemathesis.Case) -> None:

@@ -60,7 +60,7 @@ def test_bad_names_are_refused(tmp_path: Path, name: str) -> None:
 
 def test_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "keys.json").write_text("{broken")
-    with pytest.raises(ValueError, match="keys.json"):
+    with pytest.raises(ValueError, match=r"keys\.json"):
         KeyStore(tmp_path / "keys.json").verify("x")
 
 

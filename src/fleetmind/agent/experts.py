@@ -43,6 +43,9 @@ class Expert:
     name: str
     url: str
     source: Source = "env"
+    # The expert's own system prompt (from its registry meta), used when the conversation brings none: small
+    # models such as SmolLM2 answer far better with one.
+    system_prompt: str | None = None
 
 
 @dataclass
@@ -155,7 +158,7 @@ class ExpertDirectory:
             )
             return
         self.discovery_error = None
-        found = [Expert(expert_name(i), i.url, "registry") for i in instances]
+        found = [Expert(expert_name(i), i.url, "registry", i.meta.get("system_prompt") or None) for i in instances]
         listed = {(e.name, e.url) for e in found}
         for key, health in self._health.items():
             health.listed = key in listed
@@ -225,11 +228,17 @@ _ERROR_BODY_LIMIT = 500
 _REJECTED_STATUSES = frozenset({400, 413, 422})
 
 
-def completion_payload(request: AgentRequest, *, model: str) -> dict[str, Any]:
-    """The ``/v1/chat/completions`` body for ``request``: messages, the caller's sampling, streaming."""
+def completion_payload(request: AgentRequest, *, model: str, system_prompt: str | None = None) -> dict[str, Any]:
+    """The ``/v1/chat/completions`` body for ``request``: messages, the caller's sampling, streaming.
+
+    ``system_prompt`` leads the conversation when the caller sent no system message of its own.
+    """
+    messages = [m.model_dump(exclude_none=True) for m in request.messages]
+    if system_prompt and not any(m["role"] == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": system_prompt})
     payload: dict[str, Any] = {
         "model": model,
-        "messages": [m.model_dump(exclude_none=True) for m in request.messages],
+        "messages": messages,
         "stream": True,
         "stream_options": {"include_usage": True},
     }
@@ -270,12 +279,8 @@ class ExpertClient:
         self._own_http = http is None
         # The read timeout bounds every silence, the wait for the first token included, so a hung expert fails
         # over instead of holding the request until its overall deadline.
-        timeout = httpx.Timeout(
-            connect=connect_timeout_s, read=read_timeout_s, write=connect_timeout_s, pool=None
-        )
-        self._http = http or httpx.AsyncClient(
-            timeout=timeout, limits=httpx.Limits(max_keepalive_connections=32)
-        )
+        timeout = httpx.Timeout(connect=connect_timeout_s, read=read_timeout_s, write=connect_timeout_s, pool=None)
+        self._http = http or httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_keepalive_connections=32))
 
     async def aclose(self) -> None:
         if self._own_http:
@@ -284,7 +289,7 @@ class ExpertClient:
     async def stream_chat(self, expert: Expert, request: AgentRequest) -> AsyncGenerator[StreamItem, None]:
         """Yield the expert's text as it comes, then one :class:`Completion`; raises ExpertError."""
         url = expert.url.rstrip("/") + "/v1/chat/completions"
-        payload = completion_payload(request, model=expert.name)
+        payload = completion_payload(request, model=expert.name, system_prompt=expert.system_prompt)
         try:
             async with self._http.stream("POST", url, json=payload) as response:
                 if response.status_code != 200:
@@ -318,9 +323,7 @@ class ExpertClient:
             try:
                 chunk = json.loads(data)
             except ValueError as exc:
-                raise ExpertProtocolError(
-                    f"expert {expert.name} sent a line that is not JSON: {data[:200]!r}"
-                ) from exc
+                raise ExpertProtocolError(f"expert {expert.name} sent a line that is not JSON: {data[:200]!r}") from exc
             if not isinstance(chunk, dict):
                 raise ExpertProtocolError(f"expert {expert.name} sent a chunk that is not an object")
             if "error" in chunk:

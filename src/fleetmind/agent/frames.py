@@ -92,9 +92,7 @@ class AgentErrorFrame(AgentOutputFrame):
     expert: str | None = None
 
     def to_event(self) -> AgentEvent:
-        return AgentEvent(
-            type="error", id=self.request_id, code=self.code, message=self.message, expert=self.expert
-        )
+        return AgentEvent(type="error", id=self.request_id, code=self.code, message=self.message, expert=self.expert)
 
     @property
     def terminal(self) -> bool:

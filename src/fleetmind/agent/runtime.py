@@ -65,9 +65,7 @@ class AgentEventSinkProcessor(FrameProcessor):
             return
         event = frame.to_event()
         if event.type == "done":
-            self.stats.record_done(
-                event.id, event.expert, event.usage.completion_tokens if event.usage else 0
-            )
+            self.stats.record_done(event.id, event.expert, event.usage.completion_tokens if event.usage else 0)
         elif event.type == "error":
             self.stats.record_error(event.id, event.code or "internal", event.expert)
         queue = self._queues.get(frame.request_id)
@@ -151,9 +149,7 @@ class AgentRuntime:
         await self._runner.add_workers(self._worker)
         self._run_task = asyncio.create_task(self._runner.run(), name="fleetmind-agent-pipeline")
         started = asyncio.create_task(self._started.wait())
-        done, _ = await asyncio.wait(
-            {started, self._run_task}, timeout=_START_TIMEOUT_S, return_when="FIRST_COMPLETED"
-        )
+        done, _ = await asyncio.wait({started, self._run_task}, timeout=_START_TIMEOUT_S, return_when="FIRST_COMPLETED")
         if started not in done:
             started.cancel()
             await self.stop()
@@ -172,9 +168,7 @@ class AgentRuntime:
             try:
                 await asyncio.wait_for(asyncio.shield(self._run_task), _STOP_TIMEOUT_S)
             except TimeoutError:
-                log.warning(
-                    "agent pipeline did not end in time; cancelling", extra={"event": "pipeline_stop_timeout"}
-                )
+                log.warning("agent pipeline did not end in time; cancelling", extra={"event": "pipeline_stop_timeout"})
                 await self._runner.cancel("stop timed out")
                 await self._run_task
         self._started.clear()
@@ -209,9 +203,7 @@ class AgentRuntime:
             if not finished and self.running:
                 # A task of its own: this may run inside a cancelled task, where awaiting is not reliable.
                 task = asyncio.create_task(
-                    self._worker.queue_frame(
-                        AgentCancelFrame(request_id=request.id, reason="client went away")
-                    )
+                    self._worker.queue_frame(AgentCancelFrame(request_id=request.id, reason="client went away"))
                 )
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)

@@ -27,9 +27,7 @@ class AgentSettings(BaseSettings):
         default=None,
         description='Fixed experts "name=http://host:port,name2=..."; when set the registry is not asked.',
     )
-    default_expert: str = Field(
-        default="general", description=f"The expert that answers the {GENERIC_MODEL!r} model."
-    )
+    default_expert: str = Field(default="general", description=f"The expert that answers the {GENERIC_MODEL!r} model.")
     discovery_ttl_s: float = Field(default=2.0, ge=0, description="How long a registry answer is reused.")
     expert_connect_timeout_s: float = Field(default=5.0, gt=0, description="Connecting to an expert.")
     expert_read_timeout_s: float = Field(

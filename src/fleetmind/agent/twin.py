@@ -118,9 +118,7 @@ class TwinService(FrameProcessor):
                 extra={"event": "request_timeout", "request_id": request.id, "timeout_s": timeout_s},
             )
             await self._emit(
-                AgentErrorFrame(
-                    request_id=request.id, code="timeout", message=f"no answer within {timeout_s:g}s"
-                )
+                AgentErrorFrame(request_id=request.id, code="timeout", message=f"no answer within {timeout_s:g}s")
             )
         except asyncio.CancelledError:
             reason = self._cancel_reasons.get(request.id, "cancelled")
@@ -135,13 +133,9 @@ class TwinService(FrameProcessor):
         except AgentError as exc:
             await self._emit(AgentErrorFrame(request_id=request.id, code=exc.code, message=str(exc)))
         except Exception as exc:
-            log.exception(
-                "request %s failed", request.id, extra={"event": "request_failed", "request_id": request.id}
-            )
+            log.exception("request %s failed", request.id, extra={"event": "request_failed", "request_id": request.id})
             await self._emit(
-                AgentErrorFrame(
-                    request_id=request.id, code="internal", message=f"internal error: {type(exc).__name__}"
-                )
+                AgentErrorFrame(request_id=request.id, code="internal", message=f"internal error: {type(exc).__name__}")
             )
         finally:
             self._requests.pop(request.id, None)
@@ -182,9 +176,7 @@ class TwinService(FrameProcessor):
                     async for item in stream:
                         if isinstance(item, TextDelta):
                             produced = True
-                            await self._emit(
-                                AgentDeltaFrame(request_id=request.id, text=item.text, expert=expert.name)
-                            )
+                            await self._emit(AgentDeltaFrame(request_id=request.id, text=item.text, expert=expert.name))
                         elif isinstance(item, Completion):
                             self._directory.record_success(expert)
                             await self._emit(

@@ -15,7 +15,10 @@ def chat(
         DEFAULT_BASE_URL, envvar="FLEETMIND_BASE_URL", help="The gateway's /v1 URL (FLEETMIND_BASE_URL)."
     ),
     api_key: str = typer.Option(
-        None, envvar=["FLEETMIND_API_KEY", "OPENAI_API_KEY"], help="An API key (FLEETMIND_API_KEY).", show_default=False
+        None,
+        envvar=["FLEETMIND_API_KEY", "OPENAI_API_KEY"],
+        help="An API key (FLEETMIND_API_KEY).",
+        show_default=False,
     ),
     model: str = typer.Option("fleetmind", help="'fleetmind' lets the agent route; an expert's name asks it directly."),
     system: str = typer.Option(None, "--system", help="A system prompt for the conversation."),

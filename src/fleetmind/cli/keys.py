@@ -17,7 +17,9 @@ def store() -> KeyStore:
 
 
 @app.command()
-def create(name: str = typer.Option("default", "--name", "-n", help="A label to recognise the key by.")) -> None:
+def create(
+    name: str = typer.Option("default", "--name", "-n", help="A label to recognise the key by."),
+) -> None:
     """Make a new key and print it once; only its SHA-256 hash is kept."""
     try:
         key, record = store().create(name)
@@ -30,7 +32,7 @@ def create(name: str = typer.Option("default", "--name", "-n", help="A label to 
 @app.command("list")
 def list_() -> None:
     """List stored keys (id, name, creation time, hash prefix); keys themselves are never stored."""
-    records = store().list()
+    records = store().records()
     if not records:
         typer.echo("no stored keys (create one with `fleetmind keys create`)")
     for r in records:

@@ -80,9 +80,7 @@ def serve(
 def token_create(
     role: Annotated[str | None, typer.Option(help="Inventory group of nodes enrolled with it.")] = None,
     ttl: Annotated[str, typer.Option(help="Lifetime: 3600, 15m, 24h, 7d, or never.")] = "24h",
-    single_use: Annotated[
-        bool, typer.Option("--single-use", help="Valid for one accepted call-home.")
-    ] = False,
+    single_use: Annotated[bool, typer.Option("--single-use", help="Valid for one accepted call-home.")] = False,
     uses: Annotated[int | None, typer.Option(min=1, help="Valid for this many accepted call-homes.")] = None,
     name: Annotated[str, typer.Option(help="A label to recognise it by.")] = "enrolment",
 ) -> None:
@@ -215,9 +213,7 @@ def jobs(
 @app.command()
 def retry(
     node: Annotated[str, typer.Argument(help="The node's host name.")],
-    url: Annotated[
-        str | None, typer.Option(help="Service URL (default: from FLEETMIND_PROVISION_HOST/PORT).")
-    ] = None,
+    url: Annotated[str | None, typer.Option(help="Service URL (default: from FLEETMIND_PROVISION_HOST/PORT).")] = None,
     api_key: Annotated[
         str | None, typer.Option(envvar="FLEETMIND_API_KEY", help="API key (`fleetmind keys create`).")
     ] = None,

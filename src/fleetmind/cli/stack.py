@@ -92,7 +92,11 @@ def up(
                 status.update(msg)
                 console.log(msg)
 
-            await stack.run(cfg, stop, progress=progress, on_ready=lambda: (status.stop(), ready()))
+            def on_ready() -> None:
+                status.stop()
+                ready()
+
+            await stack.run(cfg, stop, progress=progress, on_ready=on_ready)
 
     _pid_file().write_text(str(os.getpid()))
     try:

@@ -80,9 +80,7 @@ class ClusterClient:
         self.consul_addr = consul_addr or os.environ.get("CONSUL_HTTP_ADDR") or DEFAULT_CONSUL_ADDR
         self.nomad_addr = nomad_addr or os.environ.get("NOMAD_ADDR") or DEFAULT_NOMAD_ADDR
         scheme, host, port = split_addr(self.consul_addr)
-        self._consul = consul.Consul(
-            host=host, port=port, scheme=scheme, token=os.environ.get("CONSUL_HTTP_TOKEN")
-        )
+        self._consul = consul.Consul(host=host, port=port, scheme=scheme, token=os.environ.get("CONSUL_HTTP_TOKEN"))
         nomad_scheme, nomad_host, nomad_port = split_addr(self.nomad_addr)
         # One session for every Nomad endpoint: pooled connections, and one place to hook (tests) or close.
         self.nomad_session = requests.Session()
@@ -167,9 +165,7 @@ class ClusterClient:
         """
         if not isinstance(job, dict) or not job.get("ID"):
             raise JobRejected("register_job needs a Nomad API Job with an ID (not wrapped in {'Job': ...})")
-        return dict(
-            self._nomad_call(f"register job {job['ID']}", lambda: self._nomad.jobs.register_job({"Job": job}))
-        )
+        return dict(self._nomad_call(f"register job {job['ID']}", lambda: self._nomad.jobs.register_job({"Job": job})))
 
     def jobs(self) -> list[dict[str, Any]]:
         """Every job (Nomad ``JobListStub``: ID, Status, JobSummary ...)."""
@@ -181,24 +177,16 @@ class ClusterClient:
 
     def job_allocations(self, job_id: str) -> list[dict[str, Any]]:
         """The job's allocations (``AllocationListStub``: ClientStatus, TaskStates, Restarts, Events)."""
-        return list(
-            self._nomad_call(f"allocations of job {job_id}", lambda: self._nomad.job.get_allocations(job_id))
-        )
+        return list(self._nomad_call(f"allocations of job {job_id}", lambda: self._nomad.job.get_allocations(job_id)))
 
     def allocation(self, alloc_id: str) -> dict[str, Any]:
         """One allocation in full (``Allocation``)."""
-        return dict(
-            self._nomad_call(
-                f"allocation {alloc_id}", lambda: self._nomad.allocation.get_allocation(alloc_id)
-            )
-        )
+        return dict(self._nomad_call(f"allocation {alloc_id}", lambda: self._nomad.allocation.get_allocation(alloc_id)))
 
     def stop_job(self, job_id: str, purge: bool = False) -> dict[str, Any]:
         """Stop every allocation of the job; ``purge`` also forgets it. Returns ``JobDeregisterResponse``."""
         return dict(
-            self._nomad_call(
-                f"stop job {job_id}", lambda: self._nomad.job.deregister_job(job_id, purge=purge or None)
-            )
+            self._nomad_call(f"stop job {job_id}", lambda: self._nomad.job.deregister_job(job_id, purge=purge or None))
         )
 
     # -- KV and service registration (Consul API) ---------------------------------------------------------

@@ -251,9 +251,7 @@ class Evaluator:
             if pos + 1 < len(tokens) and tokens[pos + 1][1] == "(":
                 func = FUNCTIONS.get(tok)
                 if func is None:
-                    raise HclEvalError(
-                        f"function {tok}() is not supported (supported: {', '.join(sorted(FUNCTIONS))})"
-                    )
+                    raise HclEvalError(f"function {tok}() is not supported (supported: {', '.join(sorted(FUNCTIONS))})")
                 args, pos = self._sequence(tokens, pos + 2, ")", text)
                 try:
                     return func(*args), pos
@@ -262,9 +260,7 @@ class Evaluator:
             raise HclEvalError(f"unknown name {tok!r} in {text!r} (only var.* can be used outside strings)")
         raise HclEvalError(f"unsupported expression {text!r}")
 
-    def _sequence(
-        self, tokens: list[tuple[str, str]], pos: int, closing: str, text: str
-    ) -> tuple[list[Any], int]:
+    def _sequence(self, tokens: list[tuple[str, str]], pos: int, closing: str, text: str) -> tuple[list[Any], int]:
         items: list[Any] = []
         while pos < len(tokens) and tokens[pos][1] != closing:
             item, pos = self._postfix(tokens, pos, text)

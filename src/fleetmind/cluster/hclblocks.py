@@ -86,9 +86,7 @@ class BlockReader:
             else:
                 (label, inner), *_ = item.items()
                 try:
-                    out.append(
-                        (str(self.ev.template(label[1:-1] if label.startswith('"') else label)), inner)
-                    )
+                    out.append((str(self.ev.template(label[1:-1] if label.startswith('"') else label)), inner))
                 except HclEvalError as exc:
                     raise self.error(ctx, name, str(exc)) from None
         return out

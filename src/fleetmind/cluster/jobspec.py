@@ -137,9 +137,7 @@ class _JobBuilder(BlockReader):
         if body is None:
             return policy
         ctx: Ctx = (*parent, ("reschedule", None))
-        self.check_fields(
-            body, {"attempts", "interval", "delay", "delay_function", "max_delay", "unlimited"}, ctx
-        )
+        self.check_fields(body, {"attempts", "interval", "delay", "delay_function", "max_delay", "unlimited"}, ctx)
         policy["Attempts"] = self.get(body, "attempts", ctx, int, policy["Attempts"])
         policy["Interval"] = self.duration(body, "interval", ctx, policy["Interval"])
         policy["Delay"] = self.duration(body, "delay", ctx, policy["Delay"])
@@ -288,9 +286,7 @@ class _JobBuilder(BlockReader):
         task: dict[str, Any] = {"Name": name, "Driver": self.get(body, "driver", ctx, str, required=True)}
         config_body = self.one_block(body, "config", ctx) or {}
         cctx: Ctx = (*ctx, ("config", None))
-        task["Config"] = {
-            k: self.get(config_body, k, cctx, object) for k in config_body if not k.startswith("__")
-        }
+        task["Config"] = {k: self.get(config_body, k, cctx, object) for k in config_body if not k.startswith("__")}
         if task["Driver"] in ("raw_exec", "exec") and not isinstance(task["Config"].get("command"), str):
             raise self.error(cctx, "command", f"the {task['Driver']} driver needs a command string")
         if "args" in task["Config"]:
@@ -342,16 +338,12 @@ def load_job(path: Path, variables: Mapping[str, Any] | None = None) -> dict[str
     except Exception as exc:  # lark raises a family of parse errors; all mean the same to the caller
         line = getattr(exc, "line", None)
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise JobSpecError(
-            f"{path}:{line}: HCL syntax error: {first}" if line else f"{path}: {first}"
-        ) from None
+        raise JobSpecError(f"{path}:{line}: HCL syntax error: {first}" if line else f"{path}: {first}") from None
     builder = _JobBuilder(path, text, Evaluator({}))
     unknown = set(parsed) - {"variable", "job"}
     if unknown:
         key = sorted(unknown)[0]
-        raise builder.error(
-            (), key, "unsupported top-level block (a job file holds variable blocks and one job)"
-        )
+        raise builder.error((), key, "unsupported top-level block (a job file holds variable blocks and one job)")
     declared: dict[str, hclvars.Variable] = {}
     for name, body in builder.blocks(parsed, "variable", ()):
         try:

@@ -37,15 +37,11 @@ def parse_type(raw: Any) -> str:
         return "any"
     match = _TYPE.match(str(raw))
     if not match:
-        raise HclEvalError(
-            f"unsupported variable type {raw!r} (use string, number, bool, list(T), map(T) or any)"
-        )
+        raise HclEvalError(f"unsupported variable type {raw!r} (use string, number, bool, list(T), map(T) or any)")
     text = re.sub(r"\s+", "", match.group("type"))
     outer = text.split("(", 1)[0]
     if outer not in PRIMITIVES + COLLECTIONS:
-        raise HclEvalError(
-            f"unsupported variable type {text!r} (use string, number, bool, list(T), map(T) or any)"
-        )
+        raise HclEvalError(f"unsupported variable type {text!r} (use string, number, bool, list(T), map(T) or any)")
     return text
 
 

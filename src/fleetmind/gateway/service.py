@@ -85,6 +85,9 @@ def event_error(event: AgentEvent) -> GatewayError:
             return UpstreamTimeoutError(message)
         case "no_expert":
             return AgentUnavailableError(message, code="no_expert")
+        case "invalid_request":
+            # every expert refused the request itself (a bad response_format, say): the client's to fix
+            return InvalidRequestError(message)
         case _:
             return UpstreamError(message, code=event.code or "agent_error")
 
@@ -225,8 +228,7 @@ class ChatService:
                 self.locator.forget(url)
                 if time.monotonic() + delay >= discovery_deadline:
                     raise AgentUnavailableError(
-                        f"Could not connect to the agent at {url} within "
-                        f"{self.settings.discovery_timeout_s:g}s: {exc}"
+                        f"Could not connect to the agent at {url} within {self.settings.discovery_timeout_s:g}s: {exc}"
                     ) from exc
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)

@@ -28,9 +28,7 @@ class GatewaySettings(BaseSettings):
     request_timeout_s: float = Field(
         default=120.0, gt=0, le=3600, description="Longest a chat request may take, first byte to last."
     )
-    discovery_timeout_s: float = Field(
-        default=15.0, ge=0, le=600, description="How long to look for a healthy agent."
-    )
+    discovery_timeout_s: float = Field(default=15.0, ge=0, le=600, description="How long to look for a healthy agent.")
     registry_ttl_s: float = Field(default=5.0, ge=0, le=300, description="Registry answer reuse.")
 
     @field_validator("agent_url")

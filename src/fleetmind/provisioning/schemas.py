@@ -76,9 +76,7 @@ class Disk(_Strict):
 class Facts(_Strict):
     """What the call-home script gathers: CPU, cores, memory, disks. Every field is optional and bounded."""
 
-    cpu_model: str | None = Field(
-        default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9 ()@.,_+/:-]+$"
-    )
+    cpu_model: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9 ()@.,_+/:-]+$")
     cpu_flags: list[CpuFlag] = Field(default_factory=list, max_length=512)
     cores: int | None = Field(default=None, ge=1, le=4096)
     ram_mb: int | None = Field(default=None, ge=1, le=2**31)

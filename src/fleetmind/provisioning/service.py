@@ -17,9 +17,7 @@ from fleetmind.security import hash_key
 
 
 class ProvisioningService:
-    def __init__(
-        self, settings: ProvisionSettings, store: JobStore, inventory: Inventory, runner: JobRunner
-    ) -> None:
+    def __init__(self, settings: ProvisionSettings, store: JobStore, inventory: Inventory, runner: JobRunner) -> None:
         self.settings = settings
         self.store = store
         self.inventory = inventory
@@ -38,9 +36,7 @@ class ProvisioningService:
         job = self.store.accept_call_home(hash_key(token), request)
         facts = request.facts.model_dump(exclude_none=True, exclude_defaults=True)
         try:
-            self.inventory.upsert(
-                request.hostname, role=job.role, ip=request.ip, mac=request.mac, facts=facts
-            )
+            self.inventory.upsert(request.hostname, role=job.role, ip=request.ip, mac=request.mac, facts=facts)
         except ProvisioningError as exc:
             self.store.finish(job.id, "failed", error=exc.message)
             raise

@@ -37,21 +37,15 @@ class ProvisionSettings(BaseSettings):
     playbook_path: Path = Field(
         default_factory=lambda: Path("ansible/playbook.yaml"), description="Playbook run for each new node."
     )
-    todo_path: Path = Field(
-        default_factory=lambda: _base() / "TODO.md", description="Failed runs, for a person."
-    )
+    todo_path: Path = Field(default_factory=lambda: _base() / "TODO.md", description="Failed runs, for a person.")
     db_path: Path = Field(default_factory=lambda: _base() / "jobs.sqlite3", description="Jobs and tokens.")
-    runs_dir: Path = Field(
-        default_factory=lambda: _base() / "runs", description="ansible-runner artifacts per job."
-    )
+    runs_dir: Path = Field(default_factory=lambda: _base() / "runs", description="ansible-runner artifacts per job.")
     concurrency: int = Field(default=2, ge=1, le=64, description="Playbook runs at the same time.")
     job_timeout_s: int = Field(default=3600, ge=1, le=86400, description="Longest one playbook run may take.")
     tail_lines: int = Field(default=40, ge=1, le=1000, description="Output lines kept per job.")
     roles: list[str] = Field(default_factory=lambda: ["worker", "control"], description="Inventory groups.")
     default_role: str = Field(default="worker", description="Role of a token created without --role.")
-    max_body_bytes: int = Field(
-        default=65536, ge=1024, le=16 * 1024 * 1024, description="Largest request body."
-    )
+    max_body_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024, description="Largest request body.")
 
     @field_validator("roles")
     @classmethod
@@ -60,9 +54,7 @@ class ProvisionSettings(BaseSettings):
             raise ValueError("roles must name at least one inventory group")
         for role in value:
             if not GROUP_NAME.match(role) or role in ("all", "ungrouped"):
-                raise ValueError(
-                    f"role {role!r} is not a usable Ansible group name (a-z, 0-9, _; not all/ungrouped)"
-                )
+                raise ValueError(f"role {role!r} is not a usable Ansible group name (a-z, 0-9, _; not all/ungrouped)")
         return value
 
     @model_validator(mode="after")

@@ -131,8 +131,7 @@ class JobStore:
         )
         with self._tx() as db:
             db.execute(
-                "INSERT INTO tokens (id, name, sha256, role, created_at, expires_at, max_uses) "
-                "VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO tokens (id, name, sha256, role, created_at, expires_at, max_uses) VALUES (?,?,?,?,?,?,?)",
                 (token.id, name, sha256, role, token.created_at, expires_at, max_uses),
             )
         return token
@@ -308,9 +307,7 @@ class JobStore:
         return [_job(r) for r in self._query(sql, tuple(params))]
 
     def counts(self) -> dict[str, int]:
-        return {
-            r["state"]: r["n"] for r in self._query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
-        }
+        return {r["state"]: r["n"] for r in self._query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")}
 
     def latest_per_host(self) -> dict[str, Job]:
         rows = self._query(

@@ -76,7 +76,7 @@ class KeyStore:
             raise ValueError(f"cannot read API key file {self.path}: {exc}") from exc
         return [ApiKey(**entry) for entry in raw.get("keys", [])]
 
-    def list(self) -> list[ApiKey]:
+    def records(self) -> list[ApiKey]:
         stamp = self._stamp()
         if stamp != self._cache_stamp:
             self._cache = self._read() if stamp else []
@@ -84,7 +84,7 @@ class KeyStore:
         return list(self._cache)
 
     def hashes(self) -> list[str]:
-        return [k.sha256 for k in self.list()] + _env_hashes()
+        return [k.sha256 for k in self.records()] + _env_hashes()
 
     def is_empty(self) -> bool:
         return not self.hashes()

@@ -41,7 +41,5 @@ def create_app(settings: Settings, runtime: AgentRuntime) -> FastAPI:
     install_error_handlers(app)
     for module in (health, chat, status, home):
         app.include_router(module.router)
-    app.mount(
-        "/static", StaticFiles(directory=Path(str(files("fleetmind.web").joinpath("static")))), name="static"
-    )
+    app.mount("/static", StaticFiles(directory=Path(str(files("fleetmind.web").joinpath("static")))), name="static")
     return app

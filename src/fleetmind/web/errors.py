@@ -59,17 +59,13 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     # A body that is not JSON at all is a bad request; JSON of the wrong shape is unprocessable.
     if any(e.get("type") == "json_invalid" for e in errors):
         return JSONResponse(
-            error_body(
-                "the request body is not valid JSON", type="invalid_request_error", code="invalid_json"
-            ),
+            error_body("the request body is not valid JSON", type="invalid_request_error", code="invalid_json"),
             status_code=400,
         )
     first = errors[0] if errors else {}
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
     param = ".".join(loc) or None
-    message = (
-        f"{param}: {first.get('msg', 'invalid value')}" if param else str(first.get("msg", "invalid request"))
-    )
+    message = f"{param}: {first.get('msg', 'invalid value')}" if param else str(first.get("msg", "invalid request"))
     return JSONResponse(
         error_body(message, type="invalid_request_error", code="invalid_request", param=param),
         status_code=422,

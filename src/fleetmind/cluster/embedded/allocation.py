@@ -210,9 +210,7 @@ class AllocRunner:
         runners = [self.tasks[t] for t in rule.tasks if t in self.tasks]
         now = time.monotonic()
         in_grace = any(
-            r.state.state != RUNNING
-            or r.started_monotonic is None
-            or now - r.started_monotonic < rule.grace_s
+            r.state.state != RUNNING or r.started_monotonic is None or now - r.started_monotonic < rule.grace_s
             for r in runners
         )
         healthy = check.status == PASSING or (check.status == WARNING and rule.ignore_warnings)

@@ -26,11 +26,7 @@ async def block(request: Request, clock: IndexClock) -> int:
         return clock.index
     try:
         after = int(raw)
-        wait = (
-            parse_duration(request.query_params["wait"]) / 1e9
-            if "wait" in request.query_params
-            else DEFAULT_WAIT_S
-        )
+        wait = parse_duration(request.query_params["wait"]) / 1e9 if "wait" in request.query_params else DEFAULT_WAIT_S
     except ValueError:
         return clock.index
     return await clock.wait_past(after, min(wait, MAX_WAIT_S))

@@ -33,9 +33,7 @@ async def probe_http(client: httpx.AsyncClient, url: str, limit_s: float, method
         response = await client.request(method, url, timeout=limit_s)
     except httpx.HTTPError as exc:
         return ProbeResult(CRITICAL, f"{method} {url}: {type(exc).__name__}: {exc}")
-    text = (
-        f"HTTP {method} {url}: {response.status_code} {response.reason_phrase} Output: {response.text[:200]}"
-    )
+    text = f"HTTP {method} {url}: {response.status_code} {response.reason_phrase} Output: {response.text[:200]}"
     if 200 <= response.status_code < 300:
         return ProbeResult(PASSING, text)
     if response.status_code == 429:

@@ -68,9 +68,7 @@ def _check_def(raw: dict[str, Any], service_name: str, default_address: str, por
             {"TCP": c["tcp"], "Interval": c.get("interval"), "Timeout": c.get("timeout")},
         )
     kinds = ", ".join(sorted(k for k in c if k in ("ttl", "args", "script", "grpc", "docker_container_id")))
-    raise BadRequest(
-        f"check type {kinds or '(none)'} is not supported by the embedded registry (use HTTP or TCP)"
-    )
+    raise BadRequest(f"check type {kinds or '(none)'} is not supported by the embedded registry (use HTTP or TCP)")
 
 
 def create_consul_app(registry: Registry) -> FastAPI:
@@ -171,8 +169,7 @@ def create_consul_app(registry: Registry) -> FastAPI:
     async def deregister(service_id: str) -> Response:
         if not registry.deregister_service(service_id):
             return PlainTextResponse(
-                f'Unknown service ID "{service_id}". Ensure that the service ID is passed, '
-                "not the service name.",
+                f'Unknown service ID "{service_id}". Ensure that the service ID is passed, not the service name.',
                 status_code=404,
             )
         return Response(status_code=200)
@@ -263,9 +260,7 @@ def create_consul_app(registry: Registry) -> FastAPI:
                 rest = e.key[len(key) :]
                 keys.add(key + rest[: rest.index(sep) + len(sep)] if sep and sep in rest else e.key)
             return _json(sorted(keys), index) if keys else _json(None, index, 404)
-        entries = (
-            registry.kv_prefix(key) if flag(request, "recurse") else [e for e in [registry.kv_get(key)] if e]
-        )
+        entries = registry.kv_prefix(key) if flag(request, "recurse") else [e for e in [registry.kv_get(key)] if e]
         if not entries:
             return Response(status_code=404, headers={"X-Consul-Index": str(index)})
         if flag(request, "raw"):

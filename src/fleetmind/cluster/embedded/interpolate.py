@@ -60,9 +60,7 @@ def runtime_env(
 def interpolate(value: Any, env: Mapping[str, str]) -> Any:
     """Replace ``${NAME}`` with ``env[NAME]`` in a string, or in every string of a list/dict."""
     if isinstance(value, str):
-        return _REF.sub(
-            lambda m: env.get(m.group(1).replace("-", "_"), env.get(m.group(1), m.group(0))), value
-        )
+        return _REF.sub(lambda m: env.get(m.group(1).replace("-", "_"), env.get(m.group(1), m.group(0))), value)
     if isinstance(value, list):
         return [interpolate(v, env) for v in value]
     if isinstance(value, dict):

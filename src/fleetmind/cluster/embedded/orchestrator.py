@@ -149,9 +149,7 @@ class Orchestrator:
 
     def _evaluate(self, job_id: str, index: int) -> dict[str, Any]:
         eval_id = str(uuid.uuid4())
-        task = asyncio.get_running_loop().create_task(
-            self._reconcile(job_id, eval_id), name=f"eval {eval_id}"
-        )
+        task = asyncio.get_running_loop().create_task(self._reconcile(job_id, eval_id), name=f"eval {eval_id}")
         self._evals.add(task)
         task.add_done_callback(self._evals.discard)
         return {
@@ -203,9 +201,7 @@ class Orchestrator:
                         )
 
     def _place(self, record: JobRecord, group: dict[str, Any], index: int, eval_id: str) -> AllocRunner:
-        taken = {
-            p for a in self.allocs.values() if a.desired_status == "run" for p in a.placement.ports.values()
-        }
+        taken = {p for a in self.allocs.values() if a.desired_status == "run" for p in a.placement.ports.values()}
         ports: dict[str, int] = {}
         for network in group.get("Networks") or []:
             for port in network.get("ReservedPorts") or []:
@@ -254,9 +250,7 @@ class Orchestrator:
         return record
 
     def _job_allocs(self, job_id: str) -> list[AllocRunner]:
-        return sorted(
-            (a for a in self.allocs.values() if a.job["ID"] == job_id), key=lambda a: -a.create_index
-        )
+        return sorted((a for a in self.allocs.values() if a.job["ID"] == job_id), key=lambda a: -a.create_index)
 
     def _status(self, record: JobRecord) -> str:
         allocs = self._job_allocs(record.job["ID"])

@@ -25,11 +25,7 @@ log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
 _LIVE_GROUPS: set[int] = set()
-_libc = (
-    ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    if sys.platform == "linux"
-    else None
-)
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True) if sys.platform == "linux" else None
 
 
 def _die_with_parent() -> None:

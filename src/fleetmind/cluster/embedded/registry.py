@@ -140,9 +140,7 @@ class Registry:
         specs = list(checks)
         for n, spec in enumerate(specs, start=1):
             cid = spec.check_id or (f"service:{sid}" if len(specs) == 1 else f"service:{sid}:{n}")
-            check = Check(
-                cid, spec.name, sid, name, service.tags, spec, create_index=index, modify_index=index
-            )
+            check = Check(cid, spec.name, sid, name, service.tags, spec, create_index=index, modify_index=index)
             check.runner = asyncio.get_running_loop().create_task(
                 run_check(
                     kind=spec.kind,

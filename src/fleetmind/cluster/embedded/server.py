@@ -63,9 +63,7 @@ class EmbeddedCluster:
         # Services are advertised on an address peers can dial, never the wildcard.
         self.advertise = "127.0.0.1" if host in _ANY else host
         self.registry = Registry(node_address=self.advertise)
-        self.orchestrator = Orchestrator(
-            logs_dir=self.logs_dir, registry=self.registry, address=self.advertise
-        )
+        self.orchestrator = Orchestrator(logs_dir=self.logs_dir, registry=self.registry, address=self.advertise)
         self._servers: list[tuple[_Server, asyncio.Task[None]]] = []
 
     @property

@@ -97,11 +97,7 @@ class TaskRunner:
 
     # -- events -------------------------------------------------------------------------------------------
     def event(self, type_: str, message: str, **extra: Any) -> None:
-        details = {
-            k: str(v)
-            for k, v in extra.items()
-            if k in ("exit_code", "signal", "restart_reason", "kill_reason")
-        }
+        details = {k: str(v) for k, v in extra.items() if k in ("exit_code", "signal", "restart_reason", "kill_reason")}
         event: dict[str, Any] = {
             "Type": type_,
             "Time": time.time_ns(),
@@ -167,9 +163,7 @@ class TaskRunner:
                     return
                 decision = self.tracker.next()
                 if not decision.restart:
-                    self.event(
-                        "Not Restarting", decision.reason, fails_task=True, restart_reason=decision.reason
-                    )
+                    self.event("Not Restarting", decision.reason, fails_task=True, restart_reason=decision.reason)
                     self._finish(failed=True)
                     return
                 reason = restart_reason or decision.reason
@@ -220,8 +214,7 @@ class TaskRunner:
             if self._kill_reason is not None:
                 self.event(
                     "Killing",
-                    f"Sent interrupt. Waiting {format_duration(int(spec.kill_timeout * 1e9))} "
-                    "before force killing",
+                    f"Sent interrupt. Waiting {format_duration(int(spec.kill_timeout * 1e9))} before force killing",
                     kill_reason=self._kill_reason,
                     kill_timeout=int(spec.kill_timeout * 1e9),
                 )

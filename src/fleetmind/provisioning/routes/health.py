@@ -21,9 +21,7 @@ async def health(request: Request) -> HealthResponse:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={
-        200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}}, "description": "Prometheus text."}
-    },
+    responses={200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}}, "description": "Prometheus text."}},
 )
 def metrics(metrics: MetricsDep) -> Response:
     return Response(metrics.render(), media_type=CONTENT_TYPE)

@@ -48,9 +48,7 @@ async def status(runtime: RuntimeDep, _auth: ApiKeyDep) -> StatusResponse:
             by_expert=dict(stats.by_expert),
         ),
         recent=[
-            RecentAnswer(
-                id=r.id, outcome=r.outcome, expert=r.expert, at=r.at, completion_tokens=r.completion_tokens
-            )
+            RecentAnswer(id=r.id, outcome=r.outcome, expert=r.expert, at=r.at, completion_tokens=r.completion_tokens)
             for r in stats.recent
         ],
     )
