@@ -21,7 +21,7 @@ from fleetmind.llm import LlmError
 from fleetmind.llm.models import DEFAULT_MODEL
 from fleetmind.security import KeyStore
 
-console = Console(stderr=True)
+console = Console(stderr=True, log_path=False, soft_wrap=True)
 
 
 def _pid_file() -> Path:
