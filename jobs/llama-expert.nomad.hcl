@@ -1,6 +1,9 @@
 # One llama.cpp expert: llama-server on a GGUF model, registered as "expert-<name>" so the router finds it by tag.
 # Run on a cluster:  nomad job run -var model=/srv/models/m.gguf -var expert_name=code jobs/llama-expert.nomad.hcl
 # `fleetmind up` runs the same file on the embedded orchestrator (host 127.0.0.1).
+# Spanning machines: with -var rpc_workers=N the task runs `python -m fleetmind.llm.rpc_expert`, which waits for N
+# healthy "llamacpp-rpc" workers in Consul (jobs/llamacpp-rpc.nomad.hcl) and then execs this same llama-server
+# command with `--rpc host:port,... -ngl 99`; if none appear within rpc_wait seconds it starts locally instead.
 
 variable "datacenters" {
   type        = list(string)
@@ -53,6 +56,42 @@ variable "ctx_size" {
   type        = number
   default     = 2048
   description = "Context window in tokens (-c)."
+}
+
+variable "extra_args" {
+  type        = list(string)
+  default     = []
+  description = "More llama-server arguments, appended after the others (e.g. [\"-lv\", \"4\"] to log layer placement)."
+}
+
+variable "rpc_workers" {
+  type        = number
+  default     = 0
+  description = "Least number of healthy ggml-rpc-server workers to split the model over; 0 serves on this node alone."
+}
+
+variable "rpc_service" {
+  type        = string
+  default     = "llamacpp-rpc"
+  description = "Consul service the RPC workers register (jobs/llamacpp-rpc.nomad.hcl)."
+}
+
+variable "rpc_wait" {
+  type        = number
+  default     = 60
+  description = "Seconds to wait for rpc_workers healthy workers before starting on this node alone."
+}
+
+variable "python" {
+  type        = string
+  default     = "/opt/fleetmind/venv/bin/python"
+  description = "Python of the fleetmind installation on the node (runs the RPC launcher when rpc_workers > 0)."
+}
+
+variable "consul_addr" {
+  type        = string
+  default     = "127.0.0.1:8500"
+  description = "Consul (or embedded registry) HTTP address where the launcher looks for RPC workers (CONSUL_HTTP_ADDR)."
 }
 
 job "llama-expert" {
@@ -114,20 +153,33 @@ job "llama-expert" {
     task "llama-server" {
       driver = "raw_exec"
 
+      # With rpc_workers > 0 the launcher finds the workers in the registry (what a template stanza would do on
+      # Nomad) and execs the same llama-server command with --rpc, so the task's process is llama-server either way.
       config {
-        command = var.llama_server
-        args = [
-          "-m", var.model,
-          "--host", var.host,
-          "--port", "${NOMAD_PORT_http}",
-          "-c", "${var.ctx_size}",
-          "-t", "${var.threads}",
-          "--no-webui",
-        ]
+        command = var.rpc_workers > 0 ? var.python : var.llama_server
+        args = concat(
+          var.rpc_workers > 0 ? [
+            "-m", "fleetmind.llm.rpc_expert",
+            "--min-workers", "${var.rpc_workers}",
+            "--service", var.rpc_service,
+            "--wait", "${var.rpc_wait}",
+            "--", var.llama_server,
+          ] : [],
+          [
+            "-m", var.model,
+            "--host", var.host,
+            "--port", "${NOMAD_PORT_http}",
+            "-c", "${var.ctx_size}",
+            "-t", "${var.threads}",
+            "--no-webui",
+          ],
+          var.extra_args,
+        )
       }
 
       env {
-        HF_HUB_OFFLINE = "1"
+        HF_HUB_OFFLINE   = "1"
+        CONSUL_HTTP_ADDR = var.consul_addr
       }
 
       resources {

@@ -26,6 +26,7 @@ _TOKEN = re.compile(
         (?P<number>\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
       | (?P<string>"(?:[^"\\]|\\.)*")
       | (?P<name>[A-Za-z_][A-Za-z0-9_-]*)
+      | (?P<op>==|!=|>=|<=|[<>?:])
       | (?P<punct>[.\[\](),-])
     )""",
     re.VERBOSE,
@@ -73,6 +74,16 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "join": lambda sep, items: str(sep).join(_to_string(i) for i in items),
     "format": _format,
     "length": len,
+    "concat": lambda *lists: [item for items in lists for item in items],
+}
+# Comparisons for conditionals such as ``var.rpc_workers > 0 ? var.python : var.llama_server``.
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "==": lambda a, b: bool(a == b),
+    "!=": lambda a, b: bool(a != b),
+    ">": lambda a, b: _to_number(a) > _to_number(b),
+    ">=": lambda a, b: _to_number(a) >= _to_number(b),
+    "<": lambda a, b: _to_number(a) < _to_number(b),
+    "<=": lambda a, b: _to_number(a) <= _to_number(b),
 }
 
 
@@ -173,7 +184,7 @@ class Evaluator:
 
     def expression(self, text: str) -> Any:
         tokens = self._tokenize(text)
-        value, pos = self._postfix(tokens, 0, text)
+        value, pos = self._conditional(tokens, 0, text)
         if pos != len(tokens):
             raise HclEvalError(f"unsupported expression {text!r} (near {tokens[pos][1]!r})")
         return value
@@ -192,6 +203,25 @@ class Evaluator:
             tokens.append((kind, match.group(kind)))
             pos = match.end()
         return tokens
+
+    def _conditional(self, tokens: list[tuple[str, str]], pos: int, text: str) -> tuple[Any, int]:
+        """``a OP b ? x : y`` (both branches are evaluated; only their values are kept or dropped)."""
+        value, pos = self._postfix(tokens, pos, text)
+        if pos < len(tokens) and tokens[pos][1] in _COMPARE:
+            op = tokens[pos][1]
+            right, pos = self._postfix(tokens, pos + 1, text)
+            try:
+                value = _COMPARE[op](value, right)
+            except HclEvalError as exc:
+                raise HclEvalError(f"{op} in {text!r}: {exc}") from None
+        if pos < len(tokens) and tokens[pos][1] == "?":
+            if not isinstance(value, bool):
+                raise HclEvalError(f"the condition in {text!r} is not a bool")
+            yes, pos = self._conditional(tokens, pos + 1, text)
+            pos = self._expect(tokens, pos, ":", text)
+            no, pos = self._conditional(tokens, pos, text)
+            value = yes if value else no
+        return value, pos
 
     def _postfix(self, tokens: list[tuple[str, str]], pos: int, text: str) -> tuple[Any, int]:
         value, pos = self._primary(tokens, pos, text)
@@ -263,7 +293,7 @@ class Evaluator:
     def _sequence(self, tokens: list[tuple[str, str]], pos: int, closing: str, text: str) -> tuple[list[Any], int]:
         items: list[Any] = []
         while pos < len(tokens) and tokens[pos][1] != closing:
-            item, pos = self._postfix(tokens, pos, text)
+            item, pos = self._conditional(tokens, pos, text)
             items.append(item)
             if pos < len(tokens) and tokens[pos][1] == ",":
                 pos += 1
