@@ -111,3 +111,18 @@ def run_hung_server() -> Iterator[HungServer]:
         for conn in conns:
             conn.close()
         listener.close()
+
+
+def direct_chat(url: str, messages: list[dict[str, Any]], params: SamplingParams = DETERMINISTIC) -> str:
+    """The text llama-server streams for exactly these messages (streamed like the agent's calls, so a random
+    model's broken UTF-8 comes out the same way)."""
+    body = {"messages": messages, "stream": True, **params.model_dump(exclude_none=True)}
+    out = []
+    with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=60) as resp:
+        resp.raise_for_status()
+        for line in resp.iter_lines():
+            if not line.startswith("data:") or line.strip() == "data: [DONE]":
+                continue
+            for choice in json.loads(line[5:]).get("choices") or []:
+                out.append((choice.get("delta") or {}).get("content") or "")
+    return "".join(out)

@@ -115,7 +115,7 @@ def test_payload_passes_sampling_params_through() -> None:
     payload = completion_payload(make_request("hi", params=params), model="general")
     assert payload["messages"] == [{"role": "user", "content": "hi"}]
     assert payload["stream"] is True and payload["stream_options"] == {"include_usage": True}
-    for key, value in params.model_dump().items():
+    for key, value in params.model_dump(exclude_none=True).items():
         assert payload[key] == value
     assert "top_p" not in completion_payload(make_request("hi", params=SamplingParams()), model="general")
 

@@ -46,6 +46,8 @@ class Expert:
     # The expert's own system prompt (from its registry meta), used when the conversation brings none: small
     # models such as SmolLM2 answer far better with one.
     system_prompt: str | None = None
+    # What the expert is good at (registry meta ``description``), for routing by meaning.
+    description: str | None = None
 
 
 @dataclass
@@ -158,7 +160,16 @@ class ExpertDirectory:
             )
             return
         self.discovery_error = None
-        found = [Expert(expert_name(i), i.url, "registry", i.meta.get("system_prompt") or None) for i in instances]
+        found = [
+            Expert(
+                expert_name(i),
+                i.url,
+                "registry",
+                i.meta.get("system_prompt") or None,
+                i.meta.get("description") or None,
+            )
+            for i in instances
+        ]
         listed = {(e.name, e.url) for e in found}
         for key, health in self._health.items():
             health.listed = key in listed

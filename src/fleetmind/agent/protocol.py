@@ -34,6 +34,9 @@ class SamplingParams(BaseModel):
     stop: list[str] | None = None
     seed: int | None = None
     response_format: dict[str, Any] | None = None
+    # OpenAI's penalties; llama-server takes them under the same names
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
 
 
 class AgentRequest(BaseModel):
@@ -43,6 +46,9 @@ class AgentRequest(BaseModel):
     model: str = "fleetmind"
     params: SamplingParams = Field(default_factory=SamplingParams)
     timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    # Ties requests into one conversation: the agent keeps its short-term history under this id, so a caller
+    # may send only the new message. None: the request stands alone (the caller sends the whole history).
+    conversation_id: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class Usage(BaseModel):

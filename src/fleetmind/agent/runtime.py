@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipecat.frames.frames import Frame
 from pipecat.pipeline.pipeline import Pipeline
@@ -27,6 +29,15 @@ from fleetmind.agent.protocol import AgentEvent, AgentRequest
 from fleetmind.agent.settings import AgentSettings
 from fleetmind.agent.stats import AgentStats
 from fleetmind.agent.twin import TwinService
+from fleetmind.agent.workflows import DEFAULT_WORKFLOW
+from fleetmind.agent.workflows.loader import Workflow, load_workflow
+from fleetmind.agent.workflows.registry import default_registry
+from fleetmind.memory.short_term import ConversationHistory
+
+if TYPE_CHECKING:
+    from fleetmind.agent.semantic import SemanticRouter
+    from fleetmind.memory.embedder import EmbeddingServer, LlamaEmbedder
+    from fleetmind.memory.long_term import LongTermMemory
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +105,18 @@ class AgentRuntime:
         self._client_closed = False
         self._client = client or self._new_client()
         self.stats = AgentStats()
+        # A bad workflow file (WorkflowLoadError, a ValueError) stops the process before it serves anything.
+        self.workflow: Workflow = load_workflow(
+            self.settings.workflow or DEFAULT_WORKFLOW, default_registry(self.settings.plugin_modules)
+        )
+        self.history = ConversationHistory(
+            max_messages=self.settings.history_max_messages,
+            max_conversations=self.settings.history_max_conversations,
+        )
+        self.memory: LongTermMemory | None = None
+        self.router: SemanticRouter | None = None
+        self._embedder: LlamaEmbedder | None = None
+        self._embedding_server: EmbeddingServer | None = None
         self._worker: PipelineWorker | None = None
         self._runner: WorkerRunner | None = None
         self._run_task: asyncio.Task[None] | None = None
@@ -123,11 +146,16 @@ class AgentRuntime:
         if self._client_closed:
             self._client = self._new_client()
             self._client_closed = False
+        await self._start_memory()
         self._twin = TwinService(
             self.directory,
             self._client,
             default_expert=self.settings.default_expert,
             max_timeout_s=self.settings.request_timeout_s,
+            workflow=self.workflow,
+            memory=self.memory,
+            history=self.history,
+            router=self.router,
         )
         self._sink = AgentEventSinkProcessor(stats=self.stats)
         self._worker = PipelineWorker(
@@ -177,7 +205,90 @@ class AgentRuntime:
         if self._own_client and not self._client_closed:
             await self._client.aclose()
             self._client_closed = True
+        await self._stop_memory()
         log.info("agent pipeline stopped", extra={"event": "pipeline_stopped"})
+
+    def memory_dir(self) -> Path:
+        if self.settings.memory_dir is not None:
+            return self.settings.memory_dir
+        from fleetmind.config import get_settings
+
+        return get_settings().state_dir / "agent" / "memory"
+
+    async def _start_memory(self) -> None:
+        """Long-term memory and routing by meaning, when an embedding server is configured (or autostarted)."""
+        if self.memory is not None:
+            return
+        from fleetmind.agent.semantic import SemanticRouter
+        from fleetmind.memory.embedder import EmbeddingServer, LlamaEmbedder
+        from fleetmind.memory.long_term import LongTermMemory
+
+        url = self.settings.embeddings_url
+        if url is None and self.settings.embeddings_autostart:
+            server = EmbeddingServer(self.memory_dir().parent / "models")
+            url = await asyncio.to_thread(server.start)
+            self._embedding_server = server
+        if url is None:
+            log.info(
+                "no embeddings configured: long-term memory and routing by meaning are off",
+                extra={"event": "memory_off"},
+            )
+            return
+        self._embedder = LlamaEmbedder(url)
+        self.memory = await asyncio.to_thread(LongTermMemory, self.memory_dir(), self._embedder)
+        self.router = SemanticRouter(self._embedder)
+        log.info(
+            "long-term memory at %s (%d memories)",
+            self.memory.directory,
+            len(self.memory),
+            extra={"event": "memory_ready", "memories": len(self.memory), "embeddings_url": url},
+        )
+
+    async def _stop_memory(self) -> None:
+        if self.memory is not None:
+            await asyncio.to_thread(self.memory.close)
+            self.memory = None
+        self.router = None
+        if self._embedder is not None:
+            await self._embedder.aclose()
+            self._embedder = None
+        if self._embedding_server is not None:
+            await asyncio.to_thread(self._embedding_server.stop)
+            self._embedding_server = None
+
+    def apply_live_settings(self, *, default_expert: str | None = None, request_timeout_s: float | None = None) -> None:
+        """Change the settings that take effect without a restart (used when a saved state is loaded)."""
+        updates: dict[str, object] = {}
+        if default_expert is not None:
+            updates["default_expert"] = default_expert
+        if request_timeout_s is not None:
+            updates["request_timeout_s"] = float(request_timeout_s)
+        self.settings = self.settings.model_copy(update=updates)
+        if self._twin is not None:
+            self._twin.apply_settings(
+                default_expert=self.settings.default_expert, max_timeout_s=self.settings.request_timeout_s
+            )
+
+    async def export_state(self) -> bytes:
+        """The agent's state (conversations, long-term memory, settings) as one file's bytes."""
+        from fleetmind.agent.state import export_state
+
+        return await asyncio.to_thread(export_state, self)
+
+    async def import_state(self, data: bytes) -> None:
+        """Replace conversations and long-term memory (and the live settings) with a saved state's."""
+        from fleetmind.agent.state import import_state
+
+        await asyncio.to_thread(import_state, self, data)
+
+    async def save_state(self, path: Path) -> None:
+        """Write :meth:`export_state` to ``path`` atomically."""
+        from fleetmind.agent.state import write_atomically
+
+        write_atomically(path, await self.export_state())
+
+    async def load_state(self, path: Path) -> None:
+        await self.import_state(await asyncio.to_thread(path.read_bytes))
 
     async def submit(self, request: AgentRequest) -> AsyncIterator[AgentEvent]:
         """Events for ``request``: deltas, then one done or error. Closing the iterator early cancels it."""

@@ -2,12 +2,14 @@
 
 The shared settings (state dir, log level) stay in :mod:`fleetmind.config`; this class holds only what the
 agent alone needs: how long a request may take, which experts to use when the registry should not be asked,
-and which expert answers requests for the generic ``fleetmind`` model.
+which expert answers requests for the generic ``fleetmind`` model, which workflow runs each request, and where
+memory lives and gets its embeddings.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +42,33 @@ class AgentSettings(BaseSettings):
         ge=0,
         description="After a failure an expert goes to the back of the line for this long.",
     )
+    workflow: Path | None = Field(
+        default=None,
+        description="A workflow YAML file to run for every request instead of the packaged default_agent_loop.yaml.",
+    )
+    step_plugins: str = Field(
+        default="",
+        description="Comma-separated Python modules with register_steps(registry), loaded into the step registry.",
+    )
+    embeddings_url: str | None = Field(
+        default=None,
+        description="A llama-server --embedding --pooling mean serving all-MiniLM-L6-v2; enables memory and "
+        "routing by meaning.",
+    )
+    embeddings_autostart: bool = Field(
+        default=False,
+        description="Without embeddings_url: start such a server as a child process (converting the packaged "
+        "model under the state dir on first use).",
+    )
+    memory_dir: Path | None = Field(
+        default=None, description="Long-term memory directory (default: <state dir>/agent/memory)."
+    )
+    history_max_messages: int = Field(default=40, ge=1, description="Messages kept per conversation.")
+    history_max_conversations: int = Field(default=1000, ge=1, description="Conversations kept in short-term memory.")
+
+    @property
+    def plugin_modules(self) -> list[str]:
+        return [m.strip() for m in self.step_plugins.split(",") if m.strip()]
 
 
 @lru_cache

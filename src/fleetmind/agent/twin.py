@@ -1,37 +1,45 @@
 """TwinService, the agent's brain: a pipecat processor that answers each chat request through an expert.
 
 Each ``AgentRequestFrame`` starts its own task, so requests run side by side and ``process_frame`` never waits
-on a model. The task asks the directory which experts exist, plans a route (:mod:`fleetmind.agent.routing`),
-streams from the first candidate and pushes ``AgentDeltaFrame``/``AgentDoneFrame`` downstream; when an expert
+on a model. The task runs the workflow, whose steps plan a route (:mod:`fleetmind.agent.routing`),
+stream from the first candidate and push ``AgentDeltaFrame``/``AgentDoneFrame`` downstream; when an expert
 fails or stalls before it has produced any text, the next candidate gets the request (after the first token
 the answer cannot be restarted invisibly, so a failure then ends the request with an error). A request ends
 with ``timeout`` when its deadline passes and with ``cancelled`` when an ``AgentCancelFrame`` arrives, which
-also stops the expert call. The YAML workflows and memory of the design will sit between a request's arrival
-and its routing, in :meth:`TwinService._answer`.
+also stops the expert call. What happens between a request's arrival and its answer is the
+request's workflow (:mod:`fleetmind.agent.workflows`; ``default_agent_loop.yaml`` unless another is given):
+history, memory recall, routing, the expert call with failover, learning, and the final frame.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from pipecat.frames.frames import CancelFrame, EndFrame, Frame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from fleetmind.agent import AgentError, AllExpertsFailedError, ExpertError, ExpertRejectedError
-from fleetmind.agent.experts import Completion, ExpertClient, ExpertDirectory, TextDelta
+from fleetmind.agent import AgentError
+from fleetmind.agent.experts import ExpertClient, ExpertDirectory
 from fleetmind.agent.frames import (
     AgentCancelFrame,
-    AgentDeltaFrame,
-    AgentDoneFrame,
     AgentErrorFrame,
     AgentOutputFrame,
     AgentRequestFrame,
 )
 from fleetmind.agent.protocol import AgentRequest
-from fleetmind.agent.routing import plan_route
+from fleetmind.agent.workflows import DEFAULT_WORKFLOW
+from fleetmind.agent.workflows.context import AgentServices
+from fleetmind.agent.workflows.engine import WorkflowRunner
+from fleetmind.agent.workflows.loader import Workflow, load_workflow
+from fleetmind.agent.workflows.registry import default_registry
+
+if TYPE_CHECKING:
+    from fleetmind.agent.semantic import SemanticRouter
+    from fleetmind.memory.long_term import LongTermMemory
+    from fleetmind.memory.short_term import ConversationHistory
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +57,10 @@ class TwinService(FrameProcessor):
         *,
         default_expert: str = "general",
         max_timeout_s: float = 300.0,
+        workflow: Workflow | None = None,
+        memory: LongTermMemory | None = None,
+        history: ConversationHistory | None = None,
+        router: SemanticRouter | None = None,
         name: str | None = None,
     ) -> None:
         if max_timeout_s <= 0:
@@ -60,6 +72,23 @@ class TwinService(FrameProcessor):
         self._max_timeout_s = max_timeout_s
         self._requests: dict[str, asyncio.Task[None]] = {}
         self._cancel_reasons: dict[str, str] = {}
+        services = AgentServices(
+            directory=directory,
+            client=client,
+            default_expert=default_expert,
+            memory=memory,
+            history=history,
+            router=router,
+        )
+        self.workflow = workflow or load_workflow(DEFAULT_WORKFLOW, default_registry())
+        self._runner = WorkflowRunner(self.workflow, services)
+
+    def apply_settings(self, *, default_expert: str, max_timeout_s: float) -> None:
+        """Settings that may change while requests run (a loaded state); new requests see them."""
+        if max_timeout_s <= 0:
+            raise ValueError("max_timeout_s must be positive")
+        self._max_timeout_s = max_timeout_s
+        self._runner.services.default_expert = default_expert
 
     @property
     def in_flight(self) -> int:
@@ -148,69 +177,4 @@ class TwinService(FrameProcessor):
             )
 
     async def _answer(self, request: AgentRequest) -> None:
-        experts = await self._directory.experts()
-        plan = plan_route(
-            request.model,
-            experts,
-            self._directory.is_healthy,
-            default_expert=self._default_expert,
-            discovery_error=self._directory.discovery_error,
-        )
-        log.info(
-            "route %s: %s",
-            request.id,
-            plan.reason,
-            extra={
-                "event": "route",
-                "request_id": request.id,
-                "model": request.model,
-                "expert": plan.candidates[0].name,
-                "candidates": [e.name for e in plan.candidates],
-            },
-        )
-        failures: list[ExpertError] = []
-        for attempt, expert in enumerate(plan.candidates):
-            produced = False
-            try:
-                async with contextlib.aclosing(self._client.stream_chat(expert, request)) as stream:
-                    async for item in stream:
-                        if isinstance(item, TextDelta):
-                            produced = True
-                            await self._emit(AgentDeltaFrame(request_id=request.id, text=item.text, expert=expert.name))
-                        elif isinstance(item, Completion):
-                            self._directory.record_success(expert)
-                            await self._emit(
-                                AgentDoneFrame(
-                                    request_id=request.id,
-                                    finish_reason=item.finish_reason,
-                                    usage=item.usage,
-                                    expert=expert.name,
-                                )
-                            )
-                            return
-            except ExpertError as exc:
-                self._directory.record_failure(expert, str(exc))
-                if produced:
-                    raise ExpertError(f"expert {expert.name} failed mid-answer: {exc}") from exc
-                failures.append(exc)
-                nxt = plan.candidates[attempt + 1].name if attempt + 1 < len(plan.candidates) else None
-                log.warning(
-                    "expert %s failed for %s%s",
-                    expert.name,
-                    request.id,
-                    f"; failing over to {nxt}" if nxt else "; no expert left",
-                    extra={
-                        "event": "expert_failover",
-                        "request_id": request.id,
-                        "expert": expert.name,
-                        "expert_url": expert.url,
-                        "next_expert": nxt,
-                        "error": str(exc),
-                        "cause": repr(exc.__cause__) if exc.__cause__ else None,
-                    },
-                )
-        error = AllExpertsFailedError("every expert failed: " + "; ".join(str(f) for f in failures))
-        if failures and all(isinstance(f, ExpertRejectedError) for f in failures):
-            # Every expert refused the request itself: only the caller can fix it.
-            error.code = ExpertRejectedError.code
-        raise error
+        await self._runner.run(request, self._emit)

@@ -12,6 +12,7 @@ Exceptions (each carries the HTTP status and envelope fields it is answered with
       +-- InvalidRequestError        400  a request we cannot accept as written
       |     +-- UnsupportedParameterError  400  a parameter we cannot honour yet (``param`` names it)
       +-- ModelNotFoundError         404  a model id that is neither ``fleetmind`` nor a registered expert
+      +-- RateLimitedError           429  a key over its requests or tokens per minute (``Retry-After`` says when)
       +-- AgentUnavailableError      503  no healthy agent (or no expert) could be reached in time
       +-- UpstreamTimeoutError       504  the agent did not finish within the request timeout
       +-- UpstreamError              502  the agent failed or broke the wire protocol
@@ -25,6 +26,7 @@ from fleetmind.gateway.errors import (
     GatewayError,
     InvalidRequestError,
     ModelNotFoundError,
+    RateLimitedError,
     UnsupportedParameterError,
     UpstreamError,
     UpstreamTimeoutError,
@@ -37,6 +39,7 @@ __all__ = [
     "GatewayError",
     "InvalidRequestError",
     "ModelNotFoundError",
+    "RateLimitedError",
     "UnsupportedParameterError",
     "UpstreamError",
     "UpstreamTimeoutError",

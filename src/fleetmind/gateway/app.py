@@ -1,7 +1,7 @@
 """The gateway's FastAPI app: :func:`create_app` wires settings, key store, discovery and routes together.
 
-``/v1/*`` is the OpenAI surface (keys required), ``/health`` is for checks and load balancers,
-``/openapi.json`` and ``/docs`` describe it all. Shared objects live on ``app.state`` and are closed by the
+``/v1/*`` is the OpenAI surface (keys required, per-key rate limits), ``/health`` is for checks and load
+balancers, ``/metrics`` for Prometheus, ``/openapi.json`` and ``/docs`` describe it all. Shared objects live on ``app.state`` and are closed by the
 lifespan.
 """
 
@@ -18,6 +18,8 @@ import fleetmind
 from fleetmind.config import get_settings
 from fleetmind.gateway.discovery import AgentLocator, Registry
 from fleetmind.gateway.errors import install_error_handlers
+from fleetmind.gateway.limits import RateLimiter
+from fleetmind.gateway.metrics import GatewayMetrics, MetricsMiddleware
 from fleetmind.gateway.routes import chat, health, models
 from fleetmind.gateway.service import ChatService
 from fleetmind.gateway.settings import GatewaySettings, get_gateway_settings
@@ -55,6 +57,11 @@ def create_app(
     app.state.locator = locator
     app.state.chat_service = service
     app.state.started = int(time.time())
+    app.state.limiter = RateLimiter(
+        requests_per_minute=settings.requests_per_minute, tokens_per_minute=settings.tokens_per_minute
+    )
+    app.state.metrics = metrics = GatewayMetrics()
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     install_error_handlers(app)
     app.include_router(chat.router, prefix="/v1")
     app.include_router(models.router, prefix="/v1")

@@ -1,12 +1,15 @@
-"""Request dependencies: the API key check and the app's shared services, as ``Annotated`` aliases.
+"""Request dependencies: the API key check, the key's rate limit and the app's shared services.
 
 A key is read from ``Authorization: Bearer <key>`` and verified against the shared key store (SHA-256 hashes,
 constant-time compare). The key itself is never logged; the header is handed on unchanged so the agent can
-check it too.
+check it too. A key that checks out then takes one request from its budget (429 when it is spent); from there
+on the request is known by the key's hash and a label for metrics (the store id, or a hash prefix).
 """
 
 from __future__ import annotations
 
+import hmac
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,8 +17,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from fleetmind.gateway.discovery import AgentLocator
 from fleetmind.gateway.errors import AuthenticationError
+from fleetmind.gateway.limits import RateLimiter
+from fleetmind.gateway.metrics import GatewayMetrics
 from fleetmind.gateway.service import ChatService
-from fleetmind.security import KeyStore
+from fleetmind.security import KeyStore, hash_key
 
 # auto_error=False: we answer a missing key ourselves, in the OpenAI envelope
 _bearer = HTTPBearer(auto_error=False, description="An API key made with `fleetmind keys create`.")
@@ -36,11 +41,34 @@ def get_locator(request: Request) -> AgentLocator:
     return locator
 
 
+def get_metrics(request: Request) -> GatewayMetrics:
+    metrics: GatewayMetrics = request.app.state.metrics
+    return metrics
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: the header to forward, the key's hash (budgets) and its label (metrics, logs)."""
+
+    authorization: str
+    key_hash: str
+    key_label: str
+
+
+def key_label(store: KeyStore, digest: str) -> str:
+    """The store id of the key with hash ``digest``, else ``sha256:`` and a hash prefix (an environment key)."""
+    for record in store.records():
+        if hmac.compare_digest(record.sha256, digest):
+            return record.id
+    return "sha256:" + digest[:12]
+
+
 def require_api_key(
+    request: Request,
     store: Annotated[KeyStore, Depends(get_key_store)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
-    """The ``Authorization`` header value to forward, once its key checks out; 401 otherwise."""
+) -> Caller:
+    """The caller, once its key checks out and its budget allows one more request; 401 or 429 otherwise."""
     # a plain def: FastAPI runs it in a worker thread, so the key file's stat/read never blocks the event loop
     if credentials is None or not credentials.credentials:
         raise AuthenticationError(
@@ -49,9 +77,28 @@ def require_api_key(
     if not store.verify(credentials.credentials):
         hint = " No API keys exist yet: create one with `fleetmind keys create`." if store.is_empty() else ""
         raise AuthenticationError("Incorrect API key provided." + hint)
-    return f"Bearer {credentials.credentials}"
+    digest = hash_key(credentials.credentials)
+    caller = Caller(f"Bearer {credentials.credentials}", digest, key_label(store, digest))
+    request.state.key_label = caller.key_label  # a refused request is still counted against its key
+    limiter: RateLimiter = request.app.state.limiter
+    limiter.admit(digest)
+    return caller
 
 
-Authorization = Annotated[str, Depends(require_api_key)]
+def require_metrics_key(
+    request: Request,
+    store: Annotated[KeyStore, Depends(get_key_store)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """A key for ``/metrics`` only when the settings ask for one; scraping never spends a rate budget."""
+    if not request.app.state.settings.metrics_require_key:
+        return
+    if credentials is None or not store.verify(credentials.credentials):
+        raise AuthenticationError("/metrics needs an API key here. Send it as 'Authorization: Bearer YOUR_KEY'.")
+
+
+Authorization = Annotated[Caller, Depends(require_api_key)]
+MetricsKey = Annotated[None, Depends(require_metrics_key)]
+Metrics = Annotated[GatewayMetrics, Depends(get_metrics)]
 Service = Annotated[ChatService, Depends(get_chat_service)]
 Locator = Annotated[AgentLocator, Depends(get_locator)]

@@ -40,9 +40,11 @@ class GatewayError(Exception):
     def envelope(self) -> dict[str, Any]:
         return error_body(self.message, type_=self.type, param=self.param, code=self.code)
 
+    def headers(self) -> dict[str, str] | None:
+        return {"WWW-Authenticate": "Bearer"} if self.status_code == 401 else None
+
     def response(self) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if self.status_code == 401 else None
-        return JSONResponse(self.envelope(), status_code=self.status_code, headers=headers)
+        return JSONResponse(self.envelope(), status_code=self.status_code, headers=self.headers())
 
 
 class AuthenticationError(GatewayError):
@@ -74,6 +76,22 @@ class ModelNotFoundError(GatewayError):
         listing = ", ".join(known) if known else "(none)"
         super().__init__(f"The model '{model}' does not exist. Known models: {listing}.", param="model")
         self.known = list(known)
+
+
+class RateLimitedError(GatewayError):
+    """A key over its request or token budget; ``retry_after_s`` is when the budget allows one more request."""
+
+    status_code = 429
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, limit: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        # OpenAI names the exhausted budget in "type": "requests" or "tokens"
+        self.type = limit
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after_s)}
 
 
 class AgentUnavailableError(GatewayError):
@@ -140,6 +158,7 @@ def _validation_error(exc: RequestValidationError) -> GatewayError:
 
 async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)
+    request.state.error_code = exc.code  # for the metrics middleware
     if exc.status_code >= 500:
         log.warning("%s %s -> %d %s", request.method, request.url.path, exc.status_code, exc.message)
     return exc.response()
@@ -147,7 +166,9 @@ async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return _validation_error(exc).response()
+    error = _validation_error(exc)
+    request.state.error_code = error.code
+    return error.response()
 
 
 _HTTP_CODES = {
@@ -167,7 +188,9 @@ async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     else:
         message = str(exc.detail)
     type_ = SERVER_ERROR if exc.status_code >= 500 else INVALID_REQUEST
-    body = error_body(message, type_=type_, code=_HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}"))
+    code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    request.state.error_code = code
+    body = error_body(message, type_=type_, code=code)
     return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
@@ -175,7 +198,7 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     # the traceback goes to our log; the client learns only that it was our fault
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     body = error_body("The server had an error while processing your request.", type_=SERVER_ERROR)
-    body["error"]["code"] = "internal_error"
+    body["error"]["code"] = request.state.error_code = "internal_error"
     return JSONResponse(body, status_code=500)
 
 

@@ -34,6 +34,7 @@ from fleetmind.gateway.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+from fleetmind.gateway.metrics import RequestMeter
 from fleetmind.gateway.schemas import (
     AssistantMessage,
     ChatCompletionChunk,
@@ -72,6 +73,8 @@ def agent_request(req: ChatCompletionRequest, *, request_id: str, timeout_s: flo
         max_tokens=req.max_completion_tokens or req.max_tokens,
         stop=req.stop_list(),
         seed=req.seed,
+        frequency_penalty=req.frequency_penalty,
+        presence_penalty=req.presence_penalty,
         response_format={"type": req.response_format.type} if req.response_format else None,
     )
     return AgentRequest(id=request_id, messages=messages, model=req.model, params=params, timeout_s=timeout_s)
@@ -243,8 +246,10 @@ class ChatService:
         log.info("chat %s model=%s stream=%s -> %s", request_id, req.model, req.stream, url)
         return _Upstream(response, response.aiter_lines(), deadline, request_id)
 
-    async def complete(self, req: ChatCompletionRequest, *, authorization: str) -> Completion:
-        """The whole answer at once."""
+    async def complete(
+        self, req: ChatCompletionRequest, *, authorization: str, meter: RequestMeter | None = None
+    ) -> Completion:
+        """The whole answer at once; ``meter`` hears of the first text and the token usage."""
         completion_id = "chatcmpl-" + uuid.uuid4().hex
         created = int(time.time())
         upstream = await self._open(req, authorization=authorization, completion_id=completion_id)
@@ -255,11 +260,15 @@ class ChatService:
                 if event is None:
                     raise UpstreamError("The agent closed the stream before it finished.")
                 if event.type == "delta":
+                    if meter is not None and event.text:
+                        meter.first_token()
                     parts.append(event.text)
                 elif event.type == "error":
                     raise event_error(event)
                 else:
                     usage = event.usage
+                    if meter is not None and usage is not None:
+                        meter.usage(usage.prompt_tokens, usage.completion_tokens)
                     body = ChatCompletionResponse(
                         id=completion_id,
                         created=created,
@@ -276,7 +285,9 @@ class ChatService:
         finally:
             await upstream.aclose()
 
-    async def stream(self, req: ChatCompletionRequest, *, authorization: str) -> AsyncIterator[str]:
+    async def stream(
+        self, req: ChatCompletionRequest, *, authorization: str, meter: RequestMeter | None = None
+    ) -> AsyncIterator[str]:
         """Server-sent events for ``req``; errors before the first event are raised here, not streamed."""
         completion_id = "chatcmpl-" + uuid.uuid4().hex
         created = int(time.time())
@@ -290,7 +301,7 @@ class ChatService:
         except BaseException:
             await upstream.aclose()
             raise
-        return _sse(req, upstream, first, completion_id=completion_id, created=created)
+        return _sse(req, upstream, first, completion_id=completion_id, created=created, meter=meter)
 
 
 def _usage(prompt: int, completion: int) -> UsageInfo:
@@ -303,7 +314,13 @@ def sse(payload: dict[str, object] | str) -> str:
 
 
 async def _sse(
-    req: ChatCompletionRequest, upstream: _Upstream, first: AgentEvent, *, completion_id: str, created: int
+    req: ChatCompletionRequest,
+    upstream: _Upstream,
+    first: AgentEvent,
+    *,
+    completion_id: str,
+    created: int,
+    meter: RequestMeter | None,
 ) -> AsyncIterator[str]:
     include_usage = req.include_usage()
 
@@ -325,14 +342,21 @@ async def _sse(
         event: AgentEvent | None = first
         while event is not None:
             if event.type == "error":
-                yield sse(event_error(event).envelope())
+                error = event_error(event)
+                if meter is not None:
+                    meter.stream_error(error.code)
+                yield sse(error.envelope())
                 break
             if event.text:
+                if meter is not None:
+                    meter.first_token()
                 yield chunk(ChunkDelta(content=event.text))
             if event.type == "done":
                 yield chunk(ChunkDelta(), finish_reason=event.finish_reason or "stop")
+                usage = event.usage
+                if meter is not None and usage is not None:
+                    meter.usage(usage.prompt_tokens, usage.completion_tokens)
                 if include_usage:
-                    usage = event.usage
                     final = ChatCompletionChunk(
                         id=completion_id,
                         created=created,
@@ -344,9 +368,14 @@ async def _sse(
                 break
             event = await upstream.next_event()
         else:
-            yield sse(UpstreamError("The agent closed the stream before it finished.").envelope())
+            closed = UpstreamError("The agent closed the stream before it finished.")
+            if meter is not None:
+                meter.stream_error(closed.code)
+            yield sse(closed.envelope())
     except GatewayError as exc:
         log.warning("chat %s failed mid-stream: %s", upstream.request_id, exc.message)
+        if meter is not None:
+            meter.stream_error(exc.code)
         yield sse(exc.envelope())
     finally:
         await upstream.aclose()

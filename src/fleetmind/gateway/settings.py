@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class GatewaySettings(BaseSettings):
-    """Where the gateway listens and how it finds and waits for the agent."""
+    """Where the gateway listens, how it finds and waits for the agent, and how much one key may ask."""
 
     model_config = SettingsConfigDict(env_prefix="FLEETMIND_GATEWAY_", extra="ignore")
 
@@ -30,6 +30,15 @@ class GatewaySettings(BaseSettings):
     )
     discovery_timeout_s: float = Field(default=15.0, ge=0, le=600, description="How long to look for a healthy agent.")
     registry_ttl_s: float = Field(default=5.0, ge=0, le=300, description="Registry answer reuse.")
+    requests_per_minute: int = Field(
+        default=600, ge=0, description="Requests one API key may make per minute (0 = no limit)."
+    )
+    tokens_per_minute: int = Field(
+        default=1_000_000, ge=0, description="Prompt + completion tokens one API key may use per minute (0 = no limit)."
+    )
+    metrics_require_key: bool = Field(
+        default=False, description="Ask for an API key on /metrics too (for a gateway reachable from outside)."
+    )
 
     @field_validator("agent_url")
     @classmethod

@@ -17,8 +17,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 from starlette.types import Send
 
-from fleetmind.gateway.deps import Authorization, Service
+from fleetmind.gateway.deps import Authorization, Metrics, Service
 from fleetmind.gateway.errors import ClientDisconnected, error_body
+from fleetmind.gateway.metrics import RequestMeter
 from fleetmind.gateway.schemas import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -35,6 +36,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         400: "Invalid or unsupported parameters",
         401: "Missing or incorrect API key",
         404: "Unknown model",
+        429: "The API key's requests or tokens per minute are spent; `Retry-After` says when to try again",
         503: "No agent available",
         504: "The agent timed out",
     }.items()
@@ -113,19 +115,31 @@ async def _unless_disconnected(request: Request, work: asyncio.Task[T]) -> T:
     },
 )
 async def create_chat_completion(
-    body: ChatCompletionRequest, request: Request, authorization: Authorization, service: Service
+    body: ChatCompletionRequest, request: Request, caller: Authorization, service: Service, metrics: Metrics
 ) -> Any:
     """Create a model response for the given chat conversation (OpenAI's API)."""
+    request.state.stream = body.stream
     check_supported(body)
     await service.check_model(body.model)
+    # only now is the model one we know: a made-up name never becomes a metrics label
+    request.state.model_label = body.model
+    meter = RequestMeter(
+        metrics,
+        request.app.state.limiter,
+        key_hash=caller.key_hash,
+        key_label=caller.key_label,
+        model=body.model,
+        started=request.state.started,
+    )
+    authorization = caller.authorization
     if body.stream:
-        events: AsyncIterator[str] = await service.stream(body, authorization=authorization)
+        events: AsyncIterator[str] = await service.stream(body, authorization=authorization, meter=meter)
         return ClosingStreamingResponse(
             events,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    work = asyncio.ensure_future(service.complete(body, authorization=authorization))
+    work = asyncio.ensure_future(service.complete(body, authorization=authorization, meter=meter))
     completion = await _unless_disconnected(request, work)
     headers = {"X-Fleetmind-Expert": completion.expert} if completion.expert else None
     return JSONResponse(completion.body.model_dump(mode="json"), headers=headers)
