@@ -16,6 +16,13 @@ Exceptions::
       |     +-- ExpertProtocolError           the expert answered something that is not a chat stream
       +-- AllExpertsFailedError               every candidate expert failed ("expert_error")
       +-- RuntimeNotRunningError              a request was submitted to a runtime that is not running
+      +-- WorkflowError                       (fleetmind.agent.workflows) the workflow engine's errors
+      |     +-- WorkflowLoadError             a workflow file is invalid: file, line, field (also a ValueError)
+      |     +-- WorkflowRuntimeError          a workflow ended without answering ("internal")
+      +-- StateFormatError                    (fleetmind.agent.state) a saved state file is not loadable
+
+What TwinService does with a request is a YAML workflow (:mod:`fleetmind.agent.workflows`); memory lives in
+:mod:`fleetmind.memory` and routing by meaning in :mod:`fleetmind.agent.semantic`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,69 @@
+"""What a workflow step sees: the request, the agent's services, and what earlier steps left behind.
+
+:class:`AgentServices` is built once per TwinService (experts, the HTTP client, memory, the router);
+:class:`StepContext` once per request. Steps communicate only through the context: ``messages`` is what will be
+sent to the expert (steps may add to it, e.g. recalled memories), ``plan`` the route, ``answer`` and
+``completion`` what the expert produced, ``responded`` whether the request has had its final frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fleetmind.agent.experts import Completion, Expert, ExpertClient, ExpertDirectory
+from fleetmind.agent.frames import AgentOutputFrame
+from fleetmind.agent.protocol import AgentRequest, ChatMessage
+from fleetmind.agent.routing import RoutePlan
+
+if TYPE_CHECKING:
+    from fleetmind.agent.semantic import SemanticRouter
+    from fleetmind.memory.long_term import LongTermMemory, MemoryHit
+    from fleetmind.memory.short_term import ConversationHistory
+
+Emit = Callable[[AgentOutputFrame], Awaitable[None]]
+
+
+@dataclass
+class AgentServices:
+    """The long-lived parts a step may use; memory and the semantic router are optional."""
+
+    directory: ExpertDirectory
+    client: ExpertClient
+    default_expert: str = "general"
+    memory: LongTermMemory | None = None
+    history: ConversationHistory | None = None
+    router: SemanticRouter | None = None
+
+
+@dataclass
+class StepContext:
+    """One request's state while its workflow runs."""
+
+    request: AgentRequest
+    services: AgentServices
+    emit: Emit
+    messages: list[ChatMessage] = field(default_factory=list)
+    plan: RoutePlan | None = None
+    route_reason: str | None = None
+    expert: Expert | None = None
+    answer: list[str] = field(default_factory=list)
+    completion: Completion | None = None
+    recalled: list[MemoryHit] = field(default_factory=list)
+    responded: bool = False
+    vars: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def request_id(self) -> str:
+        return self.request.id
+
+    @property
+    def conversation_id(self) -> str | None:
+        return self.request.conversation_id
+
+    def last_user_text(self) -> str:
+        for message in reversed(self.request.messages):
+            if message.role == "user" and message.content:
+                return message.content
+        return ""

@@ -1,0 +1,245 @@
+"""The built-in step types, registered through :meth:`StepRegistry.register` like any plugin's.
+
+``load_history`` puts the conversation's short-term history before the new messages; ``recall_memory`` finds
+long-term memories close in meaning to the user's message; ``route`` orders the experts (by name, by meaning,
+by health); ``call_expert`` streams the answer from the first expert that works, failing over before the first
+token; ``remember`` writes what the user told the agent to long-term memory; ``respond`` ends the request and
+records the exchange. ``call_tool``, ``ask_approval`` and ``reflect`` are declared extension points: the design
+names them, nothing implements them yet, and a workflow that uses them is refused when it loads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fleetmind.agent import AllExpertsFailedError, ExpertError, ExpertRejectedError
+from fleetmind.agent.experts import Completion, TextDelta
+from fleetmind.agent.frames import AgentDeltaFrame, AgentDoneFrame
+from fleetmind.agent.protocol import ChatMessage
+from fleetmind.agent.routing import RoutePlan, plan_route
+from fleetmind.agent.workflows.context import StepContext
+from fleetmind.agent.workflows.registry import NoParams, StepRegistry
+from fleetmind.memory import EmbeddingError
+
+log = logging.getLogger("fleetmind.agent.workflow")
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HistoryParams(_Params):
+    max_messages: int = Field(default=20, ge=0, le=1000, description="Most history messages put before the new ones.")
+
+
+class RecallParams(_Params):
+    k: int = Field(default=3, ge=1, le=50, description="Most memories recalled.")
+    min_score: float = Field(default=0.35, ge=-1.0, le=1.0, description="Least cosine similarity to count.")
+    header: str = "Things you remember from earlier conversations:"
+
+
+class RouteParams(_Params):
+    strategy: Literal["semantic", "default"] = Field(
+        default="semantic",
+        description="semantic: the generic model goes to the expert whose description is closest to the query.",
+    )
+
+
+class RememberParams(_Params):
+    skip_questions: bool = Field(default=True, description="Questions are asked, not learnt.")
+    min_chars: int = Field(default=8, ge=1)
+
+
+async def load_history(ctx: StepContext, params: HistoryParams) -> None:
+    history = ctx.services.history
+    if history is None or ctx.conversation_id is None or params.max_messages == 0:
+        return
+    earlier = history.get(ctx.conversation_id)[-params.max_messages :]
+    if not earlier:
+        return
+    system = [m for m in ctx.messages if m.role == "system"]
+    rest = [m for m in ctx.messages if m.role != "system"]
+    ctx.messages = [*system, *earlier, *rest]
+
+
+async def recall_memory(ctx: StepContext, params: RecallParams) -> None:
+    memory = ctx.services.memory
+    query = ctx.last_user_text()
+    if memory is None or not query:
+        return
+    try:
+        found = await memory.search(query, k=params.k)
+    except EmbeddingError as exc:
+        # Memory makes answers better; without it the agent still answers.
+        log.warning("memory recall skipped: %s", exc, extra={"event": "memory_unavailable", "error": str(exc)})
+        return
+    hits = [h for h in found if h.score >= params.min_score]
+    ctx.recalled = hits
+    log.info(
+        "recalled %d memories for %s",
+        len(hits),
+        ctx.request_id,
+        extra={
+            "event": "memory_recall",
+            "request_id": ctx.request_id,
+            "memories": [{"text": h.text, "score": round(h.score, 3)} for h in hits],
+        },
+    )
+    if hits:
+        note = params.header + "\n" + "\n".join(f"- {h.text}" for h in hits)
+        ctx.vars.setdefault("system_notes", []).append(note)
+
+
+async def route(ctx: StepContext, params: RouteParams) -> None:
+    services = ctx.services
+    experts = await services.directory.experts()
+    plan = plan_route(
+        ctx.request.model,
+        experts,
+        services.directory.is_healthy,
+        default_expert=services.default_expert,
+        discovery_error=services.directory.discovery_error,
+    )
+    scores: dict[str, float] = {}
+    if params.strategy == "semantic" and services.router is not None and ctx.request.model == "fleetmind":
+        choice = await services.router.choose(ctx.last_user_text(), plan.candidates, services.directory.is_healthy)
+        if choice is not None:
+            scores = choice.scores
+            first = [e for e in plan.candidates if e.name == choice.expert]
+            rest = [e for e in plan.candidates if e.name != choice.expert]
+            plan = RoutePlan(tuple(first + rest), f"query closest to {choice.expert!r} ({choice.reason})")
+    ctx.plan = plan
+    log.info(
+        "route %s: %s",
+        ctx.request_id,
+        plan.reason,
+        extra={
+            "event": "route",
+            "request_id": ctx.request_id,
+            "model": ctx.request.model,
+            "expert": plan.candidates[0].name,
+            "candidates": [e.name for e in plan.candidates],
+            "scores": scores,
+        },
+    )
+
+
+def _outgoing_messages(ctx: StepContext, expert_prompt: str | None) -> list[ChatMessage]:
+    """The messages for the expert: its own system prompt (when the caller sent none) plus the steps' notes."""
+    notes: list[str] = ctx.vars.get("system_notes", [])
+    if not notes:
+        return ctx.messages  # the expert's prompt is added by completion_payload, as before workflows
+    messages = list(ctx.messages)
+    if messages and messages[0].role == "system":
+        merged = "\n\n".join([messages[0].content or "", *notes]).strip()
+        messages[0] = messages[0].model_copy(update={"content": merged})
+    else:
+        merged = "\n\n".join([p for p in (expert_prompt, *notes) if p])
+        messages.insert(0, ChatMessage(role="system", content=merged))
+    return messages
+
+
+async def call_expert(ctx: StepContext, params: NoParams) -> None:
+    if ctx.plan is None:
+        await route(ctx, RouteParams())
+    assert ctx.plan is not None
+    directory, client = ctx.services.directory, ctx.services.client
+    failures: list[ExpertError] = []
+    candidates = ctx.plan.candidates
+    for attempt, expert in enumerate(candidates):
+        produced = False
+        request = ctx.request.model_copy(update={"messages": _outgoing_messages(ctx, expert.system_prompt)})
+        try:
+            async with contextlib.aclosing(client.stream_chat(expert, request)) as stream:
+                async for item in stream:
+                    if isinstance(item, TextDelta):
+                        produced = True
+                        ctx.answer.append(item.text)
+                        await ctx.emit(AgentDeltaFrame(request_id=ctx.request_id, text=item.text, expert=expert.name))
+                    elif isinstance(item, Completion):
+                        directory.record_success(expert)
+                        ctx.expert, ctx.completion = expert, item
+                        return
+        except ExpertError as exc:
+            directory.record_failure(expert, str(exc))
+            if produced:
+                raise ExpertError(f"expert {expert.name} failed mid-answer: {exc}") from exc
+            failures.append(exc)
+            nxt = candidates[attempt + 1].name if attempt + 1 < len(candidates) else None
+            log.warning(
+                "expert %s failed for %s%s",
+                expert.name,
+                ctx.request_id,
+                f"; failing over to {nxt}" if nxt else "; no expert left",
+                extra={
+                    "event": "expert_failover",
+                    "request_id": ctx.request_id,
+                    "expert": expert.name,
+                    "expert_url": expert.url,
+                    "next_expert": nxt,
+                    "error": str(exc),
+                    "cause": repr(exc.__cause__) if exc.__cause__ else None,
+                },
+            )
+    error = AllExpertsFailedError("every expert failed: " + "; ".join(str(f) for f in failures))
+    if failures and all(isinstance(f, ExpertRejectedError) for f in failures):
+        # Every expert refused the request itself: only the caller can fix it.
+        error.code = ExpertRejectedError.code
+    raise error
+
+
+async def remember(ctx: StepContext, params: RememberParams) -> None:
+    memory = ctx.services.memory
+    text = ctx.last_user_text().strip()
+    if memory is None or len(text) < params.min_chars or (params.skip_questions and text.endswith("?")):
+        return
+    try:
+        await memory.add(text, conversation_id=ctx.conversation_id)
+    except EmbeddingError as exc:
+        log.warning("memory write skipped: %s", exc, extra={"event": "memory_unavailable", "error": str(exc)})
+        return
+    log.info(
+        "remembered a message of %s",
+        ctx.request_id,
+        extra={"event": "memory_write", "request_id": ctx.request_id, "chars": len(text)},
+    )
+
+
+async def respond(ctx: StepContext, params: NoParams) -> None:
+    if ctx.completion is None:
+        raise ExpertError("nothing to respond with: no expert answered")
+    expert = ctx.expert.name if ctx.expert else None
+    await ctx.emit(
+        AgentDoneFrame(
+            request_id=ctx.request_id,
+            finish_reason=ctx.completion.finish_reason,
+            usage=ctx.completion.usage,
+            expert=expert,
+        )
+    )
+    ctx.responded = True
+    history = ctx.services.history
+    if history is not None and ctx.conversation_id is not None:
+        new = [m for m in ctx.request.messages if m.role != "system"]
+        history.extend(ctx.conversation_id, [*new, ChatMessage(role="assistant", content="".join(ctx.answer))])
+
+
+def register_steps(registry: StepRegistry) -> None:
+    """Register the built-in step types (the same hook a plugin module exposes)."""
+    registry.register("load_history", params=HistoryParams, description="prepend the conversation's history")(
+        load_history
+    )
+    registry.register("recall_memory", params=RecallParams, description="recall long-term memories by meaning")(
+        recall_memory
+    )
+    registry.register("route", params=RouteParams, description="order the experts for this request")(route)
+    registry.register("call_expert", params=NoParams, description="stream the answer, with failover")(call_expert)
+    registry.register("remember", params=RememberParams, description="write the user's message to memory")(remember)
+    registry.register("respond", params=NoParams, description="finish the request, record the exchange")(respond)
+    registry.declare("call_tool", description="run a tool the expert asked for")
+    registry.declare("ask_approval", description="wait for a person to approve a risky action")
+    registry.declare("reflect", description="let a model critique and revise the answer")

@@ -1,0 +1,151 @@
+"""Text → unit vectors through a ``llama-server --embedding --pooling mean`` serving all-MiniLM-L6-v2.
+
+:class:`LlamaEmbedder` calls the server's OpenAI-compatible ``/v1/embeddings`` and returns float32 rows of unit
+length, so inner product is cosine similarity everywhere downstream. :class:`EmbeddingServer` starts such a
+server as a child process (converting the packaged model first if needed) for tests, benchmarks and a stack
+that has no embedding job of its own; in a cluster the server is a job like any expert and only its URL is
+given to the agent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+import numpy as np
+
+from fleetmind.memory import EmbeddingError
+from fleetmind.memory.gguf_convert import EMBEDDING_DIM, ensure_gguf
+
+
+class Embedder(Protocol):
+    """Anything that turns texts into an ``(n, dim)`` float32 array of unit rows."""
+
+    dim: int
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+class LlamaEmbedder:
+    """Embeds through llama-server's ``/v1/embeddings``."""
+
+    def __init__(self, url: str, *, dim: int = EMBEDDING_DIM, timeout_s: float = 30.0) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"bad embeddings URL {url!r}: expected http://host:port")
+        self.url = url.rstrip("/")
+        self.dim = dim
+        self._http = httpx.AsyncClient(timeout=timeout_s)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        try:
+            resp = await self._http.post(f"{self.url}/v1/embeddings", json={"input": list(texts)})
+        except httpx.HTTPError as exc:
+            raise EmbeddingError(f"embedding server could not be reached ({type(exc).__name__})") from exc
+        if resp.status_code != 200:
+            raise EmbeddingError(f"embedding server answered HTTP {resp.status_code}: {resp.text[:300]}")
+        try:
+            rows = sorted(resp.json()["data"], key=lambda d: d["index"])
+            vectors = np.array([row["embedding"] for row in rows], dtype=np.float32)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EmbeddingError("embedding server answered something that is not an embeddings list") from exc
+        if vectors.shape != (len(texts), self.dim):
+            raise EmbeddingError(f"expected {len(texts)} vectors of {self.dim}, got shape {vectors.shape}")
+        return normalize(vectors)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class EmbeddingServer:
+    """A llama-server child process serving the converted MiniLM; ``start()``/``stop()`` or ``with``."""
+
+    def __init__(self, models_dir: Path, *, port: int | None = None, threads: int = 1, log: Path | None = None):
+        self.models_dir = models_dir
+        self.port = port or free_port()
+        self.threads = threads
+        self.log = log
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        from fleetmind.llm import binaries
+
+        model = ensure_gguf(self.models_dir)
+        # One sequence of up to 512 tokens (the model's context); batch = ubatch because BERT is non-causal.
+        return [
+            str(binaries.llama_server()),
+            *("-m", str(model), "--embedding", "--pooling", "mean", "--host", "127.0.0.1", "--port", str(self.port)),
+            *("-c", "512", "-b", "512", "-ub", "512", "-t", str(self.threads), "--no-webui"),
+        ]
+
+    def start(self, timeout_s: float = 60.0) -> str:
+        cmd = self.command()
+        out = self.log.open("wb") if self.log else subprocess.DEVNULL
+        try:
+            self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            if self.log and not isinstance(out, int):
+                out.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise EmbeddingError(f"embedding server exited with {self._proc.returncode} while starting")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    return self.url
+            time.sleep(0.1)
+        self.stop()
+        raise EmbeddingError(f"embedding server did not become healthy within {timeout_s:g}s")
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+    def __enter__(self) -> EmbeddingServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+async def embed_one(embedder: Embedder, text: str) -> np.ndarray:
+    """One text's vector, shape ``(dim,)``."""
+    return (await embedder.embed([text]))[0]
+
+
+__all__ = ["Embedder", "EmbeddingServer", "LlamaEmbedder", "embed_one", "normalize"]

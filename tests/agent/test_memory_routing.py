@@ -1,0 +1,176 @@
+"""Memory and routing by meaning in the real pipeline: real MiniLM embeddings, real llama-servers."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from agent_testkit import HungServer, collect, direct_chat, make_request
+
+from fleetmind.agent.runtime import AgentRuntime
+from fleetmind.agent.settings import AgentSettings
+from fleetmind.agent.workflows.steps import RecallParams
+
+pytestmark = pytest.mark.asyncio
+
+FACT = "My dog is called Biscuit and he loves running on the beach."
+
+
+def records(caplog: pytest.LogCaptureFixture, event: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if getattr(r, "event", None) == event]
+
+
+async def test_a_fact_is_recalled_by_meaning_in_a_later_conversation_after_a_restart(
+    tmp_path: Path, llama_server_url: str, embeddings_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = AgentSettings(
+        experts=f"general={llama_server_url}", embeddings_url=embeddings_url, memory_dir=tmp_path / "memory"
+    )
+    first = AgentRuntime(settings=settings)
+    await first.start()
+    try:
+        for text in (FACT, "I have been learning to play the cello for two years.", "Is it going to rain?"):
+            events = await collect(first.submit(make_request(text, conversation_id="monday")))
+            assert events[-1].type == "done"
+        assert first.memory is not None and len(first.memory) == 2  # the question was not stored
+    finally:
+        await first.stop()
+
+    second = AgentRuntime(settings=settings)  # a new process, as far as the agent can tell
+    await second.start()
+    caplog.set_level(logging.INFO, logger="fleetmind.agent.workflow")
+    try:
+        question = "What is the name of my pet?"
+        events = await collect(second.submit(make_request(question, conversation_id="friday")))
+    finally:
+        await second.stop()
+    assert events[-1].type == "done"
+    (recall,) = records(caplog, "memory_recall")
+    assert recall.memories[0]["text"] == FACT  # type: ignore[attr-defined]
+    # The expert was asked with the memory in its system message: the same answer as a direct call with it.
+    note = RecallParams().header + "\n" + "\n".join(f"- {m['text']}" for m in recall.memories)  # type: ignore[attr-defined]
+    expected = direct_chat(
+        llama_server_url, [{"role": "system", "content": note}, {"role": "user", "content": question}]
+    )
+    assert "".join(e.text for e in events[:-1]) == expected
+
+
+async def test_queries_are_routed_to_the_expert_closest_in_meaning(
+    tmp_path: Path, make_runtime, llama_server_url: str, embeddings_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="fleetmind.agent.workflow")
+    runtime = await make_runtime(
+        experts=f"general={llama_server_url},coding={llama_server_url}",
+        embeddings_url=embeddings_url,
+        memory_dir=str(tmp_path / "memory"),
+    )
+    coding = await collect(runtime.submit(make_request("Write a Python function that reverses a linked list.")))
+    general = await collect(runtime.submit(make_request("What is the capital city of France?")))
+    assert (coding[-1].type, coding[-1].expert) == ("done", "coding")
+    assert (general[-1].type, general[-1].expert) == ("done", "general")
+    routes = records(caplog, "route")
+    assert [r.expert for r in routes] == ["coding", "general"]  # type: ignore[attr-defined]
+    assert routes[0].scores["coding"] > routes[0].scores["general"]  # type: ignore[attr-defined]
+
+
+async def test_a_stalled_chosen_expert_falls_back_to_the_other(
+    tmp_path: Path, make_runtime, llama_server_url: str, embeddings_url: str, hung_server: HungServer
+) -> None:
+    runtime = await make_runtime(
+        experts=f"general={llama_server_url},coding={hung_server.url}",
+        embeddings_url=embeddings_url,
+        memory_dir=str(tmp_path / "memory"),
+        expert_read_timeout_s=1.0,
+    )
+    events = await collect(runtime.submit(make_request("Fix this JavaScript: const x = [1,2,3].mapp(f)")))
+    assert hung_server.got_request.is_set()  # the coding expert was chosen and asked first
+    assert (events[-1].type, events[-1].expert) == ("done", "general")
+
+
+async def test_a_conversation_id_carries_the_history(make_runtime, llama_server_url: str) -> None:
+    runtime = await make_runtime(experts=f"general={llama_server_url}")
+    first = await collect(runtime.submit(make_request("Hello, I am Ada.", conversation_id="c1")))
+    second = await collect(runtime.submit(make_request("Who am I?", conversation_id="c1")))
+    answer1 = "".join(e.text for e in first[:-1])
+    expected = direct_chat(
+        llama_server_url,
+        [
+            {"role": "user", "content": "Hello, I am Ada."},
+            {"role": "assistant", "content": answer1},
+            {"role": "user", "content": "Who am I?"},
+        ],
+    )
+    assert "".join(e.text for e in second[:-1]) == expected
+    assert [m.content for m in runtime.history.get("c1")] == ["Hello, I am Ada.", answer1, "Who am I?", expected]
+
+
+async def test_state_saves_to_one_file_and_loads_into_another_agent(
+    tmp_path: Path, llama_server_url: str, embeddings_url: str
+) -> None:
+    def settings(name: str) -> AgentSettings:
+        return AgentSettings(
+            experts=f"general={llama_server_url}", embeddings_url=embeddings_url, memory_dir=tmp_path / name
+        )
+
+    source = AgentRuntime(settings=settings("a"))
+    await source.start()
+    try:
+        await collect(source.submit(make_request(FACT, conversation_id="c1")))
+        source.apply_live_settings(request_timeout_s=42.0)
+        await source.save_state(tmp_path / "state.json")
+    finally:
+        await source.stop()
+
+    target = AgentRuntime(settings=settings("b"))
+    await target.start()
+    try:
+        assert target.memory is not None and len(target.memory) == 0
+        await target.load_state(tmp_path / "state.json")
+        assert len(target.memory) == 1
+        assert (await target.memory.search("my pet", k=1))[0].text == FACT
+        assert target.history.get("c1")[0].content == FACT
+        assert target.settings.request_timeout_s == 42.0
+        with pytest.raises(ValueError, match="not an agent state file"):
+            await target.import_state(b'{"hello": 1}')
+    finally:
+        await target.stop()
+    # the loaded memory is on disk, not only in the index
+    reopened = AgentRuntime(settings=settings("b"))
+    await reopened.start()
+    try:
+        assert reopened.memory is not None and len(reopened.memory) == 1
+    finally:
+        await reopened.stop()
+
+
+async def test_an_unreachable_embedding_server_leaves_the_agent_answering(
+    tmp_path: Path, make_runtime, llama_server_url: str, dead_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="fleetmind")
+    runtime = await make_runtime(
+        experts=f"general={llama_server_url},coding={llama_server_url}",
+        embeddings_url=dead_url,
+        memory_dir=str(tmp_path / "memory"),
+    )
+    events = await collect(runtime.submit(make_request("I like tea. Write a Python loop.")))
+    assert (events[-1].type, events[-1].expert) == ("done", "general")  # default order without meaning
+    assert {"memory_unavailable", "semantic_route_failed"} <= {getattr(r, "event", None) for r in caplog.records}
+
+
+async def test_autostart_runs_its_own_embedding_server(tmp_path: Path, llama_server_url: str) -> None:
+    runtime = AgentRuntime(
+        settings=AgentSettings(
+            experts=f"general={llama_server_url}", embeddings_autostart=True, memory_dir=tmp_path / "agent" / "memory"
+        )
+    )
+    await runtime.start()
+    try:
+        assert runtime.memory is not None
+        await runtime.memory.add("The spare key is under the blue flower pot.")
+        assert (await runtime.memory.search("where is the key?", k=1))[0].score > 0.5
+        server = runtime._embedding_server
+        assert server is not None and (tmp_path / "agent" / "models").is_dir()
+    finally:
+        await runtime.stop()
+    assert server._proc is None  # stopped with the agent

@@ -1,0 +1,27 @@
+"""Fixtures for the memory tests: the packaged MiniLM converted to GGUF and served by a real llama-server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fleetmind.memory.embedder import EmbeddingServer
+from fleetmind.memory.gguf_convert import ensure_gguf
+
+
+@pytest.fixture(scope="session")
+def minilm_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    models = tmp_path_factory.mktemp("minilm")
+    ensure_gguf(models)
+    return models
+
+
+@pytest.fixture(scope="session")
+def embeddings_url(minilm_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``llama-server --embedding --pooling mean`` on the converted all-MiniLM-L6-v2."""
+    server = EmbeddingServer(minilm_models_dir, log=tmp_path_factory.mktemp("emb") / "llama-server.log")
+    server.start()
+    yield server.url
+    server.stop()
