@@ -43,6 +43,12 @@ variable "nomad_addr" {
   description = "Nomad (or embedded orchestrator) HTTP address (NOMAD_ADDR)."
 }
 
+variable "embeddings_url" {
+  type        = string
+  default     = ""
+  description = "URL of the embedding server (the llama-embedder job); empty: long-term memory and routing by meaning are off."
+}
+
 job "pipecatapp" {
   datacenters = var.datacenters
   type        = "service"
@@ -104,6 +110,7 @@ job "pipecatapp" {
         CONSUL_HTTP_ADDR    = var.consul_addr
         NOMAD_ADDR          = var.nomad_addr
         HF_HUB_OFFLINE      = "1"
+        FLEETMIND_AGENT_EMBEDDINGS_URL = var.embeddings_url
       }
 
       resources {

@@ -24,9 +24,18 @@ from fleetmind.llm import binaries
 from fleetmind.llm.models import DEFAULT_MODEL, resolve
 
 # The services `up` waits for, in the order they come up.
+EMBEDDINGS_SERVICE = "embeddings"
 EXPERT_SERVICE = "expert-general"
+CODING_SERVICE = "expert-coding"
 AGENT_SERVICE = "pipecatapp"
 GATEWAY_SERVICE = "moe-gateway"
+SERVICES = (EMBEDDINGS_SERVICE, EXPERT_SERVICE, CODING_SERVICE, AGENT_SERVICE, GATEWAY_SERVICE)
+
+# Each expert of the embedded stack: the same job file with its own name, port and system prompt.
+EXPERT_PROMPTS = {
+    "general": "You are a helpful assistant.",
+    "coding": "You are a careful programming assistant. Answer with short, correct code and one line of explanation.",
+}
 
 
 class StackError(RuntimeError):
@@ -49,6 +58,8 @@ class StackConfig:
     gateway_port: int = 8080
     ui_port: int = 8000
     expert_port: int = 8090
+    embeddings_port: int = 8091
+    coding_port: int = 8092
     nomad_port: int = 4646
     consul_port: int = 8500
     threads: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
@@ -66,30 +77,48 @@ class StackConfig:
 
 def plan(cfg: StackConfig, cluster_vars: dict[str, Any]) -> list[dict[str, Any]]:
     """The Nomad jobs (API JSON) of the embedded stack. Raises StackError/LlmError with the fix on a missing part."""
+    from fleetmind.memory.gguf_convert import ensure_gguf
+
     model = resolve(cfg.model, cache_dir=cfg.state_dir)
+    embedder_model = ensure_gguf(cfg.state_dir / "models")
+    llama_server = str(binaries.llama_server())
     common = {"python": sys.executable, "host": cfg.host, "state_dir": str(cfg.state_dir), **cluster_vars}
     folder = jobs_dir()
-    return [
+    jobs = [
         load_job(
+            folder / "llama-embedder.nomad.hcl",
+            {"llama_server": llama_server, "model": str(embedder_model), "host": cfg.host, "port": cfg.embeddings_port},
+        )
+    ]
+    for name, port in (("general", cfg.expert_port), ("coding", cfg.coding_port)):
+        job = load_job(
             folder / "llama-expert.nomad.hcl",
             {
-                "llama_server": str(binaries.llama_server()),
+                "llama_server": llama_server,
                 "model": str(model),
-                "expert_name": "general",
+                "expert_name": name,
+                "system_prompt": EXPERT_PROMPTS[name],
                 "host": cfg.host,
-                "port": cfg.expert_port,
+                "port": port,
                 "threads": cfg.threads,
                 "ctx_size": cfg.ctx_size,
             },
-        ),
-        load_job(folder / "pipecatapp.nomad.hcl", {**common, "port": cfg.ui_port}),
-        load_job(folder / "moe_gateway.nomad.hcl", {**common, "port": cfg.gateway_port}),
-    ]
+        )
+        if name != "general":
+            # One job file, one job per expert: Nomad job ids must differ (`nomad job run` would need a copy).
+            job["ID"] = job["Name"] = f"{job['ID']}-{name}"
+        jobs.append(job)
+    embeddings_url = f"http://{cfg.host}:{cfg.embeddings_port}"
+    jobs.append(
+        load_job(folder / "pipecatapp.nomad.hcl", {**common, "port": cfg.ui_port, "embeddings_url": embeddings_url})
+    )
+    jobs.append(load_job(folder / "moe_gateway.nomad.hcl", {**common, "port": cfg.gateway_port}))
+    return jobs
 
 
 async def _wait_ready(client: ClusterClient, cfg: StackConfig, progress: Callable[[str], None]) -> None:
     deadline = time.monotonic() + cfg.ready_timeout_s
-    for service in (EXPERT_SERVICE, AGENT_SERVICE, GATEWAY_SERVICE):
+    for service in SERVICES:
         progress(f"waiting for {service} to pass its health check")
         while not await client.ahealthy_services(service):
             if time.monotonic() > deadline:

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleetmind.cluster.client import ClusterClient
+from fleetmind.stack import SERVICES
 from tests.conftest import free_port
-
-SERVICES = ("expert-general", "pipecatapp", "moe-gateway")
 
 
 @dataclass
@@ -70,7 +69,7 @@ def wait_healthy(
 
 
 def start_stack(tmp: Path, model: str, timeout: float = 120) -> Stack:
-    ports = {name: free_port() for name in ("gateway", "ui", "expert", "nomad", "consul")}
+    ports = {name: free_port() for name in ("gateway", "ui", "expert", "coding", "embeddings", "nomad", "consul")}
     state = tmp / "state"
     env = {
         **os.environ,
@@ -89,7 +88,7 @@ def start_stack(tmp: Path, model: str, timeout: float = 120) -> Stack:
     ).stdout.strip()
     log = tmp / "up.log"
     cmd = [sys.executable, "-m", "fleetmind", "up", "--model", model, "--threads", "1"]
-    for name in ("gateway", "ui", "expert", "nomad", "consul"):
+    for name in ("gateway", "ui", "expert", "coding", "embeddings", "nomad", "consul"):
         cmd += [f"--{name}-port", str(ports[name])]
     with log.open("wb") as fh:
         proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)

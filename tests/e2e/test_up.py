@@ -131,3 +131,19 @@ def test_ctrl_c_stops_everything(tiny_model: object, tmp_path_factory: pytest.Te
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert "fleetmind stopped" in stack.output()
+
+
+def test_state_save_and_load_over_http(tiny_stack: Stack) -> None:
+    ui = f"http://127.0.0.1:{tiny_stack.ports['ui']}"
+    auth = {"Authorization": f"Bearer {tiny_stack.key}"}
+    assert httpx.post(f"{ui}/api/state/save").status_code == 401
+    saved = httpx.post(f"{ui}/api/state/save", headers=auth, timeout=30)
+    assert saved.status_code == 200 and "attachment" in saved.headers["content-disposition"]
+    document = saved.json()
+    assert isinstance(document, dict) and document
+    bad = httpx.post(f"{ui}/api/state/load", headers=auth, content=b"not a state file")
+    assert bad.status_code == 400
+    loaded = httpx.post(f"{ui}/api/state/load", headers=auth, content=saved.content, timeout=30)
+    assert loaded.status_code == 200 and loaded.json()["loaded"] is True
+    again = httpx.post(f"{ui}/api/state/save", headers=auth, timeout=30).json()
+    assert {k: v for k, v in again.items() if k != "saved_at"} == {k: v for k, v in document.items() if k != "saved_at"}

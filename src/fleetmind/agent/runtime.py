@@ -223,7 +223,7 @@ class AgentRuntime:
         from fleetmind.memory.embedder import EmbeddingServer, LlamaEmbedder
         from fleetmind.memory.long_term import LongTermMemory
 
-        url = self.settings.embeddings_url
+        url = self.settings.embeddings_url or None  # an empty value (a job variable left blank) means none
         if url is None and self.settings.embeddings_autostart:
             server = EmbeddingServer(self.memory_dir().parent / "models")
             url = await asyncio.to_thread(server.start)

@@ -20,7 +20,7 @@ from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.config import Settings
 from fleetmind.security import KeyStore
 from fleetmind.web.errors import install_error_handlers
-from fleetmind.web.routes import chat, health, home, status
+from fleetmind.web.routes import chat, health, home, state, status
 
 
 def create_app(settings: Settings, runtime: AgentRuntime) -> FastAPI:
@@ -39,7 +39,7 @@ def create_app(settings: Settings, runtime: AgentRuntime) -> FastAPI:
     app.state.runtime = runtime
     app.state.key_store = KeyStore(settings.keys_file)
     install_error_handlers(app)
-    for module in (health, chat, status, home):
+    for module in (health, chat, status, state, home):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=Path(str(files("fleetmind.web").joinpath("static")))), name="static")
     return app

