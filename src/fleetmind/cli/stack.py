@@ -9,17 +9,20 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from fleetmind import stack
-from fleetmind.cluster.client import ClusterClient, ClusterError
+from fleetmind.cluster.errors import ClusterError
 from fleetmind.config import get_settings
 from fleetmind.llm import LlmError
 from fleetmind.llm.models import DEFAULT_MODEL
 from fleetmind.security import KeyStore
+
+if TYPE_CHECKING:
+    from fleetmind.cluster.client import ClusterClient
 
 console = Console(stderr=True, log_path=False, soft_wrap=True)
 
@@ -50,6 +53,8 @@ def up(
     threads: int = typer.Option(0, help="llama-server threads (0: up to 4, by CPU count)."),
 ) -> None:
     """Start the whole stack on this machine (llama-server, agent, gateway, Mission Control); Ctrl-C stops it."""
+    from fleetmind import stack  # the embedded orchestrator pulls in the web stack: only `up` pays for it
+
     settings = get_settings()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     if (pid := _running_pid()) is not None:
@@ -133,6 +138,8 @@ def down(timeout: float = typer.Option(30.0, help="Seconds to wait for a clean s
 
 def status() -> None:
     """What runs and where: each job's tasks, their state, restarts and health (from NOMAD_ADDR/CONSUL_HTTP_ADDR)."""
+    from fleetmind.cluster.client import ClusterClient
+
     client = ClusterClient()
     try:
         jobs = client.jobs()
