@@ -1,7 +1,7 @@
 # One llama.cpp expert: llama-server on a GGUF model, registered as "expert-<name>" so the router finds it by tag.
 # Run on a cluster:  nomad job run -var model=/srv/models/m.gguf -var expert_name=code jobs/llama-expert.nomad.hcl
 # `fleetmind up` runs the same file on the embedded orchestrator (host 127.0.0.1).
-# Spanning machines: with -var rpc_workers=N the task runs `python -m fleetmind.llm.rpc_expert`, which waits for N
+# Spanning machines: with -var rpc_workers=N the task runs `python -m fleetmind.llm.expert_launcher`, which waits for N
 # healthy "llamacpp-rpc" workers in Consul (jobs/llamacpp-rpc.nomad.hcl) and then execs this same llama-server
 # command with `--rpc host:port,... -ngl 99`; if none appear within rpc_wait seconds it starts locally instead.
 
@@ -62,6 +62,12 @@ variable "extra_args" {
   type        = list(string)
   default     = []
   description = "More llama-server arguments, appended after the others (e.g. [\"-lv\", \"4\"] to log layer placement)."
+}
+
+variable "fallback_model" {
+  type        = string
+  default     = ""
+  description = "A light GGUF served instead of `model` when that cannot be served on the node (missing, too big for free memory, crashing while loading), so the expert always starts; empty: none."
 }
 
 variable "rpc_workers" {
@@ -153,18 +159,23 @@ job "llama-expert" {
     task "llama-server" {
       driver = "raw_exec"
 
-      # With rpc_workers > 0 the launcher finds the workers in the registry (what a template stanza would do on
-      # Nomad) and execs the same llama-server command with --rpc, so the task's process is llama-server either way.
+      # With rpc_workers > 0 or a fallback_model the launcher runs first: it swaps in the fallback model when the main
+      # one cannot be served, finds the workers in the registry (what a template stanza would do on Nomad) and execs
+      # the llama-server command (with --rpc when splitting), so the task's process is llama-server either way.
       config {
-        command = var.rpc_workers > 0 ? var.python : var.llama_server
+        command = var.rpc_workers > 0 ? var.python : var.fallback_model != "" ? var.python : var.llama_server
         args = concat(
           var.rpc_workers > 0 ? [
-            "-m", "fleetmind.llm.rpc_expert",
+            "-m", "fleetmind.llm.expert_launcher",
             "--min-workers", "${var.rpc_workers}",
             "--service", var.rpc_service,
             "--wait", "${var.rpc_wait}",
-            "--", var.llama_server,
+          ] : var.fallback_model != "" ? ["-m", "fleetmind.llm.expert_launcher", "--min-workers", "0"] : [],
+          var.fallback_model != "" ? [
+            "--fallback-model", var.fallback_model,
+            "--state-file", "${NOMAD_TASK_DIR}/expert-launch.json",
           ] : [],
+          var.rpc_workers > 0 ? ["--", var.llama_server] : var.fallback_model != "" ? ["--", var.llama_server] : [],
           [
             "-m", var.model,
             "--host", var.host,

@@ -20,7 +20,7 @@ from typing import Any
 from fleetmind.cluster.client import ClusterClient
 from fleetmind.cluster.embedded import EmbeddedCluster
 from fleetmind.cluster.jobspec import load_job
-from fleetmind.llm import binaries
+from fleetmind.llm import LlmError, binaries
 from fleetmind.llm.models import DEFAULT_MODEL, resolve
 
 # The services `up` waits for, in the order they come up.
@@ -80,6 +80,13 @@ def plan(cfg: StackConfig, cluster_vars: dict[str, Any]) -> list[dict[str, Any]]
     from fleetmind.memory.gguf_convert import ensure_gguf
 
     model = resolve(cfg.model, cache_dir=cfg.state_dir)
+    # A model of the user's may not fit this machine: the packaged one is then the light fallback (design: graceful
+    # LLM failover), so the expert still starts.
+    try:
+        light = resolve(DEFAULT_MODEL)
+    except LlmError:
+        light = model
+    fallback = "" if light == model else str(light)
     embedder_model = ensure_gguf(cfg.state_dir / "models")
     llama_server = str(binaries.llama_server())
     common = {"python": sys.executable, "host": cfg.host, "state_dir": str(cfg.state_dir), **cluster_vars}
@@ -102,6 +109,8 @@ def plan(cfg: StackConfig, cluster_vars: dict[str, Any]) -> list[dict[str, Any]]
                 "port": port,
                 "threads": cfg.threads,
                 "ctx_size": cfg.ctx_size,
+                "fallback_model": fallback,
+                "python": sys.executable,
             },
         )
         if name != "general":

@@ -12,7 +12,10 @@ from fleetmind.cluster.errors import ClusterError, JobSpecError
 from fleetmind.cluster.jobspec import load_job
 
 # What each job needs (required variables) to load; the rest have defaults.
-REQUIRED = {"llama-expert.nomad.hcl": {"model": "/srv/models/tiny.gguf"}}
+REQUIRED = {
+    "llama-expert.nomad.hcl": {"model": "/srv/models/tiny.gguf"},
+    "llama-embedder.nomad.hcl": {"model": "/srv/models/all-minilm-l6-v2-f16.gguf"},
+}
 JOB_FILES = sorted(p.name for p in JOBS_DIR.glob("*.nomad.hcl"))
 
 
@@ -116,7 +119,10 @@ def test_python_service_contracts(name: str, module: str, service: str, tags: li
         "command": "/venv/bin/python",
         "args": ["-m", module, "--host", "127.0.0.1", "--port", "${NOMAD_PORT_http}"],
     }
-    assert task["Env"] == {
+    env = dict(task["Env"])
+    # only the agent has an embedding server to find; empty (the default) means none
+    assert env.pop("FLEETMIND_AGENT_EMBEDDINGS_URL", "") == ""
+    assert env == {
         "FLEETMIND_STATE_DIR": "/st",
         "CONSUL_HTTP_ADDR": "127.0.0.1:18500",
         "NOMAD_ADDR": "http://127.0.0.1:14646",

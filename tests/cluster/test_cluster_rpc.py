@@ -23,7 +23,7 @@ from fleetmind.cluster.client import ServiceInstance
 from fleetmind.cluster.hcl import Evaluator
 from fleetmind.cluster.jobspec import load_job
 from fleetmind.llm import binaries
-from fleetmind.llm.rpc_expert import RpcExpertSettings, parse_args, rpc_command, wait_for_workers
+from fleetmind.llm.expert_launcher import ExpertLauncherSettings, parse_args, rpc_command, wait_for_workers
 from fleetmind.llm.rpc_health import port_state
 
 
@@ -71,7 +71,8 @@ def test_llama_expert_rpc_variant_wraps_the_same_command() -> None:
     )["TaskGroups"][0]["Tasks"][0]
     assert local["Config"]["command"] == "/bin/llama-server"
     assert split["Config"]["command"] == "/venv/python"
-    launcher = ["-m", "fleetmind.llm.rpc_expert", "--min-workers", "2", "--service", "llamacpp-rpc", "--wait", "30"]
+    launcher = ["-m", "fleetmind.llm.expert_launcher", "--min-workers", "2", "--service", "llamacpp-rpc"]
+    launcher += ["--wait", "30"]
     assert split["Config"]["args"] == [*launcher, "--", "/bin/llama-server", *local["Config"]["args"], "-lv", "4"]
     assert split["Env"]["CONSUL_HTTP_ADDR"] == "10.0.0.1:8500"
 
@@ -98,10 +99,10 @@ def test_rpc_command_and_arguments() -> None:
         "llama-server", "-m", "m", "--rpc", "10.0.0.2:50052,10.0.0.3:50052", "-ngl", "99",
     ]  # fmt: skip
     assert rpc_command(["llama-server"], [], n_gpu_layers=99) == ["llama-server"]
-    args = parse_args(["--min-workers", "2", "--", "llama-server", "--port", "1"], RpcExpertSettings())
+    args = parse_args(["--min-workers", "2", "--", "llama-server", "--port", "1"], ExpertLauncherSettings())
     assert (args.min_workers, args.service, args.command) == (2, "llamacpp-rpc", ["llama-server", "--port", "1"])
     with pytest.raises(SystemExit):
-        parse_args(["--min-workers", "2"], RpcExpertSettings())
+        parse_args(["--min-workers", "2"], ExpertLauncherSettings())
 
 
 def test_workers_are_found_in_the_registry(running_cluster: RunningCluster) -> None:
@@ -176,7 +177,8 @@ def test_launcher_starts_locally_without_workers(
     port = _free_port()
     server = [str(binaries.llama_server()), "-m", str(tiny_model), "--host", "127.0.0.1", "--port", str(port)]
     log = tmp_path / "expert.log"
-    cmd = [sys.executable, "-m", "fleetmind.llm.rpc_expert", "--min-workers", "1", "--wait", "0.3", "--poll", "0.1"]
+    cmd = [sys.executable, "-m", "fleetmind.llm.expert_launcher", "--min-workers", "1"]
+    cmd += ["--wait", "0.3", "--poll", "0.1"]
     with log.open("wb") as fh:
         proc = subprocess.Popen(
             [*cmd, "--consul-addr", consul, "--", *server, "-c", "512", "-t", "1", "--no-webui"],

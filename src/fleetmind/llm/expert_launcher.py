@@ -1,15 +1,16 @@
-"""Launcher of an expert that spans machines: find ``ggml-rpc-server`` workers in the registry, then run llama-server.
+"""Launcher of an expert: pick the model it can serve, find its ``ggml-rpc-server`` workers, then run llama-server.
 
-``python -m fleetmind.llm.rpc_expert --min-workers 2 -- llama-server -m M.gguf --port P ...`` waits until the registry
-(Consul or the embedded one, at ``CONSUL_HTTP_ADDR``) reports at least ``--min-workers`` healthy instances of the
-``llamacpp-rpc`` service, then replaces itself (``exec``) with the given llama-server command plus
+``python -m fleetmind.llm.expert_launcher --min-workers 2 -- llama-server -m M.gguf --port P ...`` waits until the
+registry (Consul or the embedded one, at ``CONSUL_HTTP_ADDR``) reports at least ``--min-workers`` healthy
+instances of the ``llamacpp-rpc`` service, then replaces itself (``exec``) with the given llama-server command plus
 ``--rpc host:port,... -ngl 99``, so the model's layers are spread over the workers and the task's process is
 llama-server itself (signals, restarts and logs behave as without the launcher). It is what a Nomad ``template``
 stanza rendering the service list would do; fleetmind's job loader has no templates, and a launcher also gives the
 design's "basic capability" fallback: if too few workers are healthy within ``--wait`` seconds, or the registry does
 not answer, it runs the command unchanged on this machine and says so in the log. jobs/llama-expert.nomad.hcl runs it
 when its ``rpc_workers`` variable is above 0. Bad arguments exit with argparse's usage error; everything else falls
-back to serving locally rather than failing, so an expert always starts.
+back to serving locally rather than failing, so an expert always starts. With ``--fallback-model`` it also applies
+:mod:`fleetmind.llm.fallback` first: a main model that cannot be served here is swapped for the light one.
 """
 
 from __future__ import annotations
@@ -21,18 +22,20 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fleetmind.cluster.client import ClusterClient, RegistryUnavailable, ServiceInstance
+from fleetmind.llm import fallback
 
-log = logging.getLogger("fleetmind.llm.rpc_expert")
+log = logging.getLogger("fleetmind.llm.expert_launcher")
 
 
-class RpcExpertSettings(BaseSettings):
-    """Defaults of the launcher's options (``FLEETMIND_RPC_EXPERT_*``); the command line overrides them."""
+class ExpertLauncherSettings(BaseSettings):
+    """Defaults of the launcher's options (``FLEETMIND_EXPERT_LAUNCHER_*``); the command line overrides them."""
 
-    model_config = SettingsConfigDict(env_prefix="FLEETMIND_RPC_EXPERT_")
+    model_config = SettingsConfigDict(env_prefix="FLEETMIND_EXPERT_LAUNCHER_")
 
     min_workers: int = 1
     service: str = "llamacpp-rpc"
@@ -43,8 +46,8 @@ class RpcExpertSettings(BaseSettings):
 
 
 @lru_cache
-def get_settings() -> RpcExpertSettings:
-    return RpcExpertSettings()
+def get_settings() -> ExpertLauncherSettings:
+    return ExpertLauncherSettings()
 
 
 def endpoint(worker: ServiceInstance) -> str:
@@ -98,9 +101,9 @@ def rpc_command(command: Sequence[str], workers: Sequence[ServiceInstance], *, n
     return [*command, "--rpc", ",".join(endpoint(w) for w in workers), "-ngl", str(n_gpu_layers)]
 
 
-def parse_args(argv: Sequence[str], settings: RpcExpertSettings) -> argparse.Namespace:
+def parse_args(argv: Sequence[str], settings: ExpertLauncherSettings) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m fleetmind.llm.rpc_expert",
+        prog="python -m fleetmind.llm.expert_launcher",
         description="Run llama-server over ggml-rpc-server workers found in the registry (local fallback).",
         usage="%(prog)s [options] -- LLAMA_SERVER [llama-server args ...]",
     )
@@ -111,6 +114,8 @@ def parse_args(argv: Sequence[str], settings: RpcExpertSettings) -> argparse.Nam
     parser.add_argument("--poll", type=float, default=settings.poll_s, help="seconds between registry queries")
     parser.add_argument("--n-gpu-layers", type=int, default=settings.n_gpu_layers, help="-ngl when splitting")
     parser.add_argument("--consul-addr", default=None, help="registry address (default: CONSUL_HTTP_ADDR)")
+    parser.add_argument("--fallback-model", default=None, help="light GGUF served when the main model cannot be")
+    parser.add_argument("--state-file", default=None, help="where quick crashes of the main model are counted")
     argv = list(argv)
     if "--" not in argv:
         parser.error("give the llama-server command after --")
@@ -126,9 +131,20 @@ def parse_args(argv: Sequence[str], settings: RpcExpertSettings) -> argparse.Nam
 
 def plan(args: argparse.Namespace) -> list[str]:
     """Decide what to run: the split command, or the local one with the reason logged."""
+    command = list(args.command)
+    if args.fallback_model:
+        choice = fallback.choose_model(
+            fallback.model_of(command),
+            args.fallback_model,
+            state_file=Path(args.state_file) if args.state_file else None,
+            available=fallback.available_memory_bytes(),
+        )
+        if choice.reason:
+            log.warning("serving the fallback model %s: %s", choice.model, choice.reason)
+            command = fallback.with_model(command, choice.model)
     if args.min_workers == 0:
         log.info("min-workers is 0: serving on this machine only")
-        return list(args.command)
+        return command
     with ClusterClient(consul_addr=args.consul_addr) as client:
         log.info(
             "waiting up to %.0fs for %d healthy %s worker(s) in the registry at %s",
@@ -149,11 +165,11 @@ def plan(args: argparse.Namespace) -> list[str]:
         log.info("splitting the model over %d RPC worker(s): %s", len(workers), ", ".join(map(endpoint, workers)))
     else:
         log.warning("no RPC workers within %.0fs: starting locally on this machine (basic capability)", args.wait)
-    return rpc_command(args.command, workers, n_gpu_layers=args.n_gpu_layers)
+    return rpc_command(command, workers, n_gpu_layers=args.n_gpu_layers)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s rpc_expert %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s expert_launcher %(levelname)s %(message)s")
     args = parse_args(sys.argv[1:] if argv is None else argv, get_settings())
     command = plan(args)
     log.info("exec %s", " ".join(command))
