@@ -1,4 +1,4 @@
-"""Provisioning fixtures: settings under tmp_path, API keys, tokens, an in-process app, real servers."""
+"""Provisioning fixtures: settings under tmp_path, API keys, tokens, an in-process app, real servers, a chroot host."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from fleetmind.provisioning.store import JobStore
 from fleetmind.provisioning.tokens import new_token
 from fleetmind.security import KeyStore, hash_key
 from tests.conftest import free_port, stop_process, wait_http
+from tests.provisioning.chroot_host import ChrootHost, chroot_host
 
 PLAYBOOKS = Path(__file__).parent / "playbooks"
 FINAL = {"successful", "failed", "interrupted"}
@@ -202,3 +203,13 @@ def servers() -> Iterator[list[Server]]:
     yield started
     for s in started:
         stop_process(s.proc)
+
+
+# -- a chroot test host -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def debian_host(tmp_path: Path) -> Iterator[ChrootHost]:
+    """A throwaway Debian host (an overlay of the cached debootstrap base) for real playbook runs."""
+    with chroot_host(tmp_path / "host") as host:
+        yield host
