@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from fleetmind.gateway.app import create_app
 from fleetmind.gateway.settings import GatewaySettings
 from fleetmind.security import KeyStore
+from tests.conftest import start_llama_server, stop_process
 from tests.gateway.gateway_helpers import (
     FakeRegistry,
     Stack,
@@ -115,6 +116,20 @@ def stack(llama_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
     """Agent and gateway on the tiny random model: the plumbing, fast."""
     with running_stack(llama_server_url, tmp_path_factory.mktemp("gateway-stack")) as s:
         yield s
+
+
+@pytest.fixture(scope="module")
+def wide_stack(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Agent and gateway on the tiny model served with a KV cache roomy enough for one long and many short
+    answers at once (the shared fixture's 2048 tokens overflow, which is llama-server's limit, not ours)."""
+    tmp = tmp_path_factory.mktemp("gateway-wide-stack")
+    port = free_tcp_port()
+    server = start_llama_server(tiny_model, port, tmp / "llama-server.log", "-c", "8192")
+    try:
+        with running_stack(f"http://127.0.0.1:{port}", tmp) as s:
+            yield s
+    finally:
+        stop_process(server)
 
 
 @pytest.fixture(scope="module")

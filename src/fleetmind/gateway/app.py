@@ -1,8 +1,8 @@
 """The gateway's FastAPI app: :func:`create_app` wires settings, key store, discovery and routes together.
 
 ``/v1/*`` is the OpenAI surface (keys required, per-key rate limits), ``/health`` is for checks and load
-balancers, ``/metrics`` for Prometheus, ``/openapi.json`` and ``/docs`` describe it all. Shared objects live on ``app.state`` and are closed by the
-lifespan.
+balancers, ``/metrics`` for Prometheus, ``/openapi.json`` and ``/docs`` describe it all. Shared objects live
+on ``app.state`` and are closed by the lifespan.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Request dependencies: the API key check, the key's rate limit and the app's shared services.
+"""Request dependencies (all ``async def``: FastAPI would run a plain def in a worker thread, costing a hop
+each): the API key check, the key's rate limit and the app's shared services.
 
 A key is read from ``Authorization: Bearer <key>`` and verified against the shared key store (SHA-256 hashes,
 constant-time compare). The key itself is never logged; the header is handed on unchanged so the agent can
@@ -26,22 +27,22 @@ from fleetmind.security import KeyStore, hash_key
 _bearer = HTTPBearer(auto_error=False, description="An API key made with `fleetmind keys create`.")
 
 
-def get_key_store(request: Request) -> KeyStore:
+async def get_key_store(request: Request) -> KeyStore:
     store: KeyStore = request.app.state.key_store
     return store
 
 
-def get_chat_service(request: Request) -> ChatService:
+async def get_chat_service(request: Request) -> ChatService:
     service: ChatService = request.app.state.chat_service
     return service
 
 
-def get_locator(request: Request) -> AgentLocator:
+async def get_locator(request: Request) -> AgentLocator:
     locator: AgentLocator = request.app.state.locator
     return locator
 
 
-def get_metrics(request: Request) -> GatewayMetrics:
+async def get_metrics(request: Request) -> GatewayMetrics:
     metrics: GatewayMetrics = request.app.state.metrics
     return metrics
 
@@ -63,13 +64,14 @@ def key_label(store: KeyStore, digest: str) -> str:
     return "sha256:" + digest[:12]
 
 
-def require_api_key(
+async def require_api_key(
     request: Request,
     store: Annotated[KeyStore, Depends(get_key_store)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
     """The caller, once its key checks out and its budget allows one more request; 401 or 429 otherwise."""
-    # a plain def: FastAPI runs it in a worker thread, so the key file's stat/read never blocks the event loop
+    # async on purpose: a plain def would cost a worker-thread hop per request (FastAPI runs sync dependencies
+    # in a thread pool), far more than the key file's stat; the file is re-read only when it changes
     if credentials is None or not credentials.credentials:
         raise AuthenticationError(
             "You didn't provide an API key. Send it in the Authorization header as 'Bearer YOUR_KEY'."
@@ -85,7 +87,7 @@ def require_api_key(
     return caller
 
 
-def require_metrics_key(
+async def require_metrics_key(
     request: Request,
     store: Annotated[KeyStore, Depends(get_key_store)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],

@@ -123,6 +123,28 @@ def error_body(
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
+ERROR_DESCRIPTIONS = {
+    400: "Invalid or unsupported parameters",
+    401: "Missing or incorrect API key",
+    404: "Unknown model",
+    429: "The API key's requests or tokens per minute are spent; `Retry-After` says when to try again",
+    502: "The agent or its expert failed",
+    503: "No agent available",
+    504: "The agent timed out",
+}
+
+
+def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for ``codes``, each with an example of the error envelope."""
+    return {
+        code: {
+            "description": ERROR_DESCRIPTIONS[code],
+            "content": {"application/json": {"example": error_body(ERROR_DESCRIPTIONS[code])}},
+        }
+        for code in codes
+    }
+
+
 def openai_param(loc: Sequence[int | str]) -> str | None:
     """``("body", "messages", 0, "content")`` -> ``"messages[0].content"``; ``None`` for the body itself."""
     parts = list(loc[1:] if loc and loc[0] == "body" else loc)

@@ -44,6 +44,23 @@ class TextPart(BaseModel):
     text: str | None = None
 
 
+class FunctionCall(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    arguments: str = Field(description="The arguments as a JSON string, as the model produced them.")
+
+
+class ToolCall(BaseModel):
+    """A tool call an earlier assistant turn made; checked here because llama-server fails (500) on a bad one."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class RequestMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -52,7 +69,7 @@ class RequestMessage(BaseModel):
     content: str | list[TextPart] | None = None
     name: str | None = None
     tool_call_id: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCall] | None = None
 
 
 class StreamOptions(BaseModel):
@@ -134,6 +151,10 @@ def check_supported(req: ChatCompletionRequest) -> None:
                     raise InvalidRequestError(
                         "A text content part needs a 'text' field.", param=f"messages[{i}].content[{j}].text"
                     )
+        if message.role == "tool" and not message.tool_call_id:
+            raise InvalidRequestError(
+                "A message with role 'tool' needs the 'tool_call_id' it answers.", param=f"messages[{i}].tool_call_id"
+            )
         if message.content is None and message.role != "assistant":
             raise InvalidRequestError(
                 f"A message with role '{message.role}' needs content.", param=f"messages[{i}].content"

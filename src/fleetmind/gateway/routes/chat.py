@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from starlette.types import Send
 
 from fleetmind.gateway.deps import Authorization, Metrics, Service
-from fleetmind.gateway.errors import ClientDisconnected, error_body
+from fleetmind.gateway.errors import ClientDisconnected, documented
 from fleetmind.gateway.metrics import RequestMeter
 from fleetmind.gateway.schemas import (
     ChatCompletionChunk,
@@ -29,18 +29,6 @@ from fleetmind.gateway.schemas import (
 
 router = APIRouter(tags=["chat"])
 T = TypeVar("T")
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"description": text, "content": {"application/json": {"example": error_body(text)}}}
-    for code, text in {
-        400: "Invalid or unsupported parameters",
-        401: "Missing or incorrect API key",
-        404: "Unknown model",
-        429: "The API key's requests or tokens per minute are spent; `Retry-After` says when to try again",
-        503: "No agent available",
-        504: "The agent timed out",
-    }.items()
-}
 
 
 def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -60,6 +48,42 @@ def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
 
     result: dict[str, Any] = inline(schema)
     return result
+
+
+ERROR_ENVELOPE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "param", "code"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+# Before OpenAPI 3.2 a text/event-stream schema describes one event; its "data" is a chunk as JSON, an error
+# envelope once a stream has failed, and the literal [DONE] last.
+SSE_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {
+            "anyOf": [
+                {"type": "string", "const": "[DONE]"},
+                {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"anyOf": [_inline_schema(ChatCompletionChunk), ERROR_ENVELOPE_SCHEMA]},
+                },
+            ]
+        }
+    },
+}
 
 
 class ClosingStreamingResponse(StreamingResponse):
@@ -106,11 +130,11 @@ async def _unless_disconnected(request: Request, work: asyncio.Task[T]) -> T:
     "/chat/completions",
     response_model=ChatCompletionResponse,
     responses={
-        **_ERRORS,
+        **documented(400, 401, 404, 429, 502, 503, 504),
         200: {
             "description": "The completion, or with stream=true server-sent `data: <chunk>` events ending in "
             "`data: [DONE]`.",
-            "content": {"text/event-stream": {"schema": _inline_schema(ChatCompletionChunk)}},
+            "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
         },
     },
 )
