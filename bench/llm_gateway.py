@@ -68,11 +68,15 @@ def main() -> None:
             results: dict[str, list[tuple[float, float, int]]] = {"direct": [], "gateway": []}
             measure(direct, "general", PROMPTS[0], 8)  # warm-up, not counted
             measure(gateway, "fleetmind", PROMPTS[0], 8)
-            for _ in range(args.rounds):
-                for prompt in PROMPTS:
-                    # alternate so that both paths see the same machine state
-                    results["direct"].append(measure(direct, "general", prompt, args.max_tokens))
-                    results["gateway"].append(measure(gateway, "fleetmind", prompt, args.max_tokens))
+            paths = {"direct": (direct, "general"), "gateway": (gateway, "fleetmind")}
+            for round_no in range(args.rounds):
+                for i, prompt in enumerate(PROMPTS):
+                    # Interleaved, and which path goes first alternates: the first to send a prompt is the one
+                    # that misses llama-server's prompt cache.
+                    order = ["direct", "gateway"] if (round_no + i) % 2 == 0 else ["gateway", "direct"]
+                    for path in order:
+                        client, model = paths[path]
+                        results[path].append(measure(client, model, prompt, args.max_tokens))
         finally:
             stop_stack(stack)
 
