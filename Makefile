@@ -43,8 +43,10 @@ format: $(STAMP)/deps ## format the code
 	$(VENV)/bin/ruff format src tests bench
 	$(VENV)/bin/ruff check --fix src tests bench
 
-bench: setup ## run the benchmarks (prints ratios measured side by side)
-	$(PY) -m bench.llm_gateway
+BENCHES ?= llm_gateway gateway_overhead rpc_split routing memory
+
+bench: setup ## run the benchmarks in bench/ (each prints its numbers side by side); BENCHES=name picks some
+	@for b in $(BENCHES); do echo "== bench.$$b"; $(PY) -m bench.$$b || exit 1; done
 
 llama: $(STAMP)/llama ## build (once per machine, cached in $(CACHE)) and install llama.cpp
 
