@@ -143,6 +143,17 @@ def _outgoing_messages(ctx: StepContext, expert_prompt: str | None) -> list[Chat
     return messages
 
 
+def _skip_echo(text: str, echo: str) -> tuple[str, str]:
+    """``text`` without the part that repeats ``echo`` (the prefill already sent), and what is left of ``echo``."""
+    if not echo:
+        return text, ""
+    if text.startswith(echo):
+        return text[len(echo) :], ""
+    if echo.startswith(text):
+        return "", echo[len(text) :]
+    return text, ""  # a server that does not echo the prefill: everything is new
+
+
 async def call_expert(ctx: StepContext, params: NoParams) -> None:
     if ctx.plan is None:
         await route(ctx, RouteParams())
@@ -152,34 +163,44 @@ async def call_expert(ctx: StepContext, params: NoParams) -> None:
     candidates = ctx.plan.candidates
     for attempt, expert in enumerate(candidates):
         produced = False
-        request = ctx.request.model_copy(update={"messages": _outgoing_messages(ctx, expert.system_prompt)})
+        messages = _outgoing_messages(ctx, expert.system_prompt)
+        partial = "".join(ctx.answer)
+        if partial:
+            # An expert died mid-answer: llama-server continues a final assistant message (prefill), so the next
+            # expert picks up where the text stopped and the caller's stream goes on without a seam.
+            messages = [*messages, ChatMessage(role="assistant", content=partial)]
+        request = ctx.request.model_copy(update={"messages": messages})
         try:
             async with contextlib.aclosing(client.stream_chat(expert, request)) as stream:
+                echo = partial  # llama-server streams a continued message from its start: drop what was sent
                 async for item in stream:
                     if isinstance(item, TextDelta):
+                        text, echo = _skip_echo(item.text, echo)
+                        if not text:
+                            continue
                         produced = True
-                        ctx.answer.append(item.text)
-                        await ctx.emit(AgentDeltaFrame(request_id=ctx.request_id, text=item.text, expert=expert.name))
+                        ctx.answer.append(text)
+                        await ctx.emit(AgentDeltaFrame(request_id=ctx.request_id, text=text, expert=expert.name))
                     elif isinstance(item, Completion):
                         directory.record_success(expert)
                         ctx.expert, ctx.completion = expert, item
                         return
         except ExpertError as exc:
             directory.record_failure(expert, str(exc))
-            if produced:
-                raise ExpertError(f"expert {expert.name} failed mid-answer: {exc}") from exc
             failures.append(exc)
             nxt = candidates[attempt + 1].name if attempt + 1 < len(candidates) else None
             log.warning(
-                "expert %s failed for %s%s",
+                "expert %s failed for %s%s%s",
                 expert.name,
                 ctx.request_id,
+                " mid-answer" if produced else "",
                 f"; failing over to {nxt}" if nxt else "; no expert left",
                 extra={
                     "event": "expert_failover",
                     "request_id": ctx.request_id,
                     "expert": expert.name,
                     "expert_url": expert.url,
+                    "mid_answer": produced,
                     "next_expert": nxt,
                     "error": str(exc),
                     "cause": repr(exc.__cause__) if exc.__cause__ else None,

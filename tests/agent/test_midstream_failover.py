@@ -1,0 +1,57 @@
+"""An expert killed in the middle of its answer: the next expert continues the same answer (assistant prefill)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from tests.agent.agent_testkit import make_request
+from tests.conftest import free_port, start_llama_server, stop_process
+
+from fleetmind.agent.protocol import SamplingParams
+
+pytestmark = pytest.mark.slow
+
+
+async def test_killing_the_chosen_expert_mid_answer_still_yields_an_answer(
+    make_runtime, packaged_model: Path, packaged_llama_server_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    doomed = start_llama_server(packaged_model, port, tmp_path / "doomed.log", "-t", "1")
+    try:
+        runtime = await make_runtime(experts=f"general=http://127.0.0.1:{port},backup={packaged_llama_server_url}")
+        request = make_request(
+            "Tell me a long story about a dragon who learns to read.",
+            params=SamplingParams(temperature=0, seed=1, max_tokens=160),
+        )
+        events = []
+        async for event in runtime.submit(request):
+            events.append(event)
+            if len(events) == 1:
+                assert event.type == "delta" and event.expert == "general"
+                os.killpg(doomed.pid, signal.SIGKILL)  # the chosen expert dies with its answer half-written
+    finally:
+        stop_process(doomed)
+
+    done = events[-1]
+    assert done.type == "done", done
+    assert done.expert == "backup"
+    from_general = "".join(e.text for e in events if e.type == "delta" and e.expert == "general")
+    from_backup = "".join(e.text for e in events if e.type == "delta" and e.expert == "backup")
+    assert from_general and from_backup
+    # a continuation, not a second answer: the backup does not start over with what general already said
+    assert not from_backup.startswith(from_general.strip())
+    assert len(from_general + from_backup) > len(from_general)
+    health = {h.name: healthy for h, healthy in runtime.directory.snapshot()}
+    assert health["general"] is False and health["backup"] is True
+
+
+def test_the_prefill_echo_is_dropped_across_chunks() -> None:
+    from fleetmind.agent.workflows.steps import _skip_echo
+
+    assert _skip_echo("Once upon a time, in a land", "Once upon a time, in a") == (" land", "")
+    assert _skip_echo("Once upon", "Once upon a time") == ("", " a time")
+    assert _skip_echo(" land", "") == (" land", "")
+    assert _skip_echo(" land", "Once") == (" land", "")  # a server that does not echo
