@@ -33,6 +33,7 @@ def test_the_packaged_default_loop_loads() -> None:
         "call_expert",
         "remember",
         "respond",
+        "summarise_history",
     ]
 
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from fleetmind.agent import AllExpertsFailedError, ExpertError, ExpertRejectedError
 from fleetmind.agent.experts import Completion, TextDelta
 from fleetmind.agent.frames import AgentDeltaFrame, AgentDoneFrame
-from fleetmind.agent.protocol import ChatMessage
+from fleetmind.agent.protocol import ChatMessage, SamplingParams
 from fleetmind.agent.routing import RoutePlan, plan_route
 from fleetmind.agent.workflows.context import StepContext
 from fleetmind.agent.workflows.registry import NoParams, StepRegistry
@@ -34,6 +34,15 @@ class _Params(BaseModel):
 
 class HistoryParams(_Params):
     max_messages: int = Field(default=20, ge=0, le=1000, description="Most history messages put before the new ones.")
+    summary_header: str = "Summary of the earlier part of this conversation:"
+
+
+class SummariseParams(_Params):
+    max_tokens: int = Field(default=160, ge=16, le=2048, description="Longest summary.")
+    instruction: str = (
+        "Summarise the conversation below in at most four sentences. Keep names, numbers, facts and decisions; "
+        "leave out greetings."
+    )
 
 
 class RecallParams(_Params):
@@ -58,6 +67,9 @@ async def load_history(ctx: StepContext, params: HistoryParams) -> None:
     history = ctx.services.history
     if history is None or ctx.conversation_id is None or params.max_messages == 0:
         return
+    summary = history.summary(ctx.conversation_id)
+    if summary:
+        ctx.vars.setdefault("system_notes", []).append(f"{params.summary_header}\n{summary}")
     earlier = history.get(ctx.conversation_id)[-params.max_messages :]
     if not earlier:
         return
@@ -246,7 +258,46 @@ async def respond(ctx: StepContext, params: NoParams) -> None:
     history = ctx.services.history
     if history is not None and ctx.conversation_id is not None:
         new = [m for m in ctx.request.messages if m.role != "system"]
-        history.extend(ctx.conversation_id, [*new, ChatMessage(role="assistant", content="".join(ctx.answer))])
+        evicted = history.extend(
+            ctx.conversation_id, [*new, ChatMessage(role="assistant", content="".join(ctx.answer))]
+        )
+        ctx.vars["evicted_history"] = evicted
+
+
+async def summarise_history(ctx: StepContext, params: SummariseParams) -> None:
+    """Fold the messages that fell out of the short-term history into the conversation's running summary.
+
+    Runs after ``respond``: the caller already has its answer; the expert that answered writes the summary.
+    """
+    history, evicted = ctx.services.history, ctx.vars.get("evicted_history") or []
+    if history is None or ctx.conversation_id is None or not evicted or ctx.expert is None:
+        return
+    previous = history.summary(ctx.conversation_id)
+    lines = [f"Earlier summary: {previous}"] if previous else []
+    lines += [f"{m.role}: {m.content}" for m in evicted if m.content]
+    request = ctx.request.model_copy(
+        update={
+            "messages": [
+                ChatMessage(role="system", content=params.instruction),
+                ChatMessage(role="user", content="\n".join(lines)),
+            ],
+            "params": SamplingParams(temperature=0.0, max_tokens=params.max_tokens),
+        }
+    )
+    parts: list[str] = []
+    async with contextlib.aclosing(ctx.services.client.stream_chat(ctx.expert, request)) as stream:
+        async for item in stream:
+            if isinstance(item, TextDelta):
+                parts.append(item.text)
+    summary = "".join(parts).strip()
+    if summary:
+        history.set_summary(ctx.conversation_id, summary)
+        log.info(
+            "summarised %d older messages of conversation %s",
+            len(evicted),
+            ctx.conversation_id,
+            extra={"event": "history_summary", "request_id": ctx.request_id, "chars": len(summary)},
+        )
 
 
 def register_steps(registry: StepRegistry) -> None:
@@ -260,6 +311,9 @@ def register_steps(registry: StepRegistry) -> None:
     registry.register("route", params=RouteParams, description="order the experts for this request")(route)
     registry.register("call_expert", params=NoParams, description="stream the answer, with failover")(call_expert)
     registry.register("remember", params=RememberParams, description="write the user's message to memory")(remember)
+    registry.register(
+        "summarise_history", params=SummariseParams, description="fold old history into a running summary"
+    )(summarise_history)
     registry.register("respond", params=NoParams, description="finish the request, record the exchange")(respond)
     registry.declare("call_tool", description="run a tool the expert asked for")
     registry.declare("ask_approval", description="wait for a person to approve a risky action")
