@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -40,6 +41,9 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
+CACHE_SIZE = 256  # recent texts whose vectors are kept (384 floats each)
+
+
 class LlamaEmbedder:
     """Embeds through llama-server's ``/v1/embeddings``."""
 
@@ -49,6 +53,9 @@ class LlamaEmbedder:
         self.url = url.rstrip("/")
         self.dim = dim
         self._http = httpx.AsyncClient(timeout=timeout_s)
+        # One request embeds its query for recall and again for routing: the second is a cache hit, not a
+        # round trip to a server that shares the CPU with the experts.
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -56,6 +63,18 @@ class LlamaEmbedder:
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            for text, vector in zip(missing, await self._fetch(missing), strict=True):
+                self._cache[text] = vector
+        for text in texts:
+            self._cache.move_to_end(text)
+        rows = np.stack([self._cache[t] for t in texts])
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return rows
+
+    async def _fetch(self, texts: Sequence[str]) -> np.ndarray:
         try:
             resp = await self._http.post(f"{self.url}/v1/embeddings", json={"input": list(texts)})
         except httpx.HTTPError as exc:
