@@ -17,10 +17,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-log = logging.getLogger(__name__)
+from fleetmind.http_errors import (
+    INVALID_REQUEST,
+    SERVER_ERROR,
+    error_body,
+    http_exception_handler,
+    unhandled_handler,
+)
 
-INVALID_REQUEST = "invalid_request_error"
-SERVER_ERROR = "server_error"
+log = logging.getLogger(__name__)
 
 
 class GatewayError(Exception):
@@ -117,12 +122,6 @@ class ClientDisconnected(GatewayError):
     code = "client_closed_request"
 
 
-def error_body(
-    message: str, *, type_: str = INVALID_REQUEST, param: str | None = None, code: str | None = None
-) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
-
-
 ERROR_DESCRIPTIONS = {
     400: "Invalid or unsupported parameters",
     401: "Missing or incorrect API key",
@@ -193,40 +192,9 @@ async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
     return error.response()
 
 
-_HTTP_CODES = {
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "request_too_large",
-    415: "unsupported_media_type",
-}
-
-
-async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    if exc.status_code == 404:
-        message = f"Unknown request URL: {request.method} {request.url.path}."
-    elif exc.status_code == 405:
-        message = f"Method {request.method} is not allowed on {request.url.path}."
-    else:
-        message = str(exc.detail)
-    type_ = SERVER_ERROR if exc.status_code >= 500 else INVALID_REQUEST
-    code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-    request.state.error_code = code
-    body = error_body(message, type_=type_, code=code)
-    return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
-
-
-async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-    # the traceback goes to our log; the client learns only that it was our fault
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    body = error_body("The server had an error while processing your request.", type_=SERVER_ERROR)
-    body["error"]["code"] = request.state.error_code = "internal_error"
-    return JSONResponse(body, status_code=500)
-
-
 def install_error_handlers(app: FastAPI) -> None:
     """Route every kind of failure to the OpenAI error envelope."""
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
-    app.add_exception_handler(StarletteHTTPException, _http_exception)
-    app.add_exception_handler(Exception, _unhandled)
+    app.add_exception_handler(StarletteHTTPException, http_exception_handler)
+    app.add_exception_handler(Exception, unhandled_handler)

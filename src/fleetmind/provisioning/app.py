@@ -16,7 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import fleetmind
 from fleetmind.config import get_settings
-from fleetmind.provisioning.errors import ConfigurationError, error_body, install_error_handlers
+from fleetmind.http_errors import error_body
+from fleetmind.provisioning.errors import ConfigurationError, install_error_handlers
 from fleetmind.provisioning.events import EventBus
 from fleetmind.provisioning.inventory import Inventory
 from fleetmind.provisioning.metrics import Metrics
