@@ -283,9 +283,9 @@ class AgentRuntime:
 
     async def save_state(self, path: Path) -> None:
         """Write :meth:`export_state` to ``path`` atomically."""
-        from fleetmind.agent.state import write_atomically
+        from fleetmind.atomic import write_atomic
 
-        write_atomically(path, await self.export_state())
+        write_atomic(path, await self.export_state())
 
     async def load_state(self, path: Path) -> None:
         await self.import_state(await asyncio.to_thread(path.read_bytes))

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -83,13 +81,3 @@ def import_state(runtime: AgentRuntime, data: bytes) -> None:
     live = {k: settings[k] for k in LIVE_SETTINGS if k in settings}
     if live:
         runtime.apply_live_settings(**live)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

@@ -12,10 +12,11 @@ restart tries the main model again.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from fleetmind.atomic import write_atomic
 
 QUICK_CRASH_S = 60.0
 QUICK_CRASHES_BEFORE_FALLBACK = 2
@@ -62,10 +63,7 @@ def _read_state(state_file: Path) -> dict[str, object]:
 
 
 def _write_state(state_file: Path, state: dict[str, object]) -> None:
-    state_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = state_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state))
-    os.replace(tmp, state_file)
+    write_atomic(state_file, json.dumps(state).encode())
 
 
 def choose_model(

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import faiss
 import numpy as np
 
+from fleetmind.atomic import write_atomic
 from fleetmind.memory import MemoryFormatError
 from fleetmind.memory.embedder import Embedder, normalize
 
@@ -51,14 +52,6 @@ def new_index(dim: int, kind: IndexKind = "hnsw", *, hnsw_m: int = HNSW_M, ef_se
     index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
     index.hnsw.efSearch = ef_search
     return index
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LongTermMemory:
@@ -111,7 +104,7 @@ class LongTermMemory:
             if found.get("version") != FORMAT_VERSION or found.get("dim") != self.dim:
                 raise MemoryFormatError(f"{self._meta_path}: {found} does not match {meta}")
         else:
-            self._atomic_write(self._meta_path, json.dumps(meta).encode())
+            write_atomic(self._meta_path, json.dumps(meta).encode())
         records = self._read_records()
         row = self.dim * 4
         size = self._vectors_path.stat().st_size if self._vectors_path.exists() else 0
@@ -171,20 +164,11 @@ class LongTermMemory:
                 return index
         return new_index(self.dim, self.kind, ef_search=self.ef_search)
 
-    def _atomic_write(self, path: Path, data: bytes) -> None:
-        tmp = path.with_name(f".{path.name}.tmp")
-        with tmp.open("wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-
     def snapshot(self) -> None:
         """Write the index snapshot (temp file + fsync + rename)."""
         with self._lock:
             data = faiss.serialize_index(self._index)
-            self._atomic_write(self._index_path, data.tobytes())
+            write_atomic(self._index_path, data.tobytes())
             self._since_snapshot = 0
 
     # -- writing and searching ---------------------------------------------------------------------------
@@ -268,9 +252,9 @@ class LongTermMemory:
         with self._lock:
             lines = b"".join(json.dumps({**dict(r), "id": i}).encode() + b"\n" for i, r in enumerate(records))
             # Records first: until the vectors are replaced too, the next open cuts records to the old rows.
-            self._atomic_write(self._vectors_path, b"")
-            self._atomic_write(self._records_path, lines)
-            self._atomic_write(self._vectors_path, vectors.tobytes())
+            write_atomic(self._vectors_path, b"")
+            write_atomic(self._records_path, lines)
+            write_atomic(self._vectors_path, vectors.tobytes())
             self._index_path.unlink(missing_ok=True)
             self._records = [{**dict(r), "id": i} for i, r in enumerate(records)]
             self._index = new_index(self.dim, self.kind, ef_search=self.ef_search)

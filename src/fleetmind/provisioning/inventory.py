@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
-import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 import yaml
 from filelock import FileLock, Timeout
 
+from fleetmind.atomic import write_atomic
 from fleetmind.provisioning.errors import InventoryError
 
 HEADER = "# Managed by fleetmind's provisioning API. Hand edits are kept, comments are not.\n"
@@ -151,23 +150,9 @@ class Inventory:
         return _dict(data, "the document")
 
     def _write(self, data: dict[str, Any]) -> None:
-        text = HEADER + dump_yaml(data)
-        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            write_atomic(self.path, (HEADER + dump_yaml(data)).encode("utf-8"), mode=0o600)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
             raise InventoryError(f"cannot write inventory {self.path}: {exc.strerror}") from None
 
     # -- reading -------------------------------------------------------------------------------------------

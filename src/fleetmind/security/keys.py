@@ -19,6 +19,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from fleetmind.atomic import write_atomic
+
 ENV_VARS = ("FLEETMIND_API_KEYS", "PIECAT_API_KEYS")
 KEY_PREFIX = "fm-"
 
@@ -101,15 +103,8 @@ class KeyStore:
 
     # -- writing -------------------------------------------------------------------------------------------
     def _write(self, keys: list[ApiKey]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
         data = json.dumps({"keys": [asdict(k) for k in keys]}, indent=2)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        write_atomic(self.path, data.encode("utf-8"), mode=0o600)
 
     def create(self, name: str = "default") -> tuple[str, ApiKey]:
         """Make a new key; returns the key itself (show it once) and its stored record."""
