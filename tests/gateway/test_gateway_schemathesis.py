@@ -47,8 +47,10 @@ def _fuzz(
             case.body["model"] = "fleetmind"
             if fix == "model and messages":
                 case.body["messages"] = [{"role": "user", "content": "Hello."}]
-                # and none of the parameters that are refused by value (n=2, stream_options without stream)
-                for name in ("n", "stream_options"):
+                # and none of the parameters that are refused by value (n=2, stream_options without stream, a stop
+                # list holding objects) or by the tiny test model (its byte vocabulary cannot build the JSON grammar
+                # of response_format, so llama-server answers 400 to it; the packaged model serves it)
+                for name in ("n", "stream_options", "stop", "response_format"):
                     case.body.pop(name, None)
         response = case.call_and_validate(base_url=url, headers=headers, checks=CHECKS, timeout=60)
         seen[(operation.path, response.status_code)] += 1
