@@ -2,8 +2,9 @@
 
 ``POST /api/ready-for-provisioning`` is for nodes (enrolment token), ``/api/provisioning/*`` for people and
 programs (API key), ``/health`` and ``/metrics`` for checks, ``/openapi.json`` and ``/docs`` describe it all.
-The lifespan starts the job runner (recovering what a previous process left) and stops it. Mission Control
-plugs into the live job events with ``app.state.events.add_sink(callable)``."""
+The lifespan starts the job runner (recovering what a previous process left) and stops it. Live job events go
+to any sink added with ``app.state.events.add_sink(callable)``, and to Mission Control's stream when
+``FLEETMIND_PROVISION_EVENTS_URL``/``_KEY`` are set (:mod:`fleetmind.provisioning.forward`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from fleetmind.config import get_settings
 from fleetmind.http_errors import error_body
 from fleetmind.provisioning.errors import ConfigurationError, install_error_handlers
 from fleetmind.provisioning.events import EventBus
+from fleetmind.provisioning.forward import EventForwarder
 from fleetmind.provisioning.inventory import Inventory
 from fleetmind.provisioning.metrics import Metrics
 from fleetmind.provisioning.routes import callhome, health, status
@@ -105,11 +107,20 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        forwarder = None
+        if settings.events_url and settings.events_key is not None:
+            forwarder = EventForwarder(settings.events_url, settings.events_key.get_secret_value())
+            forwarder.start()
+            bus.add_sink(forwarder)
+        app.state.forwarder = forwarder
         await runner.start()
         try:
             yield
         finally:
             await runner.stop()
+            if forwarder is not None:
+                bus.remove_sink(forwarder)
+                await forwarder.close()
 
     app = FastAPI(
         title="fleetmind provisioning",

@@ -10,7 +10,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fleetmind.config import get_settings
@@ -46,6 +46,12 @@ class ProvisionSettings(BaseSettings):
     roles: list[str] = Field(default_factory=lambda: ["worker", "control"], description="Inventory groups.")
     default_role: str = Field(default="worker", description="Role of a token created without --role.")
     max_body_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024, description="Largest request body.")
+    events_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s]+$",
+        description="Mission Control's event intake (e.g. http://127.0.0.1:8000/api/events); unset: no forwarding.",
+    )
+    events_key: SecretStr | None = Field(default=None, description="API key for events_url.")
 
     @field_validator("roles")
     @classmethod
@@ -61,6 +67,12 @@ class ProvisionSettings(BaseSettings):
     def _check_default_role(self) -> ProvisionSettings:
         if self.default_role not in self.roles:
             raise ValueError(f"default_role {self.default_role!r} is not one of roles {self.roles}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_events(self) -> ProvisionSettings:
+        if self.events_url and self.events_key is None:
+            raise ValueError("events_url is set but events_key is not: Mission Control needs an API key")
         return self
 
     @property
