@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
+from fastapi import FastAPI
 
 # The hung-expert helper lives with the agent tests; test folders are not packages, so it is found by path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
@@ -25,7 +26,39 @@ from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.agent.settings import AgentSettings
 from fleetmind.config import Settings
 from fleetmind.security import KeyStore
-from fleetmind.web.app import create_app
+from fleetmind.tools.approvals import ApprovalBroker
+from fleetmind.tools.base import ToolCall, tool
+from fleetmind.tools.registry import ToolRegistry
+from fleetmind.tools.runner import ToolRunner, build_runner
+from fleetmind.web.app import create_app, detach_logging
+
+
+@tool(
+    "echo_after_approval",
+    "Echo a text back; needs a person's approval (a stand-in risk level for tests, not a stand-in part).",
+    {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+    risk="approval",
+)
+def echo_after_approval(call: ToolCall) -> dict[str, str]:
+    return {"echo": call.args["text"]}
+
+
+@tool(
+    "add",
+    "Add two integers.",
+    {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"]},
+)
+def add(call: ToolCall) -> int:
+    return int(call.args["a"]) + int(call.args["b"])
+
+
+def make_runner(state_dir: Path, *, approval_timeout_s: float = 30.0) -> ToolRunner:
+    """A real runner (policy, approvals, audit) over two small tools registered the way plugins are."""
+    return build_runner(
+        state_dir=state_dir / "tools",
+        approvals=ApprovalBroker(timeout_s=approval_timeout_s),
+        registry=ToolRegistry([echo_after_approval, add]),
+    )
 
 
 def _free_port() -> int:
@@ -51,6 +84,8 @@ class InProcess:
     client: httpx.AsyncClient
     runtime: AgentRuntime
     key: str
+    app: FastAPI
+    state_dir: Path
 
     @property
     def auth(self) -> dict[str, str]:
@@ -67,14 +102,16 @@ class InProcess:
 async def in_process(state: StateDir, llama_server_url: str) -> AsyncIterator[InProcess]:
     """The app over ASGI with a running runtime (started here: ASGI transports do not run lifespans)."""
     runtime = AgentRuntime(settings=AgentSettings(experts=f"general={llama_server_url}"))
-    app = create_app(Settings(state_dir=state.path), runtime)
+    app = create_app(Settings(state_dir=state.path), runtime, tools=make_runner(state.path))
     await runtime.start()
     try:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://agent.test") as client:
-            yield InProcess(client, runtime, state.key)
+            yield InProcess(client, runtime, state.key, app, state.path)
     finally:
+        await app.state.tool_runs.aclose()
         await runtime.stop()
+        detach_logging(app)
 
 
 @dataclass
@@ -130,3 +167,45 @@ def agent_process(tmp_path_factory: pytest.TempPathFactory, llama_server_url: st
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
+
+
+@dataclass
+class Served:
+    """The app on a real socket (uvicorn in a thread of this process), for WebSocket tests."""
+
+    url: str
+    app: FastAPI
+    key: str
+    state_dir: Path
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://") + "/api/ws/events"
+
+
+@pytest.fixture
+def served(state: StateDir, llama_server_url: str, request: pytest.FixtureRequest) -> Iterator[Served]:
+    """Mission Control served by uvicorn on a free port; indirect parametrization sets the hub's reader bound."""
+    import threading
+
+    import uvicorn
+
+    from fleetmind.events import EventHub
+
+    hub = EventHub(queue_size=getattr(request, "param", 20_000))
+    runtime = AgentRuntime(settings=AgentSettings(experts=f"general={llama_server_url}"))
+    app = create_app(Settings(state_dir=state.path), runtime, hub=hub, tools=make_runner(state.path))
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
+    thread = threading.Thread(target=server.run, name="mission-control-test-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    try:
+        yield Served(f"http://127.0.0.1:{port}", app, state.key, state.path)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

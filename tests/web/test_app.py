@@ -115,5 +115,13 @@ async def test_home_page_says_what_it_is(in_process: InProcess) -> None:
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "fleetmind agent" in page.text and "/api/status" in page.text
     assert "script-src" not in page.headers["content-security-policy"]  # default-src 'self': no inline script
-    script = await in_process.client.get("/static/home.js")
-    assert script.status_code == 200 and "/api/status" in script.text
+    assert "'unsafe-inline'" not in page.headers["content-security-policy"]
+    for asset, needle in (
+        ("/static/mc-core.js", "/api/ws/events"),
+        ("/static/mc-panels.js", "/api/approvals"),
+        ("/static/mc.css", "#chat-log"),
+    ):
+        resp = await in_process.client.get(asset)
+        assert resp.status_code == 200 and needle in resp.text, asset
+    # Nothing on the page loads from elsewhere (no CDN): every src/href is local.
+    assert "http://" not in page.text and "https://" not in page.text

@@ -3,20 +3,32 @@
 Each is an ``Annotated`` alias so a route states what it needs in its signature. Auth takes ``Authorization:
 Bearer <key>`` and checks it against :class:`fleetmind.security.KeyStore` (keys file in the state dir plus
 hashes from the environment); a missing, malformed or unknown key gets the same 401, so the answer reveals
-nothing about which keys exist.
+nothing about which keys exist. A valid key yields a :class:`Caller` (the key's id and name), which is what
+approvals record as "who". The WebSocket's auth (:func:`websocket_key`) takes the same header or, because a
+browser cannot set headers on a WebSocket, the key as a ``Sec-WebSocket-Protocol`` value ``fleetmind.key.<key>``.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, WebSocket
 
 from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.config import Settings
-from fleetmind.security import KeyStore
+from fleetmind.events import EventHub
+from fleetmind.security import KeyStore, hash_key
+from fleetmind.tools.approvals import ApprovalBroker
+from fleetmind.tools.runner import ToolRunner
 from fleetmind.web.errors import ApiError
+from fleetmind.web.toolruns import ToolRuns
+
+# The subprotocol a browser offers for the events WebSocket, and the prefix of the one that carries its key.
+WS_PROTOCOL = "fleetmind.events.v1"
+WS_KEY_PREFIX = "fleetmind.key."
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +48,66 @@ def get_key_store(request: Request) -> KeyStore:
     return store
 
 
+def get_hub(request: Request) -> EventHub:
+    hub: EventHub = request.app.state.events
+    return hub
+
+
+def get_approvals(request: Request) -> ApprovalBroker:
+    broker: ApprovalBroker = request.app.state.approvals
+    return broker
+
+
+def get_tools(request: Request) -> ToolRunner:
+    runner: ToolRunner = request.app.state.tools
+    return runner
+
+
+def get_tool_runs(request: Request) -> ToolRuns:
+    runs: ToolRuns = request.app.state.tool_runs
+    return runs
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 RuntimeDep = Annotated[AgentRuntime, Depends(get_runtime)]
 KeyStoreDep = Annotated[KeyStore, Depends(get_key_store)]
+HubDep = Annotated[EventHub, Depends(get_hub)]
+ApprovalsDep = Annotated[ApprovalBroker, Depends(get_approvals)]
+ToolsDep = Annotated[ToolRunner, Depends(get_tools)]
+ToolRunsDep = Annotated[ToolRuns, Depends(get_tool_runs)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Whose key made a request: the key's id and name from the key file, or ``env`` for a key from the env."""
+
+    key_id: str
+    name: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.key_id})"
+
+
+def identify(store: KeyStore, key: str | None) -> Caller | None:
+    """The caller ``key`` belongs to, or None. Every known hash is compared, in constant time, as verify() does."""
+    if not key:
+        return None
+    try:
+        hashes = store.hashes()
+        records = store.records()
+    except ValueError as exc:
+        # An unreadable key file denies everyone; the operator sees why in the log, the caller does not.
+        log.error("API key store unreadable: %s", exc, extra={"event": "key_store_unreadable"})
+        return None
+    digest = hash_key(key)
+    ok = False
+    for known in hashes:
+        ok |= hmac.compare_digest(digest, known)
+    if not ok:
+        return None
+    record = next((r for r in records if r.sha256 == digest), None)
+    return Caller(record.id, record.name) if record is not None else Caller("env", "env")
 
 
 def bearer_token(request: Request) -> str | None:
@@ -48,14 +117,9 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-def require_api_key(request: Request, store: KeyStoreDep) -> None:
-    try:
-        ok = store.verify(bearer_token(request))
-    except ValueError as exc:
-        # An unreadable key file denies everyone; the operator sees why in the log, the caller does not.
-        log.error("API key store unreadable: %s", exc, extra={"event": "key_store_unreadable"})
-        ok = False
-    if not ok:
+def require_api_key(request: Request, store: KeyStoreDep) -> Caller:
+    caller = identify(store, bearer_token(request))
+    if caller is None:
         raise ApiError(
             401,
             "missing or invalid API key",
@@ -63,6 +127,20 @@ def require_api_key(request: Request, store: KeyStoreDep) -> None:
             code="invalid_api_key",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    return caller
 
 
-ApiKeyDep = Annotated[None, Depends(require_api_key)]
+ApiKeyDep = Annotated[Caller, Depends(require_api_key)]
+
+
+def websocket_key(websocket: WebSocket) -> tuple[str | None, str | None]:
+    """The key a WebSocket client sent (header, else subprotocol) and the subprotocol to answer with.
+
+    The answer names only ``fleetmind.events.v1`` (when offered), never the key, so it is not echoed back.
+    """
+    scheme, _, token = websocket.headers.get("authorization", "").partition(" ")
+    key = token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+    if key is None:
+        key = next((p[len(WS_KEY_PREFIX) :] for p in offered if p.startswith(WS_KEY_PREFIX)), None)
+    return key, (WS_PROTOCOL if WS_PROTOCOL in offered else None)

@@ -41,6 +41,34 @@ class RequestCounts(BaseModel):
     by_expert: dict[str, int]
 
 
+class ClusterTask(BaseModel):
+    alloc: str
+    task: str
+    state: str
+    failed: bool
+    restarts: int
+
+
+class ClusterService(BaseModel):
+    name: str
+    health: Literal["passing", "critical", "unknown"]
+    instances: int
+
+
+class ClusterJob(BaseModel):
+    id: str
+    status: str
+    tasks: list[ClusterTask]
+    services: list[ClusterService]
+
+
+class ClusterStatus(BaseModel):
+    available: bool
+    orchestrator: str
+    error: str | None = None
+    jobs: list[ClusterJob] = []
+
+
 class StatusResponse(BaseModel):
     service: Literal["fleetmind-agent"] = "fleetmind-agent"
     version: str
@@ -51,3 +79,4 @@ class StatusResponse(BaseModel):
     experts: list[ExpertStatus]
     requests: RequestCounts
     recent: list[RecentAnswer]
+    cluster: ClusterStatus | None = None

@@ -1,1 +1,6 @@
-"""Mission Control's routes, one module per resource: health, agent chat, status and the home page."""
+"""Mission Control's routes, one module per resource: health, chat, status, state, events, approvals, tools,
+conversations and the home page."""
+
+from fleetmind.web.routes import approvals, chat, conversations, events, health, home, state, status, tools
+
+__all__ = ["approvals", "chat", "conversations", "events", "health", "home", "state", "status", "tools"]

@@ -18,7 +18,8 @@ from pydantic import ValidationError
 
 from fleetmind.agent.protocol import AgentRequest
 from fleetmind.agent.runtime import AgentRuntime
-from fleetmind.web.deps import ApiKeyDep, RuntimeDep
+from fleetmind.events import EventHub
+from fleetmind.web.deps import ApiKeyDep, HubDep, RuntimeDep
 from fleetmind.web.errors import ApiError
 
 router = APIRouter(tags=["agent"])
@@ -26,8 +27,42 @@ router = APIRouter(tags=["agent"])
 NDJSON = "application/x-ndjson"
 
 
-async def _lines(runtime: AgentRuntime, request: AgentRequest) -> AsyncIterator[str]:
+def _preview(text: str | None, limit: int = 200) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+async def _lines(runtime: AgentRuntime, request: AgentRequest, hub: EventHub) -> AsyncIterator[str]:
+    """The answer's NDJSON lines; the turn's start and end go into the live event stream too."""
+    last_user = next((m.content for m in reversed(request.messages) if m.role == "user"), None)
+    hub.publish(
+        "agent_turn",
+        f"request {request.id} for {request.model}: {_preview(last_user)}",
+        request_id=request.id,
+        model=request.model,
+        conversation_id=request.conversation_id,
+    )
+    answer: list[str] = []
     async for event in runtime.submit(request):
+        if event.type == "delta":
+            answer.append(event.text)
+        elif event.type == "done":
+            hub.publish(
+                "agent_answer",
+                f"{event.expert or 'the agent'} answered {request.id}: {_preview(''.join(answer))}",
+                request_id=request.id,
+                expert=event.expert,
+                completion_tokens=event.usage.completion_tokens if event.usage else 0,
+            )
+        else:
+            hub.publish(
+                "agent_error",
+                f"request {request.id} failed ({event.code}): {event.message}",
+                level="warning",
+                request_id=request.id,
+                code=event.code,
+                expert=event.expert,
+            )
         yield event.model_dump_json(exclude_none=True) + "\n"
 
 
@@ -59,12 +94,15 @@ async def agent_request(request: Request) -> AgentRequest:
     },
 )
 async def chat(
-    _auth: ApiKeyDep, runtime: RuntimeDep, request: Annotated[AgentRequest, Depends(agent_request)]
+    _auth: ApiKeyDep,
+    runtime: RuntimeDep,
+    hub: HubDep,
+    request: Annotated[AgentRequest, Depends(agent_request)],
 ) -> StreamingResponse:
     if not runtime.running:
         raise ApiError(503, "the agent pipeline is not running", type="server_error", code="unavailable")
     return StreamingResponse(
-        _lines(runtime, request),
+        _lines(runtime, request, hub),
         media_type=NDJSON,
         # Proxies must pass each line on as it comes, not buffer the answer.
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},

@@ -1,4 +1,4 @@
-"""``GET /``: a small page that says what this server is and shows ``/api/status`` once given an API key."""
+"""``GET /``: Mission Control's page (static/index.html with its scripts and styles from /static, nothing inline)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 router = APIRouter(tags=["home"])
 
 # The page's script comes from /static; nothing inline runs, nothing loads from elsewhere.
-_CSP = "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
+_CSP = "default-src 'self'; connect-src 'self'; style-src 'self'; frame-ancestors 'none'"
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -1,10 +1,11 @@
-"""``GET /api/status``: uptime, the experts seen and their health, request counts and the latest answers."""
+"""``GET /api/status``: uptime, experts and their health, request counts, the latest answers, and the cluster."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 import fleetmind
+from fleetmind.web.cluster import ClusterView
 from fleetmind.web.deps import ApiKeyDep, RuntimeDep
 from fleetmind.web.schemas import ExpertStatus, RecentAnswer, RequestCounts, StatusResponse
 
@@ -12,11 +13,13 @@ router = APIRouter(tags=["status"])
 
 
 @router.get("/api/status", response_model=StatusResponse)
-async def status(runtime: RuntimeDep, _auth: ApiKeyDep) -> StatusResponse:
+async def status(request: Request, runtime: RuntimeDep, _auth: ApiKeyDep) -> StatusResponse:
     directory = runtime.directory
     # Asking refreshes the registry view (at most once per discovery TTL): the page shows what routing sees.
     await directory.experts()
     stats = runtime.stats
+    view: ClusterView = request.app.state.cluster
+    cluster = await view.snapshot()
     experts = [
         ExpertStatus(
             name=h.name,
@@ -51,4 +54,5 @@ async def status(runtime: RuntimeDep, _auth: ApiKeyDep) -> StatusResponse:
             RecentAnswer(id=r.id, outcome=r.outcome, expert=r.expert, at=r.at, completion_tokens=r.completion_tokens)
             for r in stats.recent
         ],
+        cluster=cluster,
     )

@@ -1,0 +1,58 @@
+"""Approvals: ``GET /api/approvals`` (waiting and recently decided), ``POST /api/approvals/{id}/approve|deny``.
+
+A risky tool call waits in the shared :class:`~fleetmind.tools.approvals.ApprovalBroker` until a person decides.
+The decision records who (the API key's name and id) and when; deciding an approval that is no longer waiting
+(decided by someone else, expired, cancelled) is a 404 with code ``approval_not_found``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from fleetmind.tools.approvals import ApprovalBroker
+from fleetmind.tools.errors import ApprovalNotFoundError
+from fleetmind.web.deps import ApiKeyDep, ApprovalsDep, Caller
+from fleetmind.web.errors import ApiError
+
+router = APIRouter(tags=["approvals"])
+
+
+class DecideRequest(BaseModel):
+    note: str = Field(default="", max_length=500)
+
+
+@router.get("/api/approvals")
+async def list_approvals(broker: ApprovalsDep, _auth: ApiKeyDep) -> dict[str, Any]:
+    return {
+        "pending": [p.to_dict() for p in broker.pending()],
+        "recent": [d.to_dict() for d in broker.recent(50)],
+    }
+
+
+def _decide(broker: ApprovalBroker, approval_id: str, approve: bool, caller: Caller, body: DecideRequest | None) -> Any:
+    try:
+        decision = broker.decide(approval_id, approve=approve, by=caller.label, note=body.note if body else "")
+    except ApprovalNotFoundError:
+        raise ApiError(
+            404, "no such pending approval (unknown, already decided or expired)", code="approval_not_found"
+        ) from None
+    return decision.to_dict()
+
+
+@router.post("/api/approvals/{approval_id}/approve")
+async def approve(
+    approval_id: str, broker: ApprovalsDep, caller: ApiKeyDep, body: DecideRequest | None = None
+) -> dict[str, Any]:
+    result: dict[str, Any] = _decide(broker, approval_id, True, caller, body)
+    return result
+
+
+@router.post("/api/approvals/{approval_id}/deny")
+async def deny(
+    approval_id: str, broker: ApprovalsDep, caller: ApiKeyDep, body: DecideRequest | None = None
+) -> dict[str, Any]:
+    result: dict[str, Any] = _decide(broker, approval_id, False, caller, body)
+    return result
