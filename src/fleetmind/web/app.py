@@ -70,6 +70,9 @@ def create_app(
     from fleetmind.tools.settings import get_tools_settings
 
     hub = hub or EventHub()
+    # One pair for the page and the agent: what the agent's workflow asks for waits in this page's approvals.
+    tools = tools or runtime.tools
+    approvals = approvals or runtime.approvals
     log_handler = EventLogHandler(hub)
     logging.getLogger().addHandler(log_handler)
     if tools is not None and approvals is None:
@@ -87,6 +90,8 @@ def create_app(
     if tools.on_event is None:
         tools.on_event = _hub_sink(hub, "tools")
     broker, runner = approvals, tools
+    if runtime.tools is None:  # the workflow's call_tool and ask_approval steps use them (runtime not started yet)
+        runtime.tools, runtime.approvals = runner, broker
     tool_runs = ToolRuns(runner, hub)
 
     @asynccontextmanager
