@@ -49,7 +49,6 @@ BAD = [
         "Extra",
     ),
     ("name: x\nsteps:\n  - id: a\n    step: respond\n", 3, "steps.0.use", "Field required"),
-    ("name: x\nsteps:\n  - id: a\n    use: call_tool\n", 4, "steps.0.use", "extension point"),
     ("name: x\nsteps:\n  - id: a\n    use: respond\n  - id: a\n    use: respond\n", 2, "steps", "used twice"),
     ("name: x\nsteps: []\n", 2, "steps", "at least 1"),
     ("- just\n- a list\n", 1, None, "mapping"),
@@ -67,6 +66,15 @@ def test_a_malformed_workflow_names_file_line_and_field(
     assert (err.file, err.line, err.field) == (str(path), line, field)
     assert str(err).startswith(f"{path}:{line}: ")
     assert words in str(err)
+
+
+def test_a_declared_step_without_a_body_is_refused(tmp_path: Path) -> None:
+    registry = default_registry()
+    registry.declare("teleport", description="a plugin's promise, not kept yet")
+    path = write(tmp_path, "name: x\nsteps:\n  - id: a\n    use: teleport\n")
+    with pytest.raises(WorkflowLoadError, match="extension point") as info:
+        load_workflow(path, registry)
+    assert (info.value.line, info.value.field) == (4, "steps.0.use")
 
 
 def test_a_missing_file_is_a_load_error(tmp_path: Path) -> None:

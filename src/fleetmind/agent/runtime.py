@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from fleetmind.agent.semantic import SemanticRouter
     from fleetmind.memory.embedder import EmbeddingServer, LlamaEmbedder
     from fleetmind.memory.long_term import LongTermMemory
+    from fleetmind.tools.approvals import ApprovalBroker
+    from fleetmind.tools.runner import ToolRunner
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +95,13 @@ class AgentRuntime:
         settings: AgentSettings | None = None,
         directory: ExpertDirectory | None = None,
         client: ExpertClient | None = None,
+        tools: ToolRunner | None = None,
+        approvals: ApprovalBroker | None = None,
     ) -> None:
         self.settings = settings or AgentSettings()
+        # The hands and the approval desk are shared with Mission Control, which shows and answers approvals.
+        self.tools = tools
+        self.approvals = approvals
         fixed = parse_experts(self.settings.experts) if self.settings.experts else None
         self.directory = directory or ExpertDirectory(
             fixed=fixed,
@@ -156,6 +163,8 @@ class AgentRuntime:
             memory=self.memory,
             history=self.history,
             router=self.router,
+            tools=self.tools,
+            approvals=self.approvals,
         )
         self._sink = AgentEventSinkProcessor(stats=self.stats)
         self._worker = PipelineWorker(

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from fleetmind.agent.semantic import SemanticRouter
     from fleetmind.memory.long_term import LongTermMemory
     from fleetmind.memory.short_term import ConversationHistory
+    from fleetmind.tools.approvals import ApprovalBroker
+    from fleetmind.tools.runner import ToolRunner
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,8 @@ class TwinService(FrameProcessor):
         memory: LongTermMemory | None = None,
         history: ConversationHistory | None = None,
         router: SemanticRouter | None = None,
+        tools: ToolRunner | None = None,
+        approvals: ApprovalBroker | None = None,
         name: str | None = None,
     ) -> None:
         if max_timeout_s <= 0:
@@ -79,6 +83,8 @@ class TwinService(FrameProcessor):
             memory=memory,
             history=history,
             router=router,
+            tools=tools,
+            approvals=approvals,
         )
         self.workflow = workflow or load_workflow(DEFAULT_WORKFLOW, default_registry())
         self._runner = WorkflowRunner(self.workflow, services)

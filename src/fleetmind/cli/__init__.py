@@ -9,6 +9,7 @@ import typer
 
 from fleetmind import __version__
 from fleetmind.cli import chat, keys, models, provision, stack
+from fleetmind.cli import tools as tools_cli
 
 app = typer.Typer(
     name="fleetmind",
@@ -22,6 +23,7 @@ chat.register(app)
 app.add_typer(keys.app, name="keys")
 app.add_typer(models.app, name="models")
 app.add_typer(provision.app, name="provision")
+app.add_typer(tools_cli.app, name="tools")
 
 
 def _version(value: bool) -> None:

@@ -21,13 +21,15 @@ if TYPE_CHECKING:
     from fleetmind.agent.semantic import SemanticRouter
     from fleetmind.memory.long_term import LongTermMemory, MemoryHit
     from fleetmind.memory.short_term import ConversationHistory
+    from fleetmind.tools.approvals import ApprovalBroker
+    from fleetmind.tools.runner import ToolRunner
 
 Emit = Callable[[AgentOutputFrame], Awaitable[None]]
 
 
 @dataclass
 class AgentServices:
-    """The long-lived parts a step may use; memory and the semantic router are optional."""
+    """The long-lived parts a step may use; memory, the semantic router, tools and approvals are optional."""
 
     directory: ExpertDirectory
     client: ExpertClient
@@ -35,6 +37,8 @@ class AgentServices:
     memory: LongTermMemory | None = None
     history: ConversationHistory | None = None
     router: SemanticRouter | None = None
+    tools: ToolRunner | None = None
+    approvals: ApprovalBroker | None = None
 
 
 @dataclass

@@ -4,8 +4,8 @@
 long-term memories close in meaning to the user's message; ``route`` orders the experts (by name, by meaning,
 by health); ``call_expert`` streams the answer from the first expert that works, failing over before the first
 token; ``remember`` writes what the user told the agent to long-term memory; ``respond`` ends the request and
-records the exchange. ``call_tool``, ``ask_approval`` and ``reflect`` are declared extension points: the design
-names them, nothing implements them yet, and a workflow that uses them is refused when it loads.
+records the exchange. ``call_tool``, ``ask_approval`` and ``reflect`` live in
+:mod:`fleetmind.agent.workflows.tool_steps`.
 """
 
 from __future__ import annotations
@@ -55,6 +55,12 @@ class RouteParams(_Params):
     strategy: Literal["semantic", "default"] = Field(
         default="semantic",
         description="semantic: the generic model goes to the expert whose description is closest to the query.",
+    )
+
+
+class CallExpertParams(_Params):
+    stream: bool = Field(
+        default=True, description="false: keep the answer until respond (so that a reflect step may revise it)."
     )
 
 
@@ -166,10 +172,11 @@ def _skip_echo(text: str, echo: str) -> tuple[str, str]:
     return text, ""  # a server that does not echo the prefill: everything is new
 
 
-async def call_expert(ctx: StepContext, params: NoParams) -> None:
+async def call_expert(ctx: StepContext, params: CallExpertParams) -> None:
     if ctx.plan is None:
         await route(ctx, RouteParams())
     assert ctx.plan is not None
+    ctx.vars["buffered"] = not params.stream
     directory, client = ctx.services.directory, ctx.services.client
     failures: list[ExpertError] = []
     candidates = ctx.plan.candidates
@@ -192,7 +199,8 @@ async def call_expert(ctx: StepContext, params: NoParams) -> None:
                             continue
                         produced = True
                         ctx.answer.append(text)
-                        await ctx.emit(AgentDeltaFrame(request_id=ctx.request_id, text=text, expert=expert.name))
+                        if params.stream:
+                            await ctx.emit(AgentDeltaFrame(request_id=ctx.request_id, text=text, expert=expert.name))
                     elif isinstance(item, Completion):
                         directory.record_success(expert)
                         ctx.expert, ctx.completion = expert, item
@@ -246,6 +254,8 @@ async def respond(ctx: StepContext, params: NoParams) -> None:
     if ctx.completion is None:
         raise ExpertError("nothing to respond with: no expert answered")
     expert = ctx.expert.name if ctx.expert else None
+    if ctx.vars.get("buffered") and ctx.answer:
+        await ctx.emit(AgentDeltaFrame(request_id=ctx.request_id, text="".join(ctx.answer), expert=expert))
     await ctx.emit(
         AgentDoneFrame(
             request_id=ctx.request_id,
@@ -309,12 +319,14 @@ def register_steps(registry: StepRegistry) -> None:
         recall_memory
     )
     registry.register("route", params=RouteParams, description="order the experts for this request")(route)
-    registry.register("call_expert", params=NoParams, description="stream the answer, with failover")(call_expert)
+    registry.register("call_expert", params=CallExpertParams, description="stream the answer, with failover")(
+        call_expert
+    )
     registry.register("remember", params=RememberParams, description="write the user's message to memory")(remember)
     registry.register(
         "summarise_history", params=SummariseParams, description="fold old history into a running summary"
     )(summarise_history)
     registry.register("respond", params=NoParams, description="finish the request, record the exchange")(respond)
-    registry.declare("call_tool", description="run a tool the expert asked for")
-    registry.declare("ask_approval", description="wait for a person to approve a risky action")
-    registry.declare("reflect", description="let a model critique and revise the answer")
+    from fleetmind.agent.workflows.tool_steps import register_tool_steps
+
+    register_tool_steps(registry)

@@ -1,0 +1,85 @@
+"""planner, orchestrator and swarm against a real llama-server (the tiny random model: the shape and the HTTP path
+are tested, not the meaning), and the plan parser on the replies a model really gives."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fleetmind.tools.approvals import ApprovalBroker
+from fleetmind.tools.base import ToolContext
+from fleetmind.tools.builtin.llm import parse_steps
+from fleetmind.tools.runner import ToolRunner
+
+from .conftest import MakeRunner, approve_next, run_ok
+
+
+def test_parse_steps_json_lists_and_fallback() -> None:
+    reply = (
+        'Sure! Here is the plan:\n```json\n[{"description": "check", "tool": "cluster_status", "arguments": {}},'
+        ' "then report"]\n```'
+    )
+    steps, how = parse_steps(reply, "task")
+    assert how == "json" and [s["tool"] for s in steps] == ["cluster_status", None]
+    assert steps[1] == {"n": 2, "description": "then report", "tool": None, "arguments": {}}
+    steps, how = parse_steps('{"steps": [{"step": "a"}, {"task": "b", "args": {"x": 1}}]}', "t")
+    assert how == "json" and [(s["description"], s["arguments"]) for s in steps] == [("a", {}), ("b", {"x": 1})]
+    steps, how = parse_steps("1. look at the logs\n2) restart it\n- tell the user\nnoise", "t")
+    assert how == "list" and [s["description"] for s in steps] == ["look at the logs", "restart it", "tell the user"]
+    steps, how = parse_steps("zxqv ]] {{ random junk", "fix the node")
+    assert how == "fallback" and steps == [{"n": 1, "description": "fix the node", "tool": None, "arguments": {}}]
+    many, _ = parse_steps("\n".join(f"{i}. s{i}" for i in range(1, 30)), "t", max_steps=4)
+    assert len(many) == 4
+
+
+async def test_planner_against_llama_server(runner: ToolRunner, context: ToolContext, llama_server_url: str) -> None:
+    context.llm_url = llama_server_url
+    out = await run_ok(runner, "planner", {"task": "Check the cluster and restart failed jobs.", "max_tokens": 32})
+    assert out["parsed"] in ("json", "list", "fallback") and isinstance(out["raw"], str)
+    assert 1 <= len(out["steps"]) <= 6
+    for i, step in enumerate(out["steps"], 1):
+        assert step["n"] == i and isinstance(step["description"], str) and step["description"]
+        assert step["tool"] is None or step["tool"] in runner.registry
+    context.llm_url = "http://127.0.0.1:9"  # nothing listens there
+    down = await runner.run("planner", {"task": "x"}, requester="t")
+    assert down.status == "error" and "LLM call" in (down.error or "")
+
+
+async def test_orchestrator_runs_tool_steps_through_the_gates(
+    make_runner: MakeRunner, context: ToolContext, llama_server_url: str
+) -> None:
+    context.llm_url = llama_server_url
+    broker = ApprovalBroker(timeout_s=10)
+    runner = make_runner(approvals=broker)
+    steps = [
+        {"description": "add", "tool": "calculator", "arguments": {"expression": "2+2"}},
+        {"description": "say something about the result", "tool": None},
+        {"description": "dangerous", "tool": "shell", "arguments": {"command": "touch shell-ran"}},
+        {"description": "nested", "tool": "orchestrator", "arguments": {"task": "x"}},
+    ]
+    out, _ = await asyncio.gather(
+        run_ok(runner, "orchestrator", {"steps": steps, "max_tokens": 16}),
+        approve_next(broker, approve=False),
+    )
+    statuses = [r["status"] for r in out["results"]]
+    assert statuses == ["ok", "ok", "denied", "refused"]
+    assert out["results"][0]["output"]["result"] == 4 and isinstance(out["results"][1]["output"], str)
+    assert not (context.workspace / "shell-ran").exists()
+    audit = runner.audit.read()
+    assert any(r["tool"] == "shell" and "via orchestrator" in r["requester"] for r in audit)
+    planned = await run_ok(runner, "orchestrator", {"task": "Say hello.", "max_tokens": 16, "parallel": True})
+    assert planned["planned"] is True and len(planned["results"]) >= 1
+
+
+async def test_swarm_asks_in_parallel_and_merges(
+    runner: ToolRunner, context: ToolContext, llama_server_url: str
+) -> None:
+    context.llm_url = llama_server_url
+    out = await run_ok(runner, "swarm", {"question": "What is 2+2?", "n": 3, "max_tokens": 16, "merge": "vote"})
+    assert len(out["answers"]) == 3 and all(isinstance(a["answer"], str) for a in out["answers"])
+    assert out["merged"] in [a["answer"].strip() for a in out["answers"]]
+    context.experts = {"a": llama_server_url, "b": "http://127.0.0.1:9"}
+    mixed = await run_ok(runner, "swarm", {"question": "Hi?", "max_tokens": 16, "merge": "llm"})
+    by_name = {a["expert"]: a for a in mixed["answers"]}
+    assert by_name["a"]["answer"] is not None and by_name["b"]["error"] and isinstance(mixed["merged"], str)
+    unknown = await runner.run("swarm", {"question": "x", "experts": ["nobody"]}, requester="t")
+    assert unknown.status == "error" and "unknown experts" in (unknown.error or "")
