@@ -12,7 +12,7 @@ from agent_testkit import collect, direct_completion, make_request
 
 from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.agent.settings import AgentSettings
-from fleetmind.agent.workflows import DEFAULT_WORKFLOW, WorkflowLoadError
+from fleetmind.agent.workflows import DEFAULT_WORKFLOW, WorkflowLoadError, resolve_workflow
 from fleetmind.agent.workflows.loader import load_workflow
 from fleetmind.agent.workflows.registry import default_registry
 
@@ -35,6 +35,13 @@ def test_the_packaged_default_loop_loads() -> None:
         "respond",
         "summarise_history",
     ]
+
+
+def test_the_packaged_tool_loop_loads_by_name() -> None:
+    workflow = load_workflow(resolve_workflow("tool_agent_loop"), default_registry())
+    assert workflow.name == "tool_agent_loop"
+    assert "call_tool" in [s.type.name for s in workflow.steps]
+    assert resolve_workflow(None) == DEFAULT_WORKFLOW
 
 
 BAD = [

@@ -29,7 +29,7 @@ from fleetmind.agent.protocol import AgentEvent, AgentRequest
 from fleetmind.agent.settings import AgentSettings
 from fleetmind.agent.stats import AgentStats
 from fleetmind.agent.twin import TwinService
-from fleetmind.agent.workflows import DEFAULT_WORKFLOW
+from fleetmind.agent.workflows import resolve_workflow
 from fleetmind.agent.workflows.loader import Workflow, load_workflow
 from fleetmind.agent.workflows.registry import default_registry
 from fleetmind.memory.short_term import ConversationHistory
@@ -114,7 +114,7 @@ class AgentRuntime:
         self.stats = AgentStats()
         # A bad workflow file (WorkflowLoadError, a ValueError) stops the process before it serves anything.
         self.workflow: Workflow = load_workflow(
-            self.settings.workflow or DEFAULT_WORKFLOW, default_registry(self.settings.plugin_modules)
+            resolve_workflow(self.settings.workflow), default_registry(self.settings.plugin_modules)
         )
         self.history = ConversationHistory(
             max_messages=self.settings.history_max_messages,

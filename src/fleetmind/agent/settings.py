@@ -44,7 +44,10 @@ class AgentSettings(BaseSettings):
     )
     workflow: Path | None = Field(
         default=None,
-        description="A workflow YAML file to run for every request instead of the packaged default_agent_loop.yaml.",
+        description=(
+            "A workflow YAML file (or the name of a packaged one: tool_agent_loop) to run for every request "
+            "instead of the packaged default_agent_loop.yaml."
+        ),
     )
     step_plugins: str = Field(
         default="",

@@ -46,4 +46,16 @@ class WorkflowRuntimeError(WorkflowError):
 
 DEFAULT_WORKFLOW = Path(__file__).with_name("default_agent_loop.yaml")
 
-__all__ = ["DEFAULT_WORKFLOW", "WorkflowError", "WorkflowLoadError", "WorkflowRuntimeError"]
+
+def resolve_workflow(value: Path | str | None) -> Path:
+    """A workflow file: ``value`` as a path, or the name of a packaged one (``tool_agent_loop``), or the default."""
+    if value is None or str(value) == "":
+        return DEFAULT_WORKFLOW
+    path = Path(value)
+    packaged = Path(__file__).with_name(f"{value}.yaml")
+    if not path.exists() and "/" not in str(value) and packaged.exists():
+        return packaged
+    return path
+
+
+__all__ = ["DEFAULT_WORKFLOW", "WorkflowError", "WorkflowLoadError", "WorkflowRuntimeError", "resolve_workflow"]
