@@ -52,9 +52,10 @@ def resolve_workflow(value: Path | str | None) -> Path:
     if value is None or str(value) == "":
         return DEFAULT_WORKFLOW
     path = Path(value)
-    packaged = Path(__file__).with_name(f"{value}.yaml")
-    if not path.exists() and "/" not in str(value) and packaged.exists():
-        return packaged
+    if "/" not in str(value) and not path.exists():
+        packaged = Path(__file__).with_name(f"{value}.yaml")
+        if packaged.exists():
+            return packaged
     return path
 
 
