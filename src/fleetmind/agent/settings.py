@@ -45,7 +45,7 @@ class AgentSettings(BaseSettings):
     workflow: Path | None = Field(
         default=None,
         description=(
-            "A workflow YAML file (or the name of a packaged one: tool_agent_loop) to run for every request "
+            "A workflow YAML file (or the name of a packaged one) to run for every request "
             "instead of the packaged default_agent_loop.yaml."
         ),
     )

@@ -48,7 +48,7 @@ DEFAULT_WORKFLOW = Path(__file__).with_name("default_agent_loop.yaml")
 
 
 def resolve_workflow(value: Path | str | None) -> Path:
-    """A workflow file: ``value`` as a path, or the name of a packaged one (``tool_agent_loop``), or the default."""
+    """A workflow file: ``value`` as a path, or the name of a packaged one (``default_agent_loop``), or the default."""
     if value is None or str(value) == "":
         return DEFAULT_WORKFLOW
     path = Path(value)
