@@ -1,11 +1,9 @@
-"""vision hands the image's bytes to fleetmind.vision.describe, and names the missing module when it is absent."""
+"""vision describes a real image through fleetmind.vision (OpenCV), and names the module when it cannot load."""
 
 from __future__ import annotations
 
 import base64
 import sys
-import types
-from typing import Any
 
 import pytest
 
@@ -27,25 +25,22 @@ async def test_without_the_vision_module_the_error_names_it(
     assert outcome.status == "error" and "fleetmind.vision" in (outcome.error or "")
 
 
-async def test_image_bytes_reach_describe(
-    runner: ToolRunner, context: ToolContext, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    seen: list[bytes] = []
+async def test_the_tool_sees_a_drawing(runner: ToolRunner, context: ToolContext) -> None:
+    import cv2
+    import numpy as np
 
-    async def describe(image: bytes) -> dict[str, Any]:
-        seen.append(image)
-        return {"caption": "a single pixel", "size": len(image)}
-
-    module = types.ModuleType("fleetmind.vision")
-    module.describe = describe  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "fleetmind.vision", module)
-    (context.workspace / "pixel.png").write_bytes(PNG_1PX)
-    out = await run_ok(runner, "vision", {"path": "pixel.png"})
-    assert out == {"caption": "a single pixel", "size": len(PNG_1PX)} and seen == [PNG_1PX]
-    assert (await run_ok(runner, "vision", {"image_base64": base64.b64encode(PNG_1PX).decode()}))["size"] == len(
-        PNG_1PX
-    )
+    img = np.full((240, 320, 3), 255, np.uint8)
+    cv2.circle(img, (100, 120), 60, (30, 30, 220), -1)  # a red disc (BGR)
+    ok, data = cv2.imencode(".png", img)
+    assert ok
+    (context.workspace / "disc.png").write_bytes(data.tobytes())
+    out = await run_ok(runner, "vision", {"path": "disc.png"})
+    assert (out["width"], out["height"]) == (320, 240) and "red circle" in out["summary"]
+    again = await run_ok(runner, "vision", {"image_base64": base64.b64encode(data.tobytes()).decode()})
+    assert again["summary"] == out["summary"]
     outside = await runner.run("vision", {"path": "../../etc/hostname"}, requester="t")
-    assert outside.status == "refused" and len(seen) == 2
+    assert outside.status == "refused"
     both = await runner.run("vision", {"path": "a", "image_base64": "b"}, requester="t")
     assert both.status == "invalid_arguments"
+    junk = await runner.run("vision", {"image_base64": base64.b64encode(b"not an image").decode()}, requester="t")
+    assert junk.status == "error"

@@ -116,8 +116,13 @@ def create_app(
     app.state.cluster = ClusterView()
     install_error_handlers(app)
     r = routes
-    for module in (r.health, r.chat, r.status, r.state, r.events, r.approvals, r.tools, r.conversations, r.home):
+    routers = (r.health, r.chat, r.status, r.state, r.events, r.approvals, r.tools, r.conversations, r.vision, r.home)
+    for module in routers:
         app.include_router(module.router)
+    # the mic page and its socket; speech models are loaded on first use, so an agent nobody talks to pays nothing
+    from fleetmind.voice.web import router as voice_router
+
+    app.include_router(voice_router)
     app.mount("/static", StaticFiles(directory=Path(str(files("fleetmind.web").joinpath("static")))), name="static")
     return app
 

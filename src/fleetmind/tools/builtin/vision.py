@@ -1,15 +1,15 @@
-"""``vision``: describe an image from the workspace with :func:`fleetmind.vision.describe`, when it is installed.
+"""``vision``: describe an image from the workspace (or sent as base64) with :func:`fleetmind.vision.describe`.
 
-The vision package is optional and lives elsewhere; without it the tool stays registered and says clearly which
-module is missing, so the model and the person reading the audit log know why it cannot see.
+OpenCV is imported on the first call, not when the tools are discovered; should it be missing, the tool says
+which module could not be loaded, so the model and the person reading the audit log know why it cannot see.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import importlib
-import inspect
 from typing import Any
 
 from fleetmind.tools.base import ToolCall, tool
@@ -21,7 +21,7 @@ MAX_IMAGE = 20 * 1024 * 1024
 
 @tool(
     "vision",
-    "Describe an image (a file in the workspace, or base64 bytes): what is in it, any text, a caption.",
+    "Describe an image (a file in the workspace, or base64 bytes): size, light, colours, shapes, faces, a summary.",
     {
         "type": "object",
         "properties": {
@@ -53,9 +53,7 @@ async def vision(call: ToolCall) -> dict[str, Any]:
             image = base64.b64decode(call.args["image_base64"], validate=True)
         except binascii.Error as exc:
             raise ToolArgumentsError(f"image_base64 is not base64: {exc}") from None
-    result = describe(image)
-    if inspect.isawaitable(result):
-        result = await result
+    result = await asyncio.to_thread(describe, image)
     if not isinstance(result, dict):
         raise ToolExecutionError(f"fleetmind.vision.describe returned {type(result).__name__}, expected dict")
     return result

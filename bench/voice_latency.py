@@ -1,0 +1,204 @@
+"""Benchmark: voice-to-voice latency — end of the user's speech to the first answer audio — with its breakdown.
+
+Starts llama-server on the packaged SmolLM2, an AgentRuntime and the voice WebSocket (the real pipeline:
+Silero VAD → Whisper tiny.en → agent → Piper), then speaks espeak-ng questions into it like a microphone (20 ms
+frames in real time, silence between turns) and times each turn from the moment the last speech frame left:
+
+* ``vad``: end of speech → the VAD says stopped (its ``stop_secs`` of silence plus detection);
+* ``stt``: VAD stopped → final transcript (Whisper on the whole utterance);
+* ``llm_first_token``: transcript → first answer text from the agent;
+* ``tts_first_audio``: first answer text → first answer audio leaves the server (waits for the first
+  sentence, then Piper synthesises it);
+* ``total``: end of speech → first answer audio arrives at the client.
+
+Prints p50 and p95 of each over ``--turns`` turns (default 30). Run from the repo root:
+``python -m bench.voice_latency``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from fleetmind.agent.runtime import AgentRuntime
+from fleetmind.agent.settings import AgentSettings
+from fleetmind.config import Settings
+from fleetmind.llm import binaries
+from fleetmind.llm.models import DEFAULT_MODEL, resolve
+from fleetmind.security import KeyStore
+from fleetmind.voice.client import FRAME_BYTES, VoiceClient, espeak_speech, silence
+from fleetmind.voice.settings import VoiceSettings
+from fleetmind.voice.web import router
+
+QUESTIONS = [
+    "What is the capital of France?",
+    "Name a colour of the sky.",
+    "How many legs does a dog have?",
+    "What do bees make?",
+    "Say hello to me.",
+    "What is two plus two?",
+    "Where does the sun rise?",
+    "What is the opposite of hot?",
+    "Tell me one fruit.",
+    "What day comes after Monday?",
+]
+PARTS = ["vad", "stt", "llm_first_token", "tts_first_audio", "total"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_llama(model: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    cmd = [str(binaries.llama_server()), "-m", str(model), "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["-c", "2048", "-t", "2", "--no-webui"]
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"llama-server did not start: {log.read_text(errors='replace')[-1500:]}")
+
+
+class Microphone:
+    """Sends 20 ms frames in real time: queued speech when there is some, silence otherwise."""
+
+    def __init__(self, client: VoiceClient) -> None:
+        self.client = client
+        self.pending = b""
+        self.speech_ended = asyncio.Event()
+        self.speech_end_at = 0.0
+
+    def say(self, pcm: bytes) -> None:
+        self.pending = pcm
+        self.speech_ended.clear()
+
+    async def run(self) -> None:
+        start, n = time.monotonic(), 0
+        while True:
+            if self.pending:
+                frame, self.pending = self.pending[:FRAME_BYTES], self.pending[FRAME_BYTES:]
+                await self.client.ws.send(frame)
+                if not self.pending:
+                    self.speech_end_at = time.time()
+                    self.speech_ended.set()
+            else:
+                await self.client.ws.send(silence(0.02))
+            n += 1
+            await asyncio.sleep(max(0.0, start + n * 0.02 - time.monotonic()))
+
+
+async def run_turns(url: str, key: str, turns: int) -> list[dict[str, float]]:
+    speech = [espeak_speech(q) for q in QUESTIONS]
+    rows: list[dict[str, float]] = []
+    async with VoiceClient.connect(url, key) as client:
+        await client.wait_for("ready", timeout=120)
+        mic = Microphone(client)
+        sender = asyncio.create_task(mic.run())
+        await asyncio.sleep(1.0)
+        try:
+            for i in range(turns):
+                turn = i + 1
+                mic.say(speech[i % len(speech)])
+                await mic.speech_ended.wait()
+                end = mic.speech_end_at
+                started = await client.wait_for("speaking", state="started", turn=turn, timeout=60)
+                first_audio = next(r.at for r in client.received if r.audio is not None and r.at > end)
+                vad = next(r for r in client.messages("vad", state="stopped") if r.at > end)
+                assert started.message is not None and vad.message is not None
+                row = dict(started.message.get("timings", {}))
+                row["vad"] = vad.message["t"] - end
+                row["total"] = first_audio - end
+                rows.append(row)
+                text = client.messages("transcript", final=True, turn=turn)[0].message or {}
+                print(f"turn {turn:2d}: total {row['total']:.3f}s  heard {text.get('text')!r}", flush=True)
+                try:  # let the answer finish playing (or 6 s), then a short pause before the next question
+                    await client.wait_for("speaking", state="stopped", turn=turn, timeout=6)
+                except TimeoutError:
+                    pass
+                await asyncio.sleep(0.5)
+        finally:
+            sender.cancel()
+    return rows
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="fleetmind-voice-bench-"))
+    port = free_port()
+    llama = start_llama(resolve(DEFAULT_MODEL), port, work / "llama-server.log")
+    runtime = AgentRuntime(settings=AgentSettings(experts=f"general=http://127.0.0.1:{port}"))
+    server = None
+    try:
+        await runtime.start()
+        settings = Settings(state_dir=work / "state")
+        key, _ = KeyStore(settings.keys_file).create("bench")
+        app = FastAPI()
+        app.include_router(router)
+        app.state.settings, app.state.runtime = settings, runtime
+        app.state.voice_settings = VoiceSettings(
+            max_answer_tokens=args.max_tokens, interim_interval_s=args.interim, vad_stop_secs=args.vad_stop
+        )
+        web_port = free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=web_port, log_level="warning"))
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            if serving.done():
+                serving.result()  # uvicorn could not start: say why
+            await asyncio.sleep(0.05)
+        rows = await run_turns(f"ws://127.0.0.1:{web_port}/voice/ws", key, args.turns)
+        print(
+            f"\nvoice-to-voice latency over {len(rows)} turns (seconds; vad_stop_secs={args.vad_stop}, "
+            f"interim every {args.interim}s, max {args.max_tokens} answer tokens)"
+        )
+        print(f"{'part':<18}{'p50':>8}{'p95':>8}{'mean':>8}")
+        for part in PARTS:
+            values = [r[part] for r in rows if part in r]
+            if values:
+                print(f"{part:<18}{pct(values, 0.5):8.3f}{pct(values, 0.95):8.3f}{statistics.fmean(values):8.3f}")
+        p50 = pct([r["total"] for r in rows], 0.5)
+        print(f"\ngoal p50 <= 1.0 s: {'met' if p50 <= 1.0 else 'not met'} (p50 {p50:.3f} s)")
+        server.should_exit = True
+        await serving
+    finally:
+        if server is not None:
+            server.should_exit = True
+        await runtime.stop()
+        llama.terminate()
+        llama.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--turns", type=int, default=30)
+    parser.add_argument("--max-tokens", type=int, default=40, help="longest answer, in tokens")
+    parser.add_argument("--interim", type=float, default=1.0, help="seconds between partial transcripts (0: none)")
+    parser.add_argument("--vad-stop", type=float, default=0.3, help="VAD silence before end of turn, seconds")
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

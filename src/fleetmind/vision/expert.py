@@ -1,0 +1,108 @@
+"""Handing an image to a multimodal expert: the OpenAI-style request, the call, and finding the expert.
+
+A vision expert is any OpenAI-compatible chat server whose model takes images (llama-server with a
+multimodal model and its ``--mmproj``, vLLM, ...), registered like every expert but tagged ``expert:vision``.
+The image travels inline as a ``data:`` URI in an ``image_url`` content part, the form those servers accept,
+so nothing needs to be reachable from the expert but the request itself.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from fleetmind.vision import VisionExpertError
+
+if TYPE_CHECKING:
+    from fleetmind.agent.experts import ExpertDirectory
+
+VISION_EXPERT = "vision"
+DEFAULT_PROMPT = (
+    "Describe this image in one or two sentences: what is in it, where, and anything unusual. "
+    "Say only what you can see."
+)
+
+_MAGIC: list[tuple[bytes, str]] = [
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"BM", "image/bmp"),
+]
+
+
+def image_mime(image: bytes) -> str:
+    """The image's media type from its first bytes (PNG, JPEG, GIF, WebP, BMP; else octet-stream)."""
+    if image[:4] == b"RIFF" and image[8:12] == b"WEBP":
+        return "image/webp"
+    for magic, mime in _MAGIC:
+        if image.startswith(magic):
+            return mime
+    return "application/octet-stream"
+
+
+def build_expert_request(
+    image: bytes, *, prompt: str = DEFAULT_PROMPT, model: str = VISION_EXPERT, max_tokens: int = 200
+) -> dict[str, Any]:
+    """The ``/v1/chat/completions`` body that shows ``image`` to the expert with ``prompt``."""
+    if not image:
+        raise ValueError("empty image")
+    data_uri = f"data:{image_mime(image)};base64,{base64.b64encode(image).decode('ascii')}"
+    return {
+        "model": model,
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": prompt},
+                    {"type": "image_url", "image_url": {"url": data_uri}},
+                ],
+            }
+        ],
+        "max_tokens": max_tokens,
+        "temperature": 0.2,
+        "stream": False,
+    }
+
+
+def describe_with_expert(
+    image: bytes,
+    expert_url: str,
+    *,
+    prompt: str = DEFAULT_PROMPT,
+    model: str = VISION_EXPERT,
+    timeout_s: float = 60.0,
+    transport: httpx.BaseTransport | None = None,
+) -> dict[str, Any]:
+    """The expert's description of ``image``: ``{"source": "expert", "expert", "summary", "usage"}``.
+
+    Raises :class:`~fleetmind.vision.VisionExpertError` when the expert cannot be reached, refuses the image
+    (a text-only model does) or answers without text.
+    """
+    body = build_expert_request(image, prompt=prompt, model=model)
+    url = expert_url.rstrip("/") + "/v1/chat/completions"
+    try:
+        with httpx.Client(timeout=timeout_s, transport=transport) as client:
+            response = client.post(url, json=body)
+    except httpx.HTTPError as exc:
+        raise VisionExpertError(f"vision expert at {expert_url} unreachable: {exc}") from exc
+    if response.status_code != 200:
+        raise VisionExpertError(f"vision expert answered {response.status_code}: {response.text[:300]}")
+    try:
+        answer = response.json()
+        text = answer["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise VisionExpertError(f"vision expert answered something that is not a chat completion: {exc}") from exc
+    if not isinstance(text, str) or not text.strip():
+        raise VisionExpertError("vision expert answered without text")
+    return {"source": "expert", "expert": expert_url, "summary": text.strip(), "usage": answer.get("usage")}
+
+
+async def find_vision_expert(directory: ExpertDirectory) -> str | None:
+    """The URL of a healthy expert registered as ``expert:vision``, if there is one."""
+    for expert in await directory.experts():
+        if expert.name == VISION_EXPERT and directory.is_healthy(expert):
+            return expert.url
+    return None

@@ -1,0 +1,185 @@
+"""VoiceAgentProcessor: the turn-taking heart of the voice pipeline, between speech-to-text and text-to-speech.
+
+A final transcript becomes a turn: the processor sends it to the agent through
+:meth:`AgentRuntime.submit` — the very path text chat takes, so TwinService, workflows, memory and expert
+failover behave the same for speech — and pushes the answer's text downstream to the TTS as it streams. When
+the VAD hears the user start talking, the processor interrupts: it cancels the running answer (closing the
+``submit`` iterator, which cancels the expert call) and broadcasts pipecat's ``InterruptionFrame``, on which
+the TTS drops its queued text and the output transport its queued audio and tells the client (``interrupt``).
+
+Timings of a turn, in seconds, sent with the ``speaking``/``started`` message: ``stt`` (VAD said stopped →
+final transcript), ``llm_first_token`` (transcript → first answer text), ``tts_first_audio`` (first answer text
+→ first answer audio leaves the server) and ``total`` (VAD said stopped → first answer audio). The VAD's own
+share (end of speech → VAD said stopped) is only visible to the client, who knows when it stopped talking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    Frame,
+    InputTransportMessageFrame,
+    InterimTranscriptionFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    TranscriptionFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+from fleetmind.agent.protocol import AgentRequest, ChatMessage, SamplingParams
+from fleetmind.voice.settings import VoiceSettings
+from fleetmind.voice.wire import urgent
+
+if TYPE_CHECKING:
+    from fleetmind.agent.runtime import AgentRuntime
+
+log = logging.getLogger(__name__)
+
+_CANCEL_WAIT_S = 2.0
+
+
+def speakable(text: str) -> str:
+    """``text`` without what no voice can say: control characters and U+FFFD (a model's broken UTF-8)."""
+    return "".join(c for c in text if (c.isprintable() or c in " \n") and c != "\ufffd")
+
+
+@dataclass
+class _Turn:
+    number: int
+    text: str
+    speech_stopped_at: float | None  # None for a typed question
+    transcript_at: float
+    first_token_at: float | None = None
+    first_audio_at: float | None = None
+
+    def timings(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.speech_stopped_at is not None:
+            out["stt"] = self.transcript_at - self.speech_stopped_at
+        if self.first_token_at is not None:
+            out["llm_first_token"] = self.first_token_at - self.transcript_at
+            if self.first_audio_at is not None:
+                out["tts_first_audio"] = self.first_audio_at - self.first_token_at
+        if self.first_audio_at is not None and self.speech_stopped_at is not None:
+            out["total"] = self.first_audio_at - self.speech_stopped_at
+        return {k: round(v, 4) for k, v in out.items()}
+
+
+class VoiceAgentProcessor(FrameProcessor):
+    """Turns final transcripts into agent requests and answers into TTS text; handles barge-in."""
+
+    def __init__(
+        self, runtime: AgentRuntime, settings: VoiceSettings, *, conversation_id: str, name: str | None = None
+    ) -> None:
+        super().__init__(name=name or "VoiceAgent")
+        self._runtime = runtime
+        self._settings = settings
+        self._conversation_id = conversation_id
+        self._turns = 0
+        self._turn: _Turn | None = None  # the turn whose answer is being generated or spoken
+        self._answer_task: asyncio.Task[None] | None = None
+        self._speech_stopped_at: float | None = None
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, VADUserStartedSpeakingFrame):
+            await self.push_frame(urgent("vad", state="started"))
+            await self._interrupt()
+            await self.push_frame(frame, direction)
+        elif isinstance(frame, VADUserStoppedSpeakingFrame):
+            self._speech_stopped_at = time.time()
+            await self.push_frame(urgent("vad", state="stopped"))
+            await self.push_frame(frame, direction)
+        elif isinstance(frame, InterimTranscriptionFrame):
+            # Not pushed on: the TTS must never read the user's own words back.
+            await self.push_frame(urgent("transcript", text=frame.text, final=False, turn=self._turns + 1))
+        elif isinstance(frame, TranscriptionFrame):
+            await self._start_turn(frame.text, self._speech_stopped_at)
+        elif isinstance(frame, InputTransportMessageFrame):
+            if direction == FrameDirection.DOWNSTREAM and frame.message.get("type") == "text":
+                await self._interrupt()
+                await self._start_turn(str(frame.message.get("text", "")), None)
+        elif isinstance(frame, BotStartedSpeakingFrame):
+            await self._on_bot_speaking(True)
+            await self.push_frame(frame, direction)
+        elif isinstance(frame, BotStoppedSpeakingFrame):
+            await self._on_bot_speaking(False)
+            await self.push_frame(frame, direction)
+        else:
+            await self.push_frame(frame, direction)
+
+    async def _on_bot_speaking(self, started: bool) -> None:
+        turn = self._turn
+        fields: dict[str, Any] = {"state": "started" if started else "stopped"}
+        if turn is not None:
+            fields["turn"] = turn.number
+            if started and turn.first_audio_at is None:
+                turn.first_audio_at = time.time()
+                fields["timings"] = turn.timings()
+        await self.push_frame(urgent("speaking", **fields))
+
+    async def _interrupt(self) -> None:
+        """The user talks: stop the answer being generated and everything queued for playback."""
+        task, turn = self._answer_task, self._turn
+        self._answer_task = None
+        if task is not None and not task.done():
+            await self.cancel_task(task, _CANCEL_WAIT_S)
+            if turn is not None:
+                await self.push_frame(urgent("answer_end", turn=turn.number, reason="interrupted"))
+                log.info("voice turn %d interrupted", turn.number, extra={"event": "voice_interrupted"})
+        # Always, not only while generating: the TTS may still hold text, the transport queued audio.
+        await self.broadcast_interruption()
+
+    async def _start_turn(self, text: str, speech_stopped_at: float | None) -> None:
+        text = text.strip()
+        if not text:
+            return
+        if self._answer_task is not None and not self._answer_task.done():
+            await self._interrupt()  # a second transcript while answering the first: the newer one wins
+        self._turns += 1
+        turn = _Turn(self._turns, text, speech_stopped_at, time.time())
+        self._turn = turn
+        await self.push_frame(urgent("transcript", text=text, final=True, turn=turn.number))
+        self._answer_task = self.create_task(self._answer(turn), f"voice-turn-{turn.number}")
+
+    async def _answer(self, turn: _Turn) -> None:
+        request = AgentRequest(
+            messages=[ChatMessage(role="user", content=turn.text)],
+            model=self._settings.agent_model,
+            params=SamplingParams(max_tokens=self._settings.max_answer_tokens),
+            timeout_s=self._settings.answer_timeout_s,
+            conversation_id=self._conversation_id,
+        )
+        await self.push_frame(LLMFullResponseStartFrame())
+        events = self._runtime.submit(request)
+        reason, error = "done", None
+        try:
+            async for event in events:
+                if event.type == "delta" and event.text:
+                    if turn.first_token_at is None:
+                        turn.first_token_at = time.time()
+                    if spoken := speakable(event.text):
+                        await self.push_frame(LLMTextFrame(text=spoken))
+                    await self.push_frame(urgent("answer", text=event.text, turn=turn.number))
+                elif event.type == "error":
+                    reason, error = "error", f"{event.code}: {event.message}"
+        except Exception as exc:  # the runtime stopped under us: say so instead of going quiet
+            reason, error = "error", f"{type(exc).__name__}: {exc}"
+        finally:
+            # Closing the iterator before its end is what cancels the request inside the agent.
+            await events.aclose()  # type: ignore[attr-defined]
+        await self.push_frame(LLMFullResponseEndFrame())
+        fields: dict[str, Any] = {"turn": turn.number, "reason": reason}
+        if error:
+            fields["message"] = error
+        await self.push_frame(urgent("answer_end", **fields))

