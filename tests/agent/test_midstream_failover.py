@@ -44,8 +44,10 @@ async def test_killing_the_chosen_expert_mid_answer_still_yields_an_answer(
     # a continuation, not a second answer: the backup does not start over with what general already said
     assert not from_backup.startswith(from_general.strip())
     assert len(from_general + from_backup) > len(from_general)
-    health = {h.name: healthy for h, healthy in runtime.directory.snapshot()}
-    assert health["general"] is False and health["backup"] is True
+    health = {h.name: h for h, _ in runtime.directory.snapshot()}
+    # (whether general still counts as cooling down depends on how long the backup took: on a loaded box longer)
+    assert health["general"].failed == 1 and health["general"].last_error
+    assert health["backup"].served == 1 and health["backup"].failed == 0
 
 
 def test_the_prefill_echo_is_dropped_across_chunks() -> None:

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from fleetmind.voice.client import VoiceClient, espeak_speech, silence
 from fleetmind.voice.settings import VoiceSettings
+from tests.conftest import free_port, start_llama_server, stop_process
 
 
+@pytest.mark.slow
 async def test_spoken_question_is_transcribed_and_answered_aloud(
-    make_voice_server, llama_server_url: str, espeak: str
+    make_voice_server, packaged_llama_server_url: str, espeak: str
 ) -> None:
-    # The tiny random model answers gibberish; a short answer keeps the test quick, and it is still spoken.
-    server = await make_voice_server(llama_server_url, VoiceSettings(max_answer_tokens=24))
+    # The packaged model, not the tiny random one: random tokens may hold nothing speakable, which makes no audio.
+    # A short answer keeps the test quick.
+    server = await make_voice_server(packaged_llama_server_url, VoiceSettings(max_answer_tokens=24))
     speech = espeak_speech("What is the capital of France?")
 
     async with VoiceClient.connect(server.url, server.key) as client:
@@ -44,12 +49,24 @@ async def test_spoken_question_is_transcribed_and_answered_aloud(
     assert client.messages("vad", state="started") and client.messages("vad", state="stopped")
 
 
+@pytest.fixture
+def talkative_expert(packaged_model: Path, tmp_path: Path) -> Iterator[str]:
+    """The packaged model on a llama-server that ignores end-of-text: every answer runs to max_tokens, so it is
+    surely still being generated when the user talks over it (on an idle box SmolLM2 may otherwise be done)."""
+    port = free_port()
+    proc = start_llama_server(packaged_model, port, tmp_path / "talkative.log", "--ignore-eos")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(proc)
+
+
 @pytest.mark.slow
 async def test_talking_over_the_agent_stops_playback_and_cancels_generation(
-    make_voice_server, packaged_llama_server_url: str, espeak: str
+    make_voice_server, talkative_expert: str, espeak: str
 ) -> None:
     # A long answer from the packaged model, so that it is still being generated when the user talks over it.
-    server = await make_voice_server(packaged_llama_server_url, VoiceSettings(max_answer_tokens=1000))
+    server = await make_voice_server(talkative_expert, VoiceSettings(max_answer_tokens=1000))
     assert server.runtime is not None
     question = espeak_speech("Please count from one to two hundred.")
     barge_in = espeak_speech("Stop. Please stop talking now.")
