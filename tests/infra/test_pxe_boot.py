@@ -29,6 +29,7 @@ SERVER = "10.77.0.1"
 LAN_ROUTER = "10.77.0.254"
 VM_MAC = "52:54:00:fe:ed:01"
 QEMU_ROM = Path("/usr/lib/ipxe/qemu/pxe-e1000.rom")
+IPXE_DIR = Path("/usr/lib/ipxe")  # Debian's ipxe: what the role copies into the TFTP root
 BOOT_WAIT_S = 240  # TCG on a busy 2-core machine; normally ~20 s
 
 
@@ -73,7 +74,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def netns() -> Iterator[tuple[str, str]]:
     """Two namespaces: the provisioning server's (bridge br0 + tap0) and the LAN router's, joined by a veth."""
     require_root()
-    require_binaries("ip", "dnsmasq", "nginx", "qemu-system-x86_64", "timeout")
+    require_binaries("ip", "dnsmasq", "nginx", "qemu-system-x86_64", "timeout", "curl")
     if not Path("/dev/net/tun").exists():
         pytest.skip("needs /dev/net/tun for QEMU's tap device")
     if not QEMU_ROM.exists():
@@ -249,6 +250,17 @@ def test_vm_netboots_from_the_rendered_config(netns: tuple[str, str], tmp_path: 
         time.sleep(0.5)
         for proc in procs:
             assert proc.poll() is None, (tmp / "dnsmasq.out").read_text() + (tmp / "nginx.out").read_text()
+        # QEMU's network ROM is iPXE already and goes straight to the script, so the TFTP leg a plain PXE ROM takes
+        # (chainloading Debian's iPXE) is fetched here from another host on the LAN
+        for name in ("undionly.kpxe", "ipxe.efi"):
+            tftp = subprocess.run(
+                ["ip", "netns", "exec", lan, "curl", "-sS", "--max-time", "30", f"tftp://{SERVER}/{name}"],
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+            assert tftp.returncode == 0, tftp.stderr
+            assert tftp.stdout == (IPXE_DIR / name).read_bytes(), name
         qemu = start(
             [
                 "timeout",
