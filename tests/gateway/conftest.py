@@ -133,7 +133,17 @@ def wide_stack(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 @pytest.fixture(scope="module")
-def slow_stack(packaged_llama_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Agent and gateway on the packaged SmolLM2: slow enough that a request can be abandoned half-way."""
-    with running_stack(packaged_llama_server_url, tmp_path_factory.mktemp("gateway-slow-stack")) as s:
-        yield s
+def slow_stack(packaged_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Agent and gateway on the packaged SmolLM2: slow enough that a request can be abandoned half-way.
+
+    Its own llama-server, not the session's: what a server has cached from earlier prompts changes its numbers a
+    little, and answers that are checked for meaning should not depend on which tests ran before.
+    """
+    tmp = tmp_path_factory.mktemp("gateway-slow-stack")
+    port = free_tcp_port()
+    server = start_llama_server(packaged_model, port, tmp / "llama-server.log")
+    try:
+        with running_stack(f"http://127.0.0.1:{port}", tmp) as s:
+            yield s
+    finally:
+        stop_process(server)
