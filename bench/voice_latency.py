@@ -36,7 +36,7 @@ from fleetmind.config import Settings
 from fleetmind.llm import binaries
 from fleetmind.llm.models import DEFAULT_MODEL, resolve
 from fleetmind.security import KeyStore
-from fleetmind.voice.client import FRAME_BYTES, VoiceClient, espeak_speech, silence
+from fleetmind.voice.client import FRAME_BYTES, Received, VoiceClient, espeak_speech, silence
 from fleetmind.voice.settings import VoiceSettings
 from fleetmind.voice.web import router
 
@@ -107,6 +107,18 @@ class Microphone:
             await asyncio.sleep(max(0.0, start + n * 0.02 - time.monotonic()))
 
 
+async def next_after(client: VoiceClient, type_: str, after: float, wait_s: float, **match: object) -> Received:
+    """The first ``type_`` message that arrived after ``after``. Turns are matched by time, not by number: the
+    VAD may split one question into two turns, and the server's turn count then runs ahead of ours."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        for r in client.messages(type_, **match):
+            if r.at > after:
+                return r
+        await asyncio.sleep(0.01)
+    raise TimeoutError(f"no {type_!r} {match} within {wait_s}s")
+
+
 async def run_turns(url: str, key: str, turns: int) -> list[dict[str, float]]:
     speech = [espeak_speech(q) for q in QUESTIONS]
     rows: list[dict[str, float]] = []
@@ -121,7 +133,12 @@ async def run_turns(url: str, key: str, turns: int) -> list[dict[str, float]]:
                 mic.say(speech[i % len(speech)])
                 await mic.speech_ended.wait()
                 end = mic.speech_end_at
-                started = await client.wait_for("speaking", state="started", turn=turn, timeout=60)
+                try:
+                    started = await next_after(client, "speaking", end, 60, state="started")
+                except TimeoutError:
+                    answer = "".join((m.message or {}).get("text", "") for m in client.messages("answer") if m.at > end)
+                    print(f"turn {turn:2d}: no answer audio within 60 s (answer text {answer!r}); skipped", flush=True)
+                    continue
                 first_audio = next(r.at for r in client.received if r.audio is not None and r.at > end)
                 vad = next(r for r in client.messages("vad", state="stopped") if r.at > end)
                 assert started.message is not None and vad.message is not None
@@ -129,10 +146,11 @@ async def run_turns(url: str, key: str, turns: int) -> list[dict[str, float]]:
                 row["vad"] = vad.message["t"] - end
                 row["total"] = first_audio - end
                 rows.append(row)
-                text = client.messages("transcript", final=True, turn=turn)[0].message or {}
+                heard = [r for r in client.messages("transcript", final=True) if r.at > end]
+                text = (heard[0].message if heard else None) or {}
                 print(f"turn {turn:2d}: total {row['total']:.3f}s  heard {text.get('text')!r}", flush=True)
                 try:  # let the answer finish playing (or 6 s), then a short pause before the next question
-                    await client.wait_for("speaking", state="stopped", turn=turn, timeout=6)
+                    await next_after(client, "speaking", started.at, 6, state="stopped")
                 except TimeoutError:
                     pass
                 await asyncio.sleep(0.5)
