@@ -124,6 +124,10 @@ def converged(
         for marker in partial.glob(".fleetmind-release-*"):
             marker.unlink()
         partial.rename(cached)
+        # one cache per lock file: the ones of earlier locks (0.7-1.5 GB each) would only pile up
+        for stale in cached.parent.iterdir():
+            if stale != cached:
+                shutil.rmtree(stale, ignore_errors=True)
     return site, first
 
 
