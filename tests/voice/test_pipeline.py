@@ -110,3 +110,28 @@ async def test_talking_over_the_agent_stops_playback_and_cancels_generation(
             break
         await asyncio.sleep(0.05)
     assert server.runtime.stats.errors["cancelled"] >= 1
+
+
+async def test_when_the_agent_cannot_answer_the_person_hears_why(make_voice_server, espeak: str) -> None:
+    # an expert where nothing listens: the agent ends the turn with an error, and the voice says so aloud
+    dead = f"http://127.0.0.1:{free_port()}"
+    voice = VoiceSettings(error_answer_text="Sorry, my experts are not reachable.")
+    server = await make_voice_server(dead, voice)
+    async with VoiceClient.connect(server.url, server.key) as client:
+        await client.wait_for("ready", timeout=60)
+        await client.stream(silence(0.5) + espeak_speech("What is the capital of France?"))
+        talking = asyncio.create_task(client.stream(silence(30)))
+        try:
+            end = await client.wait_for("answer_end", turn=1, timeout=60)
+            await client.wait_for("speaking", state="started", turn=1, timeout=60)
+        finally:
+            talking.cancel()
+    assert end.message is not None and end.message["reason"] == "error"
+    (said,) = client.messages("answer", turn=1)
+    assert said.message is not None and said.message == {
+        **said.message,
+        "text": voice.error_answer_text,
+        "fallback": True,
+    }
+    await asyncio.sleep(0)
+    assert b"".join(r.audio for r in client.received if r.audio)  # spoken, not only shown

@@ -163,12 +163,14 @@ class VoiceAgentProcessor(FrameProcessor):
         await self.push_frame(LLMFullResponseStartFrame())
         events = self._runtime.submit(request)
         reason, error = "done", None
+        said = False
         try:
             async for event in events:
                 if event.type == "delta" and event.text:
                     if turn.first_token_at is None:
                         turn.first_token_at = time.time()
                     if spoken := speakable(event.text):
+                        said = said or bool(spoken.strip())
                         await self.push_frame(LLMTextFrame(text=spoken))
                     await self.push_frame(urgent("answer", text=event.text, turn=turn.number))
                 elif event.type == "error":
@@ -178,6 +180,11 @@ class VoiceAgentProcessor(FrameProcessor):
         finally:
             # Closing the iterator before its end is what cancels the request inside the agent.
             await events.aclose()  # type: ignore[attr-defined]
+        if not said:
+            # an empty answer, nothing speakable, or an error: the person hears why instead of silence
+            fallback = self._settings.error_answer_text if reason == "error" else self._settings.silent_answer_text
+            await self.push_frame(LLMTextFrame(text=fallback))
+            await self.push_frame(urgent("answer", text=fallback, turn=turn.number, fallback=True))
         await self.push_frame(LLMFullResponseEndFrame())
         fields: dict[str, Any] = {"turn": turn.number, "reason": reason}
         if error:

@@ -47,6 +47,16 @@ class VoiceSettings(BaseSettings):
     agent_model: str = Field(default="fleetmind", description="The model (or expert name) spoken requests ask for.")
     max_answer_tokens: int = Field(default=120, ge=1, le=4096, description="Longest spoken answer, in tokens.")
     answer_timeout_s: float = Field(default=60.0, gt=0, description="Upper bound on one spoken answer.")
+    silent_answer_text: str = Field(
+        default="Sorry, I have no answer to that.",
+        min_length=1,
+        description="Said when the agent's answer holds nothing speakable (a person should never hear only silence).",
+    )
+    error_answer_text: str = Field(
+        default="Sorry, something went wrong. Please try again.",
+        min_length=1,
+        description="Said when the agent could not answer at all.",
+    )
 
 
 @lru_cache
