@@ -174,3 +174,20 @@ async def test_autostart_runs_its_own_embedding_server(tmp_path: Path, llama_ser
     finally:
         await runtime.stop()
     assert server._proc is None  # stopped with the agent
+
+
+async def test_what_one_key_told_the_agent_is_not_recalled_for_another(
+    tmp_path: Path, make_runtime, llama_server_url: str, embeddings_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    runtime = await make_runtime(
+        experts=f"general={llama_server_url}", embeddings_url=embeddings_url, memory_dir=str(tmp_path / "memory")
+    )
+    told = await collect(runtime.submit(make_request(FACT, owner="key-alice")))
+    assert told[-1].type == "done"
+    caplog.set_level(logging.INFO, logger="fleetmind.agent.workflow")
+    for owner in ("key-bob", "key-alice"):
+        events = await collect(runtime.submit(make_request("What is the name of my pet?", owner=owner)))
+        assert events[-1].type == "done"
+    bob, alice = records(caplog, "memory_recall")
+    assert FACT not in [m["text"] for m in bob.memories]  # type: ignore[attr-defined]
+    assert alice.memories[0]["text"] == FACT  # type: ignore[attr-defined]

@@ -41,6 +41,33 @@ def test_vectors_are_found_and_survive_a_reopen(tmp_path: Path, kind: str) -> No
     assert [r[0].id for r in reopened.search_vectors(vectors[[7, 299]], k=1)] == [7, 299]
 
 
+def test_an_owners_memories_are_recalled_only_for_that_owner(tmp_path: Path) -> None:
+    vectors = unit(3, seed=5)
+    store = LongTermMemory(tmp_path, None)  # type: ignore[arg-type]
+    store.add_vectors(vectors[:1], ["alice's secret"], owner="key-alice")
+    store.add_vectors(vectors[1:2], ["bob's secret"], owner="key-bob")
+    store.add_vectors(vectors[2:], ["everyone knows"])  # no owner: shared
+    everything = vectors.sum(axis=0)  # a query close to all three
+
+    def seen(owner: str | None) -> set[str]:
+        return {h.text for h in store.search_vectors(everything, k=10, owner=owner)[0]}
+
+    assert seen("key-alice") == {"alice's secret", "everyone knows"}
+    assert seen("key-bob") == {"bob's secret", "everyone knows"}
+    assert seen(None) == {"everyone knows"}
+    assert {h.text for h in store.search_vectors(everything, k=10)[0]} == {  # maintenance view: all
+        "alice's secret",
+        "bob's secret",
+        "everyone knows",
+    }
+    # the owner is part of the durable record
+    reopened = LongTermMemory(tmp_path, None)  # type: ignore[arg-type]
+    assert {h.text for h in reopened.search_vectors(everything, k=10, owner="key-bob")[0]} == {
+        "bob's secret",
+        "everyone knows",
+    }
+
+
 def test_torn_writes_are_cut_back_to_the_last_whole_memory(tmp_path: Path) -> None:
     vectors = unit(5)
     store = LongTermMemory(tmp_path, None)  # type: ignore[arg-type]

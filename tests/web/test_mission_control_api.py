@@ -187,6 +187,7 @@ async def test_chat_turns_show_in_events_and_conversations(in_process: InProcess
         "conversation_id": "conv-mc",
         "messages": [{"role": "user", "content": "Hello there."}],
         "params": {"temperature": 0, "seed": 1, "max_tokens": 8},
+        "owner": "somebody-else",  # a body cannot claim another owner's memories
     }
     resp = await in_process.chat(body)
     done = json.loads(resp.text.splitlines()[-1])
@@ -195,6 +196,8 @@ async def test_chat_turns_show_in_events_and_conversations(in_process: InProcess
     turn = next(e for e in events if e.kind == "agent_turn")
     answer = next(e for e in events if e.kind == "agent_answer")
     assert turn.data["request_id"] == "req-mc1" and "Hello there." in turn.message
+    caller = KeyStore(in_process.state_dir / "keys.json").records()[0]
+    assert turn.data["owner"] == caller.id != "somebody-else"
     assert answer.data["expert"] == "general" and answer.data["completion_tokens"] == done["usage"]["completion_tokens"]
     listing = (await client.get("/api/conversations", headers=auth)).json()["conversations"]
     assert {"id": "conv-mc", "messages": 2} in listing

@@ -49,6 +49,9 @@ class AgentRequest(BaseModel):
     # Ties requests into one conversation: the agent keeps its short-term history under this id, so a caller
     # may send only the new message. None: the request stands alone (the caller sends the whole history).
     conversation_id: str | None = Field(default=None, min_length=1, max_length=200)
+    # Whose request this is (an API key's id), set by the server that authenticated the caller, never taken from a
+    # body: what the agent learns from an owner's messages is recalled only for that owner.
+    owner: str | None = Field(default=None, max_length=200)
 
 
 class Usage(BaseModel):

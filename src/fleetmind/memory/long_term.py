@@ -34,6 +34,10 @@ HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 
 
+# search_vectors' default: no owner filter at all
+ANY_OWNER = "*"
+
+
 @dataclass(frozen=True)
 class MemoryHit:
     """A memory found by a search; ``score`` is the cosine similarity to the query."""
@@ -172,8 +176,16 @@ class LongTermMemory:
             self._since_snapshot = 0
 
     # -- writing and searching ---------------------------------------------------------------------------
-    def add_vectors(self, vectors: np.ndarray, texts: Sequence[str], conversation_id: str | None = None) -> list[int]:
-        """Store texts with their (unit) vectors; durable when this returns."""
+    def add_vectors(
+        self,
+        vectors: np.ndarray,
+        texts: Sequence[str],
+        conversation_id: str | None = None,
+        *,
+        owner: str | None = None,
+    ) -> list[int]:
+        """Store texts with their (unit) vectors; durable when this returns. ``owner`` (an API key's id) makes them
+        visible only to searches by the same owner; without one they are shared."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         if len(vectors) != len(texts):
             raise ValueError("one vector per text")
@@ -181,7 +193,8 @@ class LongTermMemory:
             first = len(self._records)
             now = time.time()
             records: list[dict[str, Any]] = [
-                {"id": first + i, "text": t, "conversation_id": conversation_id, "ts": now} for i, t in enumerate(texts)
+                {"id": first + i, "text": t, "conversation_id": conversation_id, "owner": owner, "ts": now}
+                for i, t in enumerate(texts)
             ]
             with self._vectors_path.open("ab") as fh:
                 fh.write(vectors.tobytes())
@@ -199,29 +212,40 @@ class LongTermMemory:
             self.snapshot()
         return list(range(first, first + len(records)))
 
-    def search_vectors(self, queries: np.ndarray, k: int = 10) -> list[list[MemoryHit]]:
+    def search_vectors(
+        self, queries: np.ndarray, k: int = 10, *, owner: str | None = ANY_OWNER
+    ) -> list[list[MemoryHit]]:
+        """The ``k`` nearest memories per query. With an ``owner`` (None: nobody in particular), only that owner's
+        memories and the shared ones; by default (:data:`ANY_OWNER`) every memory, for benchmarks and maintenance."""
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        scoped = owner != ANY_OWNER
         with self._lock:
             if not self._records:
                 return [[] for _ in queries]
-            scores, ids = self._index.search(queries, min(k, len(self._records)))
-            return [
-                [self._hit(int(i), float(s)) for s, i in zip(row_s, row_i, strict=True) if i >= 0]
-                for row_s, row_i in zip(scores, ids, strict=True)
-            ]
+            # a scoped search looks further, then keeps what the owner may see
+            wanted = min(len(self._records), max(k * 10, 64) if scoped else k)
+            scores, ids = self._index.search(queries, wanted)
+            out = []
+            for row_s, row_i in zip(scores, ids, strict=True):
+                hits = [self._hit(int(i), float(s)) for s, i in zip(row_s, row_i, strict=True) if i >= 0]
+                if scoped:
+                    hits = [h for h in hits if self._records[h.id].get("owner") in (None, owner)]
+                out.append(hits[:k])
+            return out
 
     def _hit(self, i: int, score: float) -> MemoryHit:
         r = self._records[i]
         return MemoryHit(i, r["text"], score, r.get("conversation_id"), r.get("ts", 0.0))
 
-    async def add(self, text: str, *, conversation_id: str | None = None) -> int:
+    async def add(self, text: str, *, conversation_id: str | None = None, owner: str | None = None) -> int:
         vector = await self._embed([text])
-        ids = await asyncio.to_thread(self.add_vectors, vector, [text], conversation_id)
+        ids = await asyncio.to_thread(self.add_vectors, vector, [text], conversation_id, owner=owner)
         return ids[0]
 
-    async def search(self, query: str, *, k: int = 5) -> list[MemoryHit]:
+    async def search(self, query: str, *, k: int = 5, owner: str | None = None) -> list[MemoryHit]:
+        """Memories close in meaning to ``query`` that ``owner`` may see: its own and the shared ones."""
         vector = await self._embed([query])
-        return self.search_vectors(vector, k)[0]
+        return self.search_vectors(vector, k, owner=owner)[0]
 
     async def _embed(self, texts: Sequence[str]) -> np.ndarray:
         if self.embedder is None:

@@ -79,12 +79,19 @@ class VoiceAgentProcessor(FrameProcessor):
     """Turns final transcripts into agent requests and answers into TTS text; handles barge-in."""
 
     def __init__(
-        self, runtime: AgentRuntime, settings: VoiceSettings, *, conversation_id: str, name: str | None = None
+        self,
+        runtime: AgentRuntime,
+        settings: VoiceSettings,
+        *,
+        conversation_id: str,
+        owner: str | None = None,
+        name: str | None = None,
     ) -> None:
         super().__init__(name=name or "VoiceAgent")
         self._runtime = runtime
         self._settings = settings
         self._conversation_id = conversation_id
+        self._owner = owner
         self._turns = 0
         self._turn: _Turn | None = None  # the turn whose answer is being generated or spoken
         self._answer_task: asyncio.Task[None] | None = None
@@ -159,6 +166,7 @@ class VoiceAgentProcessor(FrameProcessor):
             params=SamplingParams(max_tokens=self._settings.max_answer_tokens),
             timeout_s=self._settings.answer_timeout_s,
             conversation_id=self._conversation_id,
+            owner=self._owner,
         )
         await self.push_frame(LLMFullResponseStartFrame())
         events = self._runtime.submit(request)

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 def build_worker(
-    websocket: WebSocket, runtime: AgentRuntime, settings: VoiceSettings, *, session_id: str
+    websocket: WebSocket, runtime: AgentRuntime, settings: VoiceSettings, *, session_id: str, owner: str | None = None
 ) -> PipelineWorker:
     """The voice pipeline for one accepted WebSocket (raises VoiceModelMissingError before touching it)."""
     stt = StreamingWhisperSTTService(settings, name="WhisperSTT")
@@ -60,7 +60,7 @@ def build_worker(
             ),
         )
     )
-    agent = VoiceAgentProcessor(runtime, settings, conversation_id=f"voice-{session_id}")
+    agent = VoiceAgentProcessor(runtime, settings, conversation_id=f"voice-{session_id}", owner=owner)
     worker = PipelineWorker(
         Pipeline([transport.input(), vad, stt, agent, tts, transport.output()]),
         name=f"voice-{session_id}",
@@ -91,11 +91,16 @@ def build_worker(
 
 
 async def run_voice_session(
-    websocket: WebSocket, runtime: AgentRuntime, settings: VoiceSettings, *, session_id: str | None = None
+    websocket: WebSocket,
+    runtime: AgentRuntime,
+    settings: VoiceSettings,
+    *,
+    session_id: str | None = None,
+    owner: str | None = None,
 ) -> None:
-    """Serve one accepted WebSocket until the client disconnects."""
+    """Serve one accepted WebSocket until the client disconnects; ``owner`` is the caller's key id."""
     session_id = session_id or uuid.uuid4().hex[:12]
-    worker = build_worker(websocket, runtime, settings, session_id=session_id)
+    worker = build_worker(websocket, runtime, settings, session_id=session_id, owner=owner)
     runner = WorkerRunner(handle_sigint=False, handle_sigterm=False)  # signals belong to the hosting server
     await runner.add_workers(worker)
     log.info("voice session %s started", session_id, extra={"event": "voice_session_started", "session": session_id})

@@ -25,6 +25,7 @@ from fleetmind.voice import VoiceError
 from fleetmind.voice.session import run_voice_session
 from fleetmind.voice.settings import VoiceSettings, get_voice_settings
 from fleetmind.voice.wire import CLOSE_UNAUTHORIZED, CLOSE_UNAVAILABLE, message
+from fleetmind.web.deps import Caller, identify
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,13 @@ async def _read_token(websocket: WebSocket) -> str | None:
     return None
 
 
-def _authorized(store: KeyStore, token: str | None) -> bool:
+def _caller(store: KeyStore, token: str | None) -> Caller | None:
+    """Whose key ``token`` is (its id owns the session's memories), or None."""
     try:
-        return store.verify(token)
+        return identify(store, token)
     except ValueError as exc:
         log.error("API key store unreadable: %s", exc, extra={"event": "key_store_unreadable"})
-        return False
+        return None
 
 
 @router.websocket("/voice/ws")
@@ -81,7 +83,8 @@ async def voice_socket(websocket: WebSocket, token: str | None = None) -> None:
     await websocket.accept()
     if token is None:
         token = await _read_token(websocket)
-    if not _authorized(_key_store(websocket.app.state), token):
+    caller = _caller(_key_store(websocket.app.state), token)
+    if caller is None:
         await websocket.close(code=CLOSE_UNAUTHORIZED, reason="missing or invalid API key")
         return
     runtime = websocket.app.state.runtime
@@ -91,7 +94,7 @@ async def voice_socket(websocket: WebSocket, token: str | None = None) -> None:
         return
     settings: VoiceSettings = getattr(websocket.app.state, "voice_settings", None) or get_voice_settings()
     try:
-        await run_voice_session(websocket, runtime, settings)
+        await run_voice_session(websocket, runtime, settings, owner=caller.key_id)
     except VoiceError as exc:
         # A model that is not installed: tell the page why, in words that name the package.
         log.error("voice session refused: %s", exc, extra={"event": "voice_unavailable"})

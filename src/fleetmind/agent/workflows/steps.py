@@ -90,7 +90,7 @@ async def recall_memory(ctx: StepContext, params: RecallParams) -> None:
     if memory is None or not query:
         return
     try:
-        found = await memory.search(query, k=params.k)
+        found = await memory.search(query, k=params.k, owner=ctx.request.owner)
     except EmbeddingError as exc:
         # Memory makes answers better; without it the agent still answers.
         log.warning("memory recall skipped: %s", exc, extra={"event": "memory_unavailable", "error": str(exc)})
@@ -239,7 +239,7 @@ async def remember(ctx: StepContext, params: RememberParams) -> None:
     if memory is None or len(text) < params.min_chars or (params.skip_questions and text.endswith("?")):
         return
     try:
-        await memory.add(text, conversation_id=ctx.conversation_id)
+        await memory.add(text, conversation_id=ctx.conversation_id, owner=ctx.request.owner)
     except EmbeddingError as exc:
         log.warning("memory write skipped: %s", exc, extra={"event": "memory_unavailable", "error": str(exc)})
         return

@@ -41,6 +41,7 @@ async def _lines(runtime: AgentRuntime, request: AgentRequest, hub: EventHub) ->
         request_id=request.id,
         model=request.model,
         conversation_id=request.conversation_id,
+        owner=request.owner,
     )
     answer: list[str] = []
     async for event in runtime.submit(request):
@@ -94,13 +95,16 @@ async def agent_request(request: Request) -> AgentRequest:
     },
 )
 async def chat(
-    _auth: ApiKeyDep,
+    caller: ApiKeyDep,
     runtime: RuntimeDep,
     hub: HubDep,
     request: Annotated[AgentRequest, Depends(agent_request)],
 ) -> StreamingResponse:
     if not runtime.running:
         raise ApiError(503, "the agent pipeline is not running", type="server_error", code="unavailable")
+    # the key that was checked owns the request (and its memories), whatever the body said; the gateway passes its
+    # caller's key on, so an OpenAI client's memories are its key's too
+    request = request.model_copy(update={"owner": caller.key_id})
     return StreamingResponse(
         _lines(runtime, request, hub),
         media_type=NDJSON,
