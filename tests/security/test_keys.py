@@ -80,3 +80,16 @@ def test_concurrent_creators_lose_no_key(tmp_path: Path) -> None:
         p.join(60)
         assert p.exitcode == 0
     assert len(json.loads(path.read_text())["keys"]) == 40
+
+
+def test_identify_names_the_record_a_key_belongs_to(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = KeyStore(tmp_path / "keys.json")
+    key, record = store.create("alice")
+    assert store.identify(key) == record
+    assert store.identify("fm-not-a-key") is None and store.identify(None) is None and store.identify("") is None
+    store.revoke(record.id)
+    assert store.identify(key) is None
+    env_key = "fm-from-the-environment"
+    monkeypatch.setenv("FLEETMIND_API_KEYS", hash_key(env_key))
+    found = store.identify(env_key)
+    assert found is not None and (found.id, found.name) == ("env", "env")

@@ -101,6 +101,21 @@ class KeyStore:
             ok |= hmac.compare_digest(digest, known)
         return ok
 
+    def identify(self, key: str | None) -> ApiKey | None:
+        """The record ``key`` belongs to (for a key configured by its hash in the env: a record with id ``env``), or
+        None. Every hash is compared in constant time, as :meth:`verify` does; ValueError if the file is unreadable."""
+        if not key:
+            return None
+        hashes, records = self.hashes(), self.records()
+        digest = hash_key(key)
+        ok = False
+        for known in hashes:
+            ok |= hmac.compare_digest(digest, known)
+        if not ok:
+            return None
+        record = next((r for r in records if r.sha256 == digest), None)
+        return record if record is not None else ApiKey(id="env", name="env", sha256=digest, created=0)
+
     # -- writing -------------------------------------------------------------------------------------------
     def _write(self, keys: list[ApiKey]) -> None:
         data = json.dumps({"keys": [asdict(k) for k in keys]}, indent=2)

@@ -20,12 +20,11 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse
 
-from fleetmind.security import KeyStore
+from fleetmind.security import ApiKey, KeyStore
 from fleetmind.voice import VoiceError
 from fleetmind.voice.session import run_voice_session
 from fleetmind.voice.settings import VoiceSettings, get_voice_settings
 from fleetmind.voice.wire import CLOSE_UNAUTHORIZED, CLOSE_UNAVAILABLE, message
-from fleetmind.web.deps import Caller, identify
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +67,10 @@ async def _read_token(websocket: WebSocket) -> str | None:
     return None
 
 
-def _caller(store: KeyStore, token: str | None) -> Caller | None:
+def _caller(store: KeyStore, token: str | None) -> ApiKey | None:
     """Whose key ``token`` is (its id owns the session's memories), or None."""
     try:
-        return identify(store, token)
+        return store.identify(token)
     except ValueError as exc:
         log.error("API key store unreadable: %s", exc, extra={"event": "key_store_unreadable"})
         return None
@@ -94,7 +93,7 @@ async def voice_socket(websocket: WebSocket, token: str | None = None) -> None:
         return
     settings: VoiceSettings = getattr(websocket.app.state, "voice_settings", None) or get_voice_settings()
     try:
-        await run_voice_session(websocket, runtime, settings, owner=caller.key_id)
+        await run_voice_session(websocket, runtime, settings, owner=caller.id)
     except VoiceError as exc:
         # A model that is not installed: tell the page why, in words that name the package.
         log.error("voice session refused: %s", exc, extra={"event": "voice_unavailable"})

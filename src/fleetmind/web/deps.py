@@ -10,7 +10,6 @@ browser cannot set headers on a WebSocket, the key as a ``Sec-WebSocket-Protocol
 
 from __future__ import annotations
 
-import hmac
 import logging
 from dataclasses import dataclass
 from typing import Annotated
@@ -20,7 +19,7 @@ from fastapi import Depends, Request, WebSocket
 from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.config import Settings
 from fleetmind.events import EventHub
-from fleetmind.security import KeyStore, hash_key
+from fleetmind.security import KeyStore
 from fleetmind.tools.approvals import ApprovalBroker
 from fleetmind.tools.runner import ToolRunner
 from fleetmind.web.errors import ApiError
@@ -90,24 +89,14 @@ class Caller:
 
 
 def identify(store: KeyStore, key: str | None) -> Caller | None:
-    """The caller ``key`` belongs to, or None. Every known hash is compared, in constant time, as verify() does."""
-    if not key:
-        return None
+    """The caller ``key`` belongs to, or None (:meth:`KeyStore.identify`: every hash compared in constant time)."""
     try:
-        hashes = store.hashes()
-        records = store.records()
+        record = store.identify(key)
     except ValueError as exc:
         # An unreadable key file denies everyone; the operator sees why in the log, the caller does not.
         log.error("API key store unreadable: %s", exc, extra={"event": "key_store_unreadable"})
         return None
-    digest = hash_key(key)
-    ok = False
-    for known in hashes:
-        ok |= hmac.compare_digest(digest, known)
-    if not ok:
-        return None
-    record = next((r for r in records if r.sha256 == digest), None)
-    return Caller(record.id, record.name) if record is not None else Caller("env", "env")
+    return Caller(record.id, record.name) if record is not None else None
 
 
 def bearer_token(request: Request) -> str | None:
