@@ -135,8 +135,14 @@ def run_shell(page: Any, command: str) -> tuple[Any, Any]:
     page.select_option("#tool-select", "shell")
     assert page.inner_text("#tool-risk") == "approval"
     page.fill("#tool-args", json.dumps({"command": command}))
+    before = page.inner_text("#tool-message")
     page.click("#tool-run")
-    page.wait_for_selector("#tool-message.ok")
+    # this run's message, not the previous run's (the page clears it when the form is sent)
+    page.wait_for_function(
+        "prev => { const m = document.getElementById('tool-message');"
+        " return m.classList.contains('ok') && m.textContent !== prev; }",
+        arg=before,
+    )
     run_id = page.inner_text("#tool-message").removeprefix("started ").strip()
     run = page.locator(f"[data-testid=run-{run_id}]")
     run.wait_for()

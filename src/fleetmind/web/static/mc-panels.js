@@ -182,6 +182,8 @@
     try { args = JSON.parse($("tool-args").value || "{}"); } catch (err) {
       $("tool-message").textContent = `arguments are not JSON: ${err.message}`; $("tool-message").className = "bad"; return;
     }
+    // the previous run's message goes first, so nobody mistakes it for this one's
+    $("tool-message").textContent = "starting…"; $("tool-message").className = "";
     const res = await MC.api("POST", `/api/tools/${encodeURIComponent($("tool-select").value)}/run`, { arguments: args });
     $("tool-message").textContent = res.ok ? `started ${res.body.id}` : MC.errorText(res);
     $("tool-message").className = res.ok ? "ok" : "bad";
