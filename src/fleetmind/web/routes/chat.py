@@ -14,11 +14,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
-from pydantic import ValidationError
 
 from fleetmind.agent.protocol import AgentRequest
 from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.events import EventHub
+from fleetmind.web.bodies import parse_body
 from fleetmind.web.deps import ApiKeyDep, HubDep, RuntimeDep
 from fleetmind.web.errors import ApiError
 
@@ -69,17 +69,7 @@ async def _lines(runtime: AgentRuntime, request: AgentRequest, hub: EventHub) ->
 
 async def agent_request(request: Request) -> AgentRequest:
     """The body as an AgentRequest, parsed after auth so an anonymous caller learns nothing of the schema."""
-    body = await request.body()
-    try:
-        return AgentRequest.model_validate_json(body)
-    except ValidationError as exc:
-        errors = exc.errors()
-        if any(e.get("type") == "json_invalid" for e in errors):
-            raise ApiError(400, "the request body is not valid JSON", code="invalid_json") from None
-        first = errors[0]
-        param = ".".join(str(p) for p in first.get("loc", ())) or None
-        message = f"{param}: {first.get('msg')}" if param else str(first.get("msg"))
-        raise ApiError(422, message, code="invalid_request", param=param) from None
+    return parse_body(AgentRequest, await request.body())
 
 
 @router.post(

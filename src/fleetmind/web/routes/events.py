@@ -22,12 +22,12 @@ import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, WebSocket
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, field_validator
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from fleetmind.events import MAX_DATA_BYTES, EventHub, Subscription
+from fleetmind.web.bodies import parse_body, read_body
 from fleetmind.web.deps import ApiKeyDep, HubDep, identify, websocket_key
-from fleetmind.web.errors import ApiError
 
 router = APIRouter(tags=["events"])
 
@@ -56,20 +56,8 @@ class PublishRequest(BaseModel):
 
 @router.post("/api/events", status_code=201)
 async def publish_event(request: Request, hub: HubDep, caller: ApiKeyDep) -> dict[str, int]:
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_EVENT_BODY:
-            raise ApiError(413, f"an event may be at most {MAX_EVENT_BODY} bytes", code="too_large")
-    try:
-        event = PublishRequest.model_validate_json(bytes(body))
-    except ValidationError as exc:
-        errors = exc.errors()
-        if any(e.get("type") == "json_invalid" for e in errors):
-            raise ApiError(400, "the request body is not valid JSON", code="invalid_json") from None
-        first = errors[0]
-        param = ".".join(str(p) for p in first.get("loc", ())) or None
-        raise ApiError(422, f"{param}: {first.get('msg')}", code="invalid_request", param=param) from None
+    body = await read_body(request, MAX_EVENT_BODY, f"an event may be at most {MAX_EVENT_BODY} bytes")
+    event = parse_body(PublishRequest, body)
     data = {**event.data, "source": "api", "by": caller.name}
     published = hub.publish_data(event.kind, event.message, level=event.level, data=data)
     return {"seq": published.seq}

@@ -10,6 +10,7 @@ import time
 
 from fastapi import APIRouter, Request, Response
 
+from fleetmind.web.bodies import read_body
 from fleetmind.web.deps import ApiKeyDep, RuntimeDep
 from fleetmind.web.errors import ApiError
 
@@ -30,13 +31,9 @@ async def save_state(runtime: RuntimeDep, _auth: ApiKeyDep) -> Response:
 
 @router.post("/api/state/load")
 async def load_state(request: Request, runtime: RuntimeDep, _auth: ApiKeyDep) -> dict[str, object]:
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_STATE_BYTES:
-            raise ApiError(413, f"a state file may be at most {MAX_STATE_BYTES} bytes", code="too_large")
+    body = await read_body(request, MAX_STATE_BYTES, f"a state file may be at most {MAX_STATE_BYTES} bytes")
     try:
-        await runtime.import_state(bytes(body))
+        await runtime.import_state(body)
     except ValueError as exc:
         raise ApiError(400, f"not a fleetmind state file: {exc}", code="invalid_state") from None
     return {"loaded": True, "memories": len(runtime.memory) if runtime.memory is not None else 0}

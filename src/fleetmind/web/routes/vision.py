@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from fleetmind.vision import ImageDecodeError, describe, find_vision_expert
+from fleetmind.web.bodies import read_body
 from fleetmind.web.deps import ApiKeyDep
 from fleetmind.web.errors import ApiError
 
@@ -25,9 +26,7 @@ router = APIRouter(tags=["vision"])
 @router.post("/api/vision/describe")
 async def describe_image(request: Request, _caller: ApiKeyDep) -> dict[str, Any]:
     """What OpenCV (and a vision expert, when one is registered) sees in the image sent as the body."""
-    image = await request.body()
-    if len(image) > MAX_IMAGE_BYTES:
-        raise ApiError(413, f"image larger than {MAX_IMAGE_BYTES} bytes", code="too_large")
+    image = await read_body(request, MAX_IMAGE_BYTES, f"image larger than {MAX_IMAGE_BYTES} bytes")
     runtime = getattr(request.app.state, "runtime", None)
     expert_url = await find_vision_expert(runtime.directory) if runtime is not None else None
     try:

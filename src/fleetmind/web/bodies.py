@@ -1,0 +1,41 @@
+"""Reading request bodies for Mission Control's routes: bounded in size, parsed into a model with clear errors.
+
+:func:`read_body` stops reading as soon as a body passes its limit (413), so a huge upload is never held in memory
+whole; :func:`parse_body` turns a pydantic failure into the shared error envelope: 400 for JSON that does not parse,
+422 naming the first field that is wrong.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+
+from fleetmind.web.errors import ApiError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_body(request: Request, limit: int, too_large: str) -> bytes:
+    """The whole body, or ApiError 413 with ``too_large`` as soon as it passes ``limit`` bytes."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, too_large, code="too_large")
+    return bytes(body)
+
+
+def parse_body(model: type[M], body: bytes) -> M:
+    """``body`` as ``model``; ApiError 400 (not JSON) or 422 (the first invalid field) otherwise."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            raise ApiError(400, "the request body is not valid JSON", code="invalid_json") from None
+        first = errors[0]
+        param = ".".join(str(p) for p in first.get("loc", ())) or None
+        message = f"{param}: {first.get('msg')}" if param else str(first.get("msg"))
+        raise ApiError(422, message, code="invalid_request", param=param) from None
