@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 from agent_testkit import collect, make_request
+from tests.conftest import serve_http
 
 from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.agent.settings import AgentSettings
@@ -126,12 +126,8 @@ class Page(BaseHTTPRequestHandler):
 @pytest.fixture
 def hostile_page(canary: Path) -> Iterator[str]:
     Page.text = injection(canary)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/policy.txt"
-    server.shutdown()
-    server.server_close()
+    with serve_http(Page) as port:
+        yield f"http://127.0.0.1:{port}/policy.txt"
 
 
 async def test_an_injected_tool_output_cannot_run_shell_without_a_person(

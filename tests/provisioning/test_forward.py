@@ -7,9 +7,8 @@ real Mission Control page is in tests/e2e.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -18,30 +17,16 @@ from pydantic import ValidationError
 
 from fleetmind.provisioning.settings import ProvisionSettings
 from fleetmind.security import KeyStore
-from tests.conftest import free_port
+from tests.conftest import free_port, serve_http
 from tests.provisioning.conftest import body, make_settings, start_api
 
 
 class Receiver:
+    """What the loopback server was sent: (Authorization header, body) per POST."""
+
     def __init__(self) -> None:
         self.received: list[tuple[str | None, dict[str, Any]]] = []
-        self.status = 202
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers["Content-Length"])
-                outer.received.append((self.headers.get("Authorization"), json.loads(self.rfile.read(length))))
-                self.send_response(outer.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/events"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.url = ""
 
     def kinds(self) -> list[str]:
         return [event["kind"] for _, event in self.received]
@@ -50,10 +35,21 @@ class Receiver:
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     r = Receiver()
-    r.thread.start()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers["Content-Length"])
+            r.received.append((self.headers.get("Authorization"), json.loads(self.rfile.read(length))))
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with serve_http(Handler) as port:
+        r.url = f"http://127.0.0.1:{port}/api/events"
+        yield r
 
 
 async def test_job_events_reach_the_stream_in_order(tmp_path: Path, key_store: KeyStore, receiver: Receiver) -> None:

@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from fleetmind.tools.base import ToolContext
 from fleetmind.tools.runner import ToolRunner
+from tests.conftest import serve_http
 
 from .conftest import run_ok
 
@@ -45,13 +45,8 @@ class Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[int]:
     Handler.hits = []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd.server_address[1]
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with serve_http(Handler) as port:
+        yield port
 
 
 async def test_http_get_allowlisted_only(runner: ToolRunner, context: ToolContext, server: int) -> None:
