@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from fleetmind.agent import AllExpertsFailedError, ExpertError, ExpertRejectedError
-from fleetmind.agent.experts import Completion, TextDelta
+from fleetmind.agent.experts import Completion, Expert, TextDelta
 from fleetmind.agent.frames import AgentDeltaFrame, AgentDoneFrame
 from fleetmind.agent.protocol import ChatMessage, SamplingParams
 from fleetmind.agent.routing import RoutePlan, plan_route
@@ -233,6 +233,24 @@ async def call_expert(ctx: StepContext, params: CallExpertParams) -> None:
     raise error
 
 
+async def ask_quietly(ctx: StepContext, experts: list[Expert], messages: list[ChatMessage], **params: Any) -> str:
+    """The whole answer of the first of ``experts`` that gives one, streamed to nobody (summaries, tool choices,
+    critiques); ExpertError with every failure when none does."""
+    failures: list[str] = []
+    for expert in experts:
+        request = ctx.request.model_copy(update={"messages": messages, "params": SamplingParams(**params)})
+        parts: list[str] = []
+        try:
+            async with contextlib.aclosing(ctx.services.client.stream_chat(expert, request)) as stream:
+                async for item in stream:
+                    if isinstance(item, TextDelta):
+                        parts.append(item.text)
+            return "".join(parts)
+        except ExpertError as exc:
+            failures.append(str(exc))
+    raise ExpertError("; ".join(failures) or "no expert to ask")
+
+
 async def remember(ctx: StepContext, params: RememberParams) -> None:
     memory = ctx.services.memory
     text = ctx.last_user_text().strip()
@@ -285,21 +303,11 @@ async def summarise_history(ctx: StepContext, params: SummariseParams) -> None:
     previous = history.summary(ctx.conversation_id)
     lines = [f"Earlier summary: {previous}"] if previous else []
     lines += [f"{m.role}: {m.content}" for m in evicted if m.content]
-    request = ctx.request.model_copy(
-        update={
-            "messages": [
-                ChatMessage(role="system", content=params.instruction),
-                ChatMessage(role="user", content="\n".join(lines)),
-            ],
-            "params": SamplingParams(temperature=0.0, max_tokens=params.max_tokens),
-        }
-    )
-    parts: list[str] = []
-    async with contextlib.aclosing(ctx.services.client.stream_chat(ctx.expert, request)) as stream:
-        async for item in stream:
-            if isinstance(item, TextDelta):
-                parts.append(item.text)
-    summary = "".join(parts).strip()
+    messages = [
+        ChatMessage(role="system", content=params.instruction),
+        ChatMessage(role="user", content="\n".join(lines)),
+    ]
+    summary = (await ask_quietly(ctx, [ctx.expert], messages, temperature=0.0, max_tokens=params.max_tokens)).strip()
     if summary:
         history.set_summary(ctx.conversation_id, summary)
         log.info(

@@ -17,7 +17,6 @@ answer before ``respond`` sends it; after a streamed answer it can only record i
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,9 +24,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fleetmind.agent import AgentError, ExpertError
-from fleetmind.agent.experts import Expert, TextDelta
-from fleetmind.agent.protocol import ChatMessage, SamplingParams
+from fleetmind.agent.protocol import ChatMessage
 from fleetmind.agent.workflows.context import StepContext
+from fleetmind.agent.workflows.steps import RouteParams, ask_quietly, route
 from fleetmind.memory import EmbeddingError
 
 if TYPE_CHECKING:
@@ -182,23 +181,6 @@ async def _ranked(ctx: StepContext, params: CallToolParams) -> tuple[list[Any], 
     return ranked[: params.top_k], scores
 
 
-async def _ask_json(ctx: StepContext, experts: list[Expert], messages: list[ChatMessage], **params: Any) -> str:
-    """The first answer any of ``experts`` gives (no streaming to the caller); ExpertError when none does."""
-    failures: list[str] = []
-    for expert in experts:
-        request = ctx.request.model_copy(update={"messages": messages, "params": SamplingParams(**params)})
-        parts: list[str] = []
-        try:
-            async with contextlib.aclosing(ctx.services.client.stream_chat(expert, request)) as stream:
-                async for item in stream:
-                    if isinstance(item, TextDelta):
-                        parts.append(item.text)
-            return "".join(parts)
-        except ExpertError as exc:
-            failures.append(str(exc))
-    raise ExpertError("; ".join(failures) or "no expert to ask")
-
-
 async def call_tool(ctx: StepContext, params: CallToolParams) -> None:
     runner = ctx.services.tools
     if runner is None:
@@ -213,8 +195,6 @@ async def call_tool(ctx: StepContext, params: CallToolParams) -> None:
         extra={"event": "tool_offer", "request_id": ctx.request_id, "tools": [s.name for s in specs], "force": force},
     )
     if ctx.plan is None:
-        from fleetmind.agent.workflows.steps import RouteParams, route
-
         await route(ctx, RouteParams())
     assert ctx.plan is not None
     experts = list(ctx.plan.candidates)
@@ -233,7 +213,7 @@ async def call_tool(ctx: StepContext, params: CallToolParams) -> None:
             *transcript,
         ]
         try:
-            raw = await _ask_json(
+            raw = await ask_quietly(
                 ctx,
                 experts,
                 messages,
@@ -325,10 +305,13 @@ async def reflect(ctx: StepContext, params: ReflectParams) -> None:
         ChatMessage(role="user", content=f"Question: {ctx.last_user_text()}\n\nDraft answer: {draft}"),
     ]
     try:
-        verdict = (await _ask_json(ctx, [ctx.expert], messages, temperature=0.0, max_tokens=params.max_tokens)).strip()
+        verdict = (
+            await ask_quietly(ctx, [ctx.expert], messages, temperature=0.0, max_tokens=params.max_tokens)
+        ).strip()
     except ExpertError as exc:
         log.warning("reflection skipped: %s", exc, extra={"event": "reflection", "request_id": ctx.request_id})
         return
+    verdict = verdict.strip()
     keep = not verdict or verdict.rstrip(".").upper() == "OK"
     revised = not keep and bool(ctx.vars.get("buffered"))
     if revised:
