@@ -31,38 +31,42 @@ WS_KEY_PREFIX = "fleetmind.key."
 
 log = logging.getLogger(__name__)
 
+# The dependencies are ``async def`` although none awaits: FastAPI runs a plain ``def`` dependency in its thread
+# pool, a worker-thread hop per dependency per request (chat used four), far more than what they do (an attribute
+# read; the key file is only stat'ed unless it changed).
 
-def get_app_settings(request: Request) -> Settings:
+
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_runtime(request: Request) -> AgentRuntime:
+async def get_runtime(request: Request) -> AgentRuntime:
     runtime: AgentRuntime = request.app.state.runtime
     return runtime
 
 
-def get_key_store(request: Request) -> KeyStore:
+async def get_key_store(request: Request) -> KeyStore:
     store: KeyStore = request.app.state.key_store
     return store
 
 
-def get_hub(request: Request) -> EventHub:
+async def get_hub(request: Request) -> EventHub:
     hub: EventHub = request.app.state.events
     return hub
 
 
-def get_approvals(request: Request) -> ApprovalBroker:
+async def get_approvals(request: Request) -> ApprovalBroker:
     broker: ApprovalBroker = request.app.state.approvals
     return broker
 
 
-def get_tools(request: Request) -> ToolRunner:
+async def get_tools(request: Request) -> ToolRunner:
     runner: ToolRunner = request.app.state.tools
     return runner
 
 
-def get_tool_runs(request: Request) -> ToolRuns:
+async def get_tool_runs(request: Request) -> ToolRuns:
     runs: ToolRuns = request.app.state.tool_runs
     return runs
 
@@ -106,7 +110,7 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-def require_api_key(request: Request, store: KeyStoreDep) -> Caller:
+async def require_api_key(request: Request, store: KeyStoreDep) -> Caller:
     caller = identify(store, bearer_token(request))
     if caller is None:
         raise ApiError(
