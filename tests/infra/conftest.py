@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -134,22 +135,14 @@ def snapshot_checkout(dest: Path) -> Path:
     return dest
 
 
-def local_inventory(tmp: Path) -> Path:
+def local_inventory(tmp: Path, children: dict[str, Any] | None = None) -> Path:
+    """``tmp/hosts.yaml``: this machine as ``localhost`` (local connection, this Python), plus ``children`` groups."""
+    localhost = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    inventory: dict[str, Any] = {"hosts": {"localhost": localhost}}
+    if children:
+        inventory["children"] = children
     inv = tmp / "hosts.yaml"
-    inv.write_text(
-        yaml.safe_dump(
-            {
-                "all": {
-                    "hosts": {
-                        "localhost": {
-                            "ansible_connection": "local",
-                            "ansible_python_interpreter": sys.executable,
-                        }
-                    }
-                }
-            }
-        )
-    )
+    inv.write_text(yaml.safe_dump({"all": inventory}))
     return inv
 
 

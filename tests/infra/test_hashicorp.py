@@ -3,15 +3,13 @@ join addresses; the job var-files fleetmind_job writes parse too. (Their --check
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import hcl2
 import pytest
-import yaml
 
-from tests.infra.conftest import PLAYBOOKS, run_playbook
+from tests.infra.conftest import PLAYBOOKS, local_inventory, run_playbook
 
 GOSSIP = "cg8StVXbQJ0gPvMd9o7yrg9Cz/aGG0J1ixHEXiAPAVA="
 MGMT = "6c1f3f7e-1c1d-4a55-9d2b-0d1f2f3a4b5c"
@@ -47,22 +45,8 @@ def block(doc: dict[str, Any], name: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("hcl")
-    inventory = tmp / "hosts.yaml"
-    inventory.write_text(
-        yaml.safe_dump(
-            {
-                "all": {
-                    "hosts": {
-                        "localhost": {
-                            "ansible_connection": "local",
-                            "ansible_python_interpreter": sys.executable,
-                        }
-                    },
-                    "children": {"control": {"hosts": {h: {"ansible_host": a} for h, a in SERVERS.items()}}},
-                }
-            }
-        )
-    )
+    control = {"hosts": {h: {"ansible_host": a} for h, a in SERVERS.items()}}
+    inventory = local_inventory(tmp, children={"control": control})
     root = tmp / "out"
     run_playbook(
         PLAYBOOKS / "render_hashicorp.yml",

@@ -13,15 +13,20 @@ import os
 import signal
 import struct
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.infra.conftest import ANSIBLE_DIR, PLAYBOOKS, require_binaries, require_root, run_playbook
+from tests.infra.conftest import (
+    ANSIBLE_DIR,
+    PLAYBOOKS,
+    local_inventory,
+    require_binaries,
+    require_root,
+    run_playbook,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -106,21 +111,7 @@ def render(tmp: Path, mode: str) -> Path:
     (tmp / "installer").mkdir()
     (tmp / "installer/linux").write_bytes(fake_bzimage())
     (tmp / "installer/initrd.gz").write_bytes(os.urandom(4096))
-    inventory = tmp / "hosts.yaml"
-    inventory.write_text(
-        yaml.safe_dump(
-            {
-                "all": {
-                    "hosts": {
-                        "localhost": {
-                            "ansible_connection": "local",
-                            "ansible_python_interpreter": sys.executable,
-                        }
-                    }
-                }
-            }
-        )
-    )
+    inventory = local_inventory(tmp)
     run_playbook(
         PLAYBOOKS / "render_pxe.yml",
         inventory,
