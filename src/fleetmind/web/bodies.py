@@ -1,8 +1,8 @@
 """Reading request bodies for Mission Control's routes: bounded in size, parsed into a model with clear errors.
 
 :func:`read_body` stops reading as soon as a body passes its limit (413), so a huge upload is never held in memory
-whole; :func:`parse_body` turns a pydantic failure into the shared error envelope: 400 for JSON that does not parse,
-422 naming the first field that is wrong.
+whole; :func:`parse_body` turns a pydantic failure into the same error FastAPI's own body validation gets
+(:func:`fleetmind.web.errors.invalid_body`): 400 for JSON that does not parse, 422 naming the first wrong field.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from fleetmind.web.errors import ApiError
+from fleetmind.web.errors import ApiError, invalid_body
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -32,10 +32,4 @@ def parse_body(model: type[M], body: bytes) -> M:
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
-        errors = exc.errors()
-        if any(e.get("type") == "json_invalid" for e in errors):
-            raise ApiError(400, "the request body is not valid JSON", code="invalid_json") from None
-        first = errors[0]
-        param = ".".join(str(p) for p in first.get("loc", ())) or None
-        message = f"{param}: {first.get('msg')}" if param else str(first.get("msg"))
-        raise ApiError(422, message, code="invalid_request", param=param) from None
+        raise invalid_body(exc.errors()) from None

@@ -7,11 +7,14 @@ secrets, file paths or internals: authentication failures in particular do not s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+
+from fleetmind.http_errors import error_body
 
 
 class WebError(Exception):
@@ -40,36 +43,30 @@ class ApiError(WebError):
         self.headers = headers
 
 
-def error_body(message: str, *, type: str, code: str, param: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+def invalid_body(errors: Sequence[Any]) -> ApiError:
+    """The error for a body that failed validation: 400 when it is not JSON at all (a bad request), 422 naming the
+    first wrong field when it is JSON of the wrong shape (unprocessable)."""
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return ApiError(400, "the request body is not valid JSON", code="invalid_json")
+    first = errors[0] if errors else {}
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    param = ".".join(loc) or None
+    message = f"{param}: {first.get('msg', 'invalid value')}" if param else str(first.get("msg", "invalid request"))
+    return ApiError(422, message, code="invalid_request", param=param)
 
 
 async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     return JSONResponse(
-        error_body(exc.message, type=exc.type, code=exc.code, param=exc.param),
+        error_body(exc.message, type_=exc.type, code=exc.code, param=exc.param),
         status_code=exc.status_code,
         headers=exc.headers,
     )
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = exc.errors()
-    # A body that is not JSON at all is a bad request; JSON of the wrong shape is unprocessable.
-    if any(e.get("type") == "json_invalid" for e in errors):
-        return JSONResponse(
-            error_body("the request body is not valid JSON", type="invalid_request_error", code="invalid_json"),
-            status_code=400,
-        )
-    first = errors[0] if errors else {}
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    param = ".".join(loc) or None
-    message = f"{param}: {first.get('msg', 'invalid value')}" if param else str(first.get("msg", "invalid request"))
-    return JSONResponse(
-        error_body(message, type="invalid_request_error", code="invalid_request", param=param),
-        status_code=422,
-    )
+    return await _api_error(request, invalid_body(exc.errors()))
 
 
 def install_error_handlers(app: FastAPI) -> None:
