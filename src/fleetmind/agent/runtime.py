@@ -30,6 +30,7 @@ from fleetmind.agent.settings import AgentSettings
 from fleetmind.agent.stats import AgentStats
 from fleetmind.agent.twin import TwinService
 from fleetmind.agent.workflows import resolve_workflow
+from fleetmind.agent.workflows.context import AgentServices
 from fleetmind.agent.workflows.loader import Workflow, load_workflow
 from fleetmind.agent.workflows.registry import default_registry
 from fleetmind.memory.short_term import ConversationHistory
@@ -154,18 +155,17 @@ class AgentRuntime:
             self._client = self._new_client()
             self._client_closed = False
         await self._start_memory()
-        self._twin = TwinService(
-            self.directory,
-            self._client,
+        services = AgentServices(
+            directory=self.directory,
+            client=self._client,
             default_expert=self.settings.default_expert,
-            max_timeout_s=self.settings.request_timeout_s,
-            workflow=self.workflow,
             memory=self.memory,
             history=self.history,
             router=self.router,
             tools=self.tools,
             approvals=self.approvals,
         )
+        self._twin = TwinService(services, max_timeout_s=self.settings.request_timeout_s, workflow=self.workflow)
         self._sink = AgentEventSinkProcessor(stats=self.stats)
         self._worker = PipelineWorker(
             Pipeline([self._twin, self._sink]),

@@ -16,13 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from pipecat.frames.frames import CancelFrame, EndFrame, Frame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from fleetmind.agent import AgentError
-from fleetmind.agent.experts import ExpertClient, ExpertDirectory
 from fleetmind.agent.frames import (
     AgentCancelFrame,
     AgentErrorFrame,
@@ -36,13 +34,6 @@ from fleetmind.agent.workflows.engine import WorkflowRunner
 from fleetmind.agent.workflows.loader import Workflow, load_workflow
 from fleetmind.agent.workflows.registry import default_registry
 
-if TYPE_CHECKING:
-    from fleetmind.agent.semantic import SemanticRouter
-    from fleetmind.memory.long_term import LongTermMemory
-    from fleetmind.memory.short_term import ConversationHistory
-    from fleetmind.tools.approvals import ApprovalBroker
-    from fleetmind.tools.runner import ToolRunner
-
 log = logging.getLogger(__name__)
 
 # How long a request task may take to wind down once cancelled (it only has to close an HTTP stream).
@@ -54,38 +45,19 @@ class TwinService(FrameProcessor):
 
     def __init__(
         self,
-        directory: ExpertDirectory,
-        client: ExpertClient,
+        services: AgentServices,
         *,
-        default_expert: str = "general",
         max_timeout_s: float = 300.0,
         workflow: Workflow | None = None,
-        memory: LongTermMemory | None = None,
-        history: ConversationHistory | None = None,
-        router: SemanticRouter | None = None,
-        tools: ToolRunner | None = None,
-        approvals: ApprovalBroker | None = None,
         name: str | None = None,
     ) -> None:
+        """``services`` are what the workflow's steps use: experts, their client, memory, router, tools, approvals."""
         if max_timeout_s <= 0:
             raise ValueError("max_timeout_s must be positive")
         super().__init__(name=name or "TwinService")
-        self._directory = directory
-        self._client = client
-        self._default_expert = default_expert
         self._max_timeout_s = max_timeout_s
         self._requests: dict[str, asyncio.Task[None]] = {}
         self._cancel_reasons: dict[str, str] = {}
-        services = AgentServices(
-            directory=directory,
-            client=client,
-            default_expert=default_expert,
-            memory=memory,
-            history=history,
-            router=router,
-            tools=tools,
-            approvals=approvals,
-        )
         self.workflow = workflow or load_workflow(DEFAULT_WORKFLOW, default_registry())
         self._runner = WorkflowRunner(self.workflow, services)
 
