@@ -97,9 +97,10 @@ async def test_talking_over_the_agent_stops_playback_and_cancels_generation(
     print(f"VAD fired -> playback stopped: {interrupt.message['t'] - vad.message['t']:.4f}s (server clock)")
     assert interrupt.message["t"] - vad.message["t"] <= 0.3, (vad.message, interrupt.message)
     assert interrupt.at - vad.at <= 0.3
-    # No audio of the interrupted answer after the interrupt message (the next audio would be turn 2's).
-    next_speaking = [r.at for r in client.messages("speaking", state="started", turn=2)] or [float("inf")]
-    late_audio = [r for r in client.audio_after(interrupt.at) if r.at < next_speaking[0]]
+    # No audio of the interrupted answer after the interrupt message. Turn 2's answer can only begin after its final
+    # transcript was sent (its "speaking" message may trail its first audio chunk, so that is not the boundary).
+    turn2_heard = min(r.at for r in client.messages("transcript", final=True, turn=2))
+    late_audio = [r for r in client.audio_after(interrupt.at) if r.at < turn2_heard]
     assert not late_audio, f"{len(late_audio)} audio chunks after the interrupt"
     # Nor any answer text for turn 1: the generation itself was cancelled, inside the agent too.
     assert not [r for r in client.messages("answer", turn=1) if r.at > interrupt.at + 0.05]
