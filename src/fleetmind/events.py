@@ -22,6 +22,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from fleetmind.security.text import scrub
+
 Level = Literal["debug", "info", "warning", "error"]
 LEVELS: tuple[Level, ...] = ("debug", "info", "warning", "error")
 
@@ -77,11 +79,14 @@ Item = Event | Dropped
 def json_safe(data: dict[str, Any]) -> dict[str, Any]:
     """``data`` as plain JSON values (anything else as its ``str``), cut to a note when too large."""
     try:
-        text = json.dumps(data, default=str)
+        text = json.dumps(data, default=str, ensure_ascii=False)
     except (TypeError, ValueError):
-        text = json.dumps({k: str(v) for k, v in data.items()})
-    if len(text) > MAX_DATA_BYTES:
-        return {"truncated": True, "bytes": len(text)}
+        text = json.dumps({k: str(v) for k, v in data.items()}, ensure_ascii=False)
+    # a lone surrogate would make every later response that carries this event fail to encode (one bad event
+    # must not break GET /api/events for everyone): it becomes U+FFFD here
+    text = scrub(text)
+    if len(text.encode()) > MAX_DATA_BYTES:
+        return {"truncated": True, "bytes": len(text.encode())}
     loaded: dict[str, Any] = json.loads(text)
     return loaded
 
@@ -207,7 +212,9 @@ class EventHub:
         wake: list[Subscription] = []
         with self._lock:
             self._seq += 1
-            event = Event(self._seq, round(time.time(), 3), kind, level, message[:MAX_MESSAGE_CHARS], payload)
+            event = Event(
+                self._seq, round(time.time(), 3), scrub(kind), level, scrub(message[:MAX_MESSAGE_CHARS]), payload
+            )
             self._backlog.append(event)
             for sub in self._subscribers:
                 if sub._offer(event):

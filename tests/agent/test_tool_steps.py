@@ -27,6 +27,7 @@ from fleetmind.agent.workflows import WorkflowLoadError
 from fleetmind.agent.workflows.loader import load_workflow
 from fleetmind.agent.workflows.registry import default_registry
 from fleetmind.tools.approvals import ApprovalBroker
+from fleetmind.tools.audit import AuditLog
 from fleetmind.tools.runner import ToolRunner, build_runner
 from fleetmind.tools.settings import ToolsSettings
 
@@ -56,8 +57,8 @@ def workflow(tmp_path: Path, call_tool: dict[str, Any], *, extra: str = "") -> P
 
 
 def audit(state: Path) -> list[dict[str, Any]]:
-    path = state / "audit" / "tools.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    """One record per call (a call that ran has a "started" line first; read() shows its latest)."""
+    return AuditLog(state / "audit" / "tools.jsonl").read()
 
 
 def runner_for(state: Path, *, timeout_s: float) -> ToolRunner:

@@ -49,8 +49,9 @@ class ToolSpec:
 
 @dataclass(frozen=True)
 class Tool:
-    """A registered tool. ``risk_of`` may raise the risk of one call from its arguments (ansible: check mode is
-    safe, a real run needs approval); ``always_approve`` means no policy can let it run without a person."""
+    """A registered tool. ``risk_of`` may raise the risk of one call from its arguments; ``check_args`` may refuse
+    arguments the schema cannot describe (raising ToolArgumentsError) before any policy or person sees the call;
+    ``always_approve`` means no policy can let it run without a person."""
 
     name: str
     description: str
@@ -60,6 +61,7 @@ class Tool:
     timeout_s: float = 30.0
     risk_of: Callable[[dict[str, Any]], str] | None = None
     always_approve: bool = False
+    check_args: Callable[[dict[str, Any]], None] | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum():
@@ -97,6 +99,7 @@ def tool(
     timeout_s: float = 30.0,
     risk_of: Callable[[dict[str, Any]], str] | None = None,
     always_approve: bool = False,
+    check_args: Callable[[dict[str, Any]], None] | None = None,
 ) -> Callable[[ToolFunc], Tool]:
     """Decorator: turn ``def f(call: ToolCall)`` into a :class:`Tool` (the module attribute becomes the tool)."""
     schema: dict[str, Any] = parameters if parameters is not None else {"type": "object", "properties": {}}
@@ -112,6 +115,7 @@ def tool(
             timeout_s=timeout_s,
             risk_of=risk_of,
             always_approve=always_approve,
+            check_args=check_args,
         )
 
     return wrap

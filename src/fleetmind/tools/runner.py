@@ -4,9 +4,11 @@
 tool, arguments that are not JSON or break the schema (checked before the tool runs), a refused or denied call, a
 timeout or a failing tool all come back as a :class:`ToolOutcome` with a ``status``, and
 :meth:`ToolOutcome.to_model_message` is the text to feed back to the model (for ``invalid_arguments`` it lists
-each validation error so the model can retry). Every call, whatever its end, is one line in the audit log and one
-``tool_call`` event. :func:`build_runner` wires the registry (entry points + plugin dir), policy, approvals,
-context and audit log from :class:`~fleetmind.tools.settings.ToolsSettings`.
+each validation error so the model can retry). Arguments holding text that is not valid Unicode (a lone
+surrogate) are invalid. A call that is about to run is audited (``status: "started"``) before the tool starts;
+every call, whatever its end, then has its final line in the audit log and one ``tool_call`` event.
+:func:`build_runner` wires the registry (entry points + plugin dir), policy, approvals, context and audit log
+from :class:`~fleetmind.tools.settings.ToolsSettings`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
 
+from fleetmind.security.text import unencodable_path
 from fleetmind.tools.approvals import ApprovalBroker, ApprovalDecision
 from fleetmind.tools.audit import AuditLog, preview
 from fleetmind.tools.base import SandboxLimits, Tool, ToolCall, ToolContext, ToolSpec
@@ -102,6 +105,8 @@ def parse_arguments(arguments: dict[str, Any] | str | None) -> dict[str, Any]:
             raise ToolArgumentsError(f"arguments are not valid JSON: {exc}") from None
     if not isinstance(arguments, dict):
         raise ToolArgumentsError(f"arguments must be a JSON object, got {type(arguments).__name__}")
+    if (where := unencodable_path(arguments)) is not None:
+        raise ToolArgumentsError(f"arguments hold text that is not valid Unicode (a lone surrogate?) at {where}")
     return arguments
 
 
@@ -111,6 +116,8 @@ def validate_arguments(tool: Tool, arguments: dict[str, Any]) -> None:
     if errors:
         lines = [f"- at {'/'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message}" for e in errors]
         raise ToolArgumentsError("\n".join(lines), lines)
+    if tool.check_args is not None:
+        tool.check_args(arguments)
 
 
 class ToolRunner:
@@ -189,6 +196,10 @@ class ToolRunner:
                 status: Status = "expired" if approval.outcome in ("expired", "cancelled") else "denied"
                 return done(status, error=f"approval {approval.outcome}")
         call = ToolCall(call_id, name, args, requester, self.context, self)
+        # audited before it runs: a tool that takes the process down with it still left its line, and a call
+        # that cannot be audited does not run
+        if not self._started(record, started, approval):
+            return done("error", error="the audit log could not be written, so the call did not run")
         try:
             output = await asyncio.wait_for(self._invoke(tool, call), timeout=tool.timeout_s)
             return done("ok", output=_jsonable(output))
@@ -223,6 +234,17 @@ class ToolRunner:
             approval=outcome.approval.to_dict() if outcome.approval else None,
         )
         self._write(record, started, None, outcome.duration_ms)
+
+    def _started(self, record: dict[str, Any], started: float, approval: ApprovalDecision | None) -> bool:
+        line = {**record, "status": "started", "started_at": started}
+        if approval is not None:
+            line["approval"] = approval.to_dict()
+        try:
+            self.audit.append(line)
+        except OSError:
+            log.exception("could not write the tools audit log %s", self.audit.path)
+            return False
+        return True
 
     def _write(self, record: dict[str, Any], started: float, t0: float | None, duration_ms: float = 0.0) -> None:
         if t0 is not None:

@@ -7,7 +7,10 @@ of its own; pid: the code is pid 1's child and dies with it), drops all capabili
 TIOCSTI into our terminal) and dies with its parent. Before bwrap is exec'd the child drops to uid/gid 65534 when
 we are root (so the process-count limit really counts, and nothing it does is root's) and sets rlimits: address
 space, CPU seconds, processes, file size, open files, no core dumps. A wall-clock timer kills the whole process
-group; killing bwrap takes the pid namespace with it. Interpreter: ``/usr/bin/python3 -I -S`` (isolated, no site).
+group; killing bwrap takes the pid namespace with it. bwrap itself starts with an empty environment (only
+``PATH`` and ``LANG``) and clears it again for the code, so nothing of the agent's environment can be read, not
+even through ``/proc/1/environ`` (bwrap is pid 1 of the box). Interpreter: ``/usr/bin/python3 -I -S`` (isolated,
+no site).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ __all__ = ["SandboxResult", "bwrap_argv", "run_python"]
 
 NOBODY = 65534
 OUTPUT_LIMIT = 64 * 1024
+#: The whole environment of bwrap and of the code it runs (bwrap adds HOME and TMPDIR for the code).
+SANDBOX_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
 @dataclass(frozen=True)
@@ -203,6 +208,9 @@ async def run_python(
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
             preexec_fn=_limiter(limits, drop_to, nproc),  # type: ignore[arg-type]
+            # bwrap is pid 1 of the box, and its /proc/1/environ is readable from inside: --clearenv only clears
+            # the child's environment, so bwrap itself must start without ours (API keys, tokens)
+            env=dict(SANDBOX_ENV),
         )
         timed_out = False
 

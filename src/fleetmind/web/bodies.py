@@ -2,7 +2,8 @@
 
 :func:`read_body` stops reading as soon as a body passes its limit (413), so a huge upload is never held in memory
 whole; :func:`parse_body` turns a pydantic failure into the same error FastAPI's own body validation gets
-(:func:`fleetmind.web.errors.invalid_body`): 400 for JSON that does not parse, 422 naming the first wrong field.
+(:func:`fleetmind.web.errors.invalid_body`): 400 for JSON that does not parse, 422 naming the first wrong field;
+and 400 for text that is not valid Unicode (a lone surrogate, which nothing downstream could encode).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
+from fleetmind.security.text import unencodable_path
 from fleetmind.web.errors import ApiError, invalid_body
 
 M = TypeVar("M", bound=BaseModel)
@@ -30,6 +32,9 @@ async def read_body(request: Request, limit: int, too_large: str) -> bytes:
 def parse_body(model: type[M], body: bytes) -> M:
     """``body`` as ``model``; ApiError 400 (not JSON) or 422 (the first invalid field) otherwise."""
     try:
-        return model.model_validate_json(body)
+        parsed = model.model_validate_json(body)
     except ValidationError as exc:
         raise invalid_body(exc.errors()) from None
+    if (where := unencodable_path(parsed.model_dump())) is not None:
+        raise ApiError(400, f"{where} holds text that is not valid Unicode", code="invalid_text", param=where)
+    return parsed

@@ -5,7 +5,9 @@ minutes), and that person is likely the one at the page. So a run is a task: :me
 :class:`ToolRun` right away, its status moves from ``running`` to the runner's outcome, and the start and the
 end are published into the event hub (``tool_run_started`` / ``tool_run_finished``) so the page updates live.
 The runner's own gates (argument checks, policy, approval, timeout, audit) apply unchanged. Only the latest
-``keep`` runs are remembered.
+``keep`` runs are remembered. What a run reports is bounded: an output whose JSON passes ``OUTPUT_CHARS`` comes
+back as that JSON cut short with a ``… (N chars)`` marker, errors are cut the same way, and text that is not
+valid Unicode is replaced, so a listing of runs always encodes.
 """
 
 from __future__ import annotations
@@ -18,12 +20,19 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import TYPE_CHECKING, Any
 
-from fleetmind.events import EventHub, Level, json_safe
+from fleetmind.events import EventHub, Level
+from fleetmind.security.text import scrub_json, unencodable_path
+from fleetmind.tools.audit import preview, truncate
+from fleetmind.web.errors import ApiError
 
 if TYPE_CHECKING:
-    from fleetmind.tools.runner import ToolRunner
+    from fleetmind.tools.approvals import acting_for
+from fleetmind.tools.runner import ToolRunner
 
 log = logging.getLogger(__name__)
+
+OUTPUT_CHARS = 16 * 1024
+ERROR_CHARS = 4000
 
 
 @dataclass
@@ -42,19 +51,22 @@ class ToolRun:
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        # (the output once went through the event hub's json_safe, whose note for a payload over 16 KB has no
+        # "output" key: every listing after one large output was a 500)
+        out: dict[str, Any] = {
             "id": self.id,
             "tool": self.tool,
-            "arguments": self.arguments,
+            "arguments": preview(self.arguments, OUTPUT_CHARS),
             "requester": self.requester,
             "started_at": self.started_at,
             "status": self.status,
-            "output": json_safe({"output": self.output})["output"] if self.output is not None else None,
-            "error": self.error,
+            "output": preview(self.output, OUTPUT_CHARS) if self.output is not None else None,
+            "error": truncate(self.error, ERROR_CHARS) if self.error is not None else None,
             "approval": self.approval,
             "call_id": self.call_id,
             "finished_at": self.finished_at,
         }
+        return dict(scrub_json(out))
 
 
 def _plain(value: Any) -> dict[str, Any] | None:
@@ -74,7 +86,13 @@ class ToolRuns:
         self.keep = keep
         self._runs: OrderedDict[str, ToolRun] = OrderedDict()
 
-    def start(self, name: str, arguments: dict[str, Any], *, requester: str) -> ToolRun:
+    def start(
+        self, name: str, arguments: dict[str, Any], *, requester: str, requester_key: str | None = None
+    ) -> ToolRun:
+        """Start a run for the key ``requester_key`` (who may then not approve it themselves); ApiError 400 (nothing
+        runs, nothing is published) for text that is not valid Unicode."""
+        if (where := unencodable_path(arguments, "arguments")) is not None:
+            raise ApiError(400, f"{where} holds text that is not valid Unicode", code="invalid_text", param=where)
         run = ToolRun(
             id="run-" + secrets.token_hex(6),
             tool=name,
@@ -90,7 +108,12 @@ class ToolRuns:
         self.hub.publish(
             "tool_run_started", f"{requester} runs {name}", run_id=run.id, tool=name, arguments=run.arguments
         )
-        run._task = asyncio.create_task(self._run(run), name=f"tool-run-{run.id}")
+        # the task copies the context as it is now: its approval request knows whose run it is
+        token = acting_for.set(requester_key)
+        try:
+            run._task = asyncio.create_task(self._run(run), name=f"tool-run-{run.id}")
+        finally:
+            acting_for.reset(token)
         return run
 
     async def _run(self, run: ToolRun) -> None:
