@@ -50,7 +50,7 @@ def make_token(settings: ProvisionSettings, *, role: str = "worker", **limits: f
     return secret
 
 
-def body(hostname: str, ip: str = "127.0.0.1", **extra: object) -> dict[str, object]:
+def body(hostname: str, ip: str = "10.0.0.1", **extra: object) -> dict[str, object]:
     return {"hostname": hostname, "ip": ip, **extra}
 
 

@@ -35,7 +35,7 @@ async def test_good_playbook_ends_successful(ok_api: Api, marker_dir: Path) -> N
         "cpu_flags": ["sse2", "avx"],
         "disks": [{"name": "vda", "size_bytes": 1 << 30}],
     }
-    r = await ok_api.call_home(body("node-ok", ip="127.0.0.1", mac="52:54:00:aa:bb:01", facts=facts))
+    r = await ok_api.call_home(body("node-ok", ip="10.0.0.1", mac="52:54:00:aa:bb:01", facts=facts))
     assert r.status_code == 202, r.text
     accepted = r.json()
     assert accepted["state"] == "queued" and accepted["role"] == "worker"
@@ -70,17 +70,17 @@ async def test_good_playbook_ends_successful(ok_api: Api, marker_dir: Path) -> N
 
     # the same node calling again is accepted once its job is over, and the inventory does not change
     before = ok_api.settings.inventory_path.read_bytes()
-    again = await ok_api.call_home(body("node-ok", ip="127.0.0.1", mac="52:54:00:aa:bb:01", facts=facts))
+    again = await ok_api.call_home(body("node-ok", ip="10.0.0.1", mac="52:54:00:aa:bb:01", facts=facts))
     assert again.status_code == 202
     assert ok_api.settings.inventory_path.read_bytes() == before
     assert (await ok_api.wait_job(again.json()["job_id"]))["state"] == "successful"
     # ...but not from a machine with another MAC address claiming its name
-    r = await ok_api.call_home(body("node-ok", ip="127.0.0.1", mac="52:54:00:aa:bb:99"))
+    r = await ok_api.call_home(body("node-ok", ip="10.0.0.1", mac="52:54:00:aa:bb:99"))
     assert r.status_code == 409 and r.json()["error"]["code"] == "mac_mismatch"
 
 
 async def test_failing_playbook_ends_failed_with_its_error_in_todo(fail_api: Api) -> None:
-    r = await fail_api.call_home(body("node-bad", ip="127.0.0.1"))
+    r = await fail_api.call_home(body("node-bad", ip="10.0.0.1"))
     assert r.status_code == 202
     job_id = r.json()["job_id"]
     job = await fail_api.wait_job(job_id)

@@ -107,7 +107,7 @@ def test_call_home_script_against_the_served_cli(tmp_path: Path, servers: list[S
         {
             "hostname": "node-script",
             "group": "worker",
-            "ip": "127.0.0.1",
+            "ip": "10.0.0.1",
             "mac": None,
             "last_state": "successful",
         }
@@ -150,7 +150,7 @@ def test_kill_9_during_a_run_then_restart(tmp_path: Path, servers: list[Server])
 
     r = httpx.post(
         f"{first.url}/api/ready-for-provisioning",
-        json={"hostname": "node-slow", "ip": "127.0.0.1"},
+        json={"hostname": "node-slow", "ip": "10.0.0.1"},
         headers=auth,
     )
     assert r.status_code == 202, r.text
@@ -162,13 +162,13 @@ def test_kill_9_during_a_run_then_restart(tmp_path: Path, servers: list[Server])
 
     busy = httpx.post(
         f"{first.url}/api/ready-for-provisioning",
-        json={"hostname": "node-slow", "ip": "127.0.0.1"},
+        json={"hostname": "node-slow", "ip": "10.0.0.1"},
         headers=auth,
     )
     assert busy.status_code == 409 and busy.json()["error"]["code"] == "job_in_progress"
     r = httpx.post(
         f"{first.url}/api/ready-for-provisioning",
-        json={"hostname": "node-next", "ip": "127.0.0.2"},
+        json={"hostname": "node-next", "ip": "10.0.0.2"},
         headers=auth,
     )
     assert r.status_code == 202
@@ -195,7 +195,7 @@ def test_kill_9_during_a_run_then_restart(tmp_path: Path, servers: list[Server])
     # the interrupted node can call home again
     r = httpx.post(
         f"{second.url}/api/ready-for-provisioning",
-        json={"hostname": "node-slow", "ip": "127.0.0.1"},
+        json={"hostname": "node-slow", "ip": "10.0.0.1"},
         headers=auth,
     )
     assert r.status_code == 202

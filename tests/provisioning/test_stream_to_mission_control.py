@@ -83,7 +83,7 @@ async def test_a_call_home_shows_up_live_in_mission_control(tmp_path: Path, miss
         async with httpx.AsyncClient() as client:
             r = await client.post(
                 f"{server.url}/api/ready-for-provisioning",
-                json={"hostname": "node-live", "ip": "127.0.0.1", "mac": "52:54:00:aa:bb:42"},
+                json={"hostname": "node-live", "ip": "10.0.0.1", "mac": "52:54:00:aa:bb:42"},
                 headers={"Authorization": f"Bearer {token}"},
             )
         assert r.status_code == 202, r.text

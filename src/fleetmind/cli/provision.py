@@ -79,12 +79,19 @@ def serve(
 @token_app.command("create")
 def token_create(
     role: Annotated[str | None, typer.Option(help="Inventory group of nodes enrolled with it.")] = None,
-    ttl: Annotated[str, typer.Option(help="Lifetime: 3600, 15m, 24h, 7d, or never.")] = "24h",
-    single_use: Annotated[bool, typer.Option("--single-use", help="Valid for one accepted call-home.")] = False,
-    uses: Annotated[int | None, typer.Option(min=1, help="Valid for this many accepted call-homes.")] = None,
+    ttl: Annotated[str, typer.Option(help="Lifetime: 3600, 15m, 24h, 7d, or never.")] = "1h",
+    single_use: Annotated[
+        bool, typer.Option("--single-use", help="Valid for one accepted call-home (the default).")
+    ] = False,
+    uses: Annotated[
+        int | None, typer.Option(min=1, help="Valid for this many accepted call-homes (default 1).")
+    ] = None,
     name: Annotated[str, typer.Option(help="A label to recognise it by.")] = "enrolment",
 ) -> None:
-    """Make an enrolment token and print it once; only its SHA-256 hash is stored."""
+    """Make an enrolment token and print it once; only its SHA-256 hash is stored.
+
+    Single-use and valid for an hour unless told otherwise: a token written into a PXE preseed can be read by
+    anyone on that network, so it should open the door once, soon, and then be worthless."""
     from fleetmind.provisioning.store import JobStore
     from fleetmind.provisioning.tokens import new_token, parse_duration
     from fleetmind.security import hash_key
@@ -99,7 +106,7 @@ def token_create(
         raise typer.BadParameter(str(exc), param_hint="--ttl") from None
     if not name.strip() or len(name) > 64 or not name.isprintable():
         raise typer.BadParameter("1-64 printable characters", param_hint="--name")
-    max_uses = 1 if single_use else uses
+    max_uses = 1 if single_use or uses is None else uses
     secret = new_token()
     store = JobStore(settings.db_path)
     try:

@@ -4,9 +4,9 @@ Every change happens under an exclusive file lock (``<inventory>.lock``) as read
 file in the same folder, fsync, ``os.replace``, fsync the folder: a reader (ansible-playbook starting a run)
 sees the old file or the new one, never half of either, and concurrent call-homes -- threads or processes --
 queue on the lock instead of overwriting each other. A file we cannot parse is never overwritten. Groups and
-hosts we do not manage (a control node added by hand, ``all.vars``) are kept. Every string a node sent is
-written with Ansible's ``!unsafe`` tag, so even a value that slipped past validation would never be templated
-by Jinja."""
+hosts we do not manage (a control node added by hand, ``all.vars``) are kept. Every value we write for a node
+(its address, role, MAC and facts) is written with Ansible's ``!unsafe`` tag, so even a value that slipped past
+validation would never be templated by Jinja; the host name, a key, is an RFC 1123 name by then."""
 
 from __future__ import annotations
 
@@ -180,7 +180,8 @@ class Inventory:
         """Put ``hostname`` in the ``role`` group (no other role group) with these vars; True if changed."""
         if role not in self.roles:
             raise ValueError(f"role {role!r} is not one of {self.roles}")
-        hvars: dict[str, Any] = {"ansible_host": ip, "fleetmind_role": role}
+        # every value is written !unsafe, the address included (an IPv6 scope id once carried Jinja through it)
+        hvars: dict[str, Any] = {"ansible_host": Unsafe(ip), "fleetmind_role": Unsafe(role)}
         if mac is not None:
             hvars["fleetmind_mac"] = Unsafe(mac)
         if facts:

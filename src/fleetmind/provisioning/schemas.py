@@ -3,7 +3,9 @@
 A node's name must be an RFC 1123 host name (letters, digits and inner hyphens per label, dots between labels,
 253 characters at most), lower-cased on the way in; so no ``;``, space, ``/``, quote, brace or pattern
 character (``,:!&*~[]``) can ever reach the inventory, an ansible ``--limit`` or TODO.md. IP and MAC addresses
-are parsed, not pattern-matched, and every list and string in ``facts`` is bounded and restricted to
+are parsed, not pattern-matched: an IP must be a plain unicast address a node can have (no IPv6 scope id, no
+surrounding space, no loopback, link-local, unspecified, multicast, broadcast, reserved or cloud metadata
+address, nor one of those mapped into IPv6). Every list and string in ``facts`` is bounded and restricted to
 characters that cannot open a YAML or Jinja construct."""
 
 from __future__ import annotations
@@ -27,13 +29,33 @@ def _mac(value: str) -> str:
     return ":".join(f"{o:02x}" for o in octets)
 
 
+# Cloud metadata services a node must never be pointed at (the link-local ones are refused as link-local anyway).
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a)
+    for a in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254", "100.100.100.200", "168.63.129.16")
+)
+
+
 def _ip(value: str) -> str:
+    """A plain address a node can be reached at: no scope id, no loopback, link-local, metadata, multicast."""
+    if "%" in value:
+        raise ValueError("an IPv6 scope id ('%...') is not allowed; send the plain address")
     try:
-        addr = ipaddress.ip_address(value.strip())
+        addr = ipaddress.ip_address(value)
     except ValueError:
         raise ValueError("not an IPv4 or IPv6 address") from None
-    if addr.is_unspecified or addr.is_multicast or str(addr) == "255.255.255.255":
-        raise ValueError("an unspecified, multicast or broadcast address cannot be a node's address")
+    inner = addr.ipv4_mapped if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped else addr
+    for check in {addr, inner}:
+        if check.is_unspecified or check.is_multicast or str(check) == "255.255.255.255":
+            raise ValueError("an unspecified, multicast or broadcast address cannot be a node's address")
+        if check.is_loopback:
+            raise ValueError("a loopback address cannot be a node's address")
+        if check.is_link_local:
+            raise ValueError("a link-local address cannot be a node's address")
+        if check in METADATA_ADDRESSES:
+            raise ValueError("a cloud metadata address cannot be a node's address")
+        if check.is_reserved:
+            raise ValueError("a reserved address cannot be a node's address")
     return str(addr)
 
 

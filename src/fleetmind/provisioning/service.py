@@ -3,11 +3,12 @@
 A call-home is accepted in this order: the token and the node's free slot are checked and the job recorded in
 one database transaction; then the node is written into the inventory (under its lock); then the job is handed
 to the runner. A request refused at any step leaves no job, no inventory change and no run behind it. If the
-inventory write fails after the job was recorded, that job is closed as ``failed`` with the reason."""
+inventory write fails after the job was recorded, that job is closed as ``failed`` with the reason. A node bound
+to a MAC address (by an earlier call-home or in the inventory) is only accepted again with that same MAC."""
 
 from __future__ import annotations
 
-from fleetmind.provisioning.errors import InvalidNodeError, NotFoundError, ProvisioningError
+from fleetmind.provisioning.errors import InvalidNodeError, NodeIdentityError, NotFoundError, ProvisioningError
 from fleetmind.provisioning.inventory import Inventory
 from fleetmind.provisioning.runner import JobRunner
 from fleetmind.provisioning.schemas import CallHomeRequest, Job, JobList, Node, NodeStatus
@@ -30,9 +31,21 @@ class ProvisioningService:
                 param="hostname",
             )
 
+    def check_mac(self, request: CallHomeRequest) -> None:
+        """A node the inventory binds to a MAC (also one added by hand) is only claimed with that MAC."""
+        entry = self.inventory.get(request.hostname)
+        if entry is not None and entry.mac is not None and entry.mac.lower() != (request.mac or "").lower():
+            raise NodeIdentityError(
+                f"node {request.hostname!r} is enrolled with "
+                + ("another MAC address" if request.mac else "a MAC address, and this call-home sent none")
+                + "; remove it from the inventory first if the machine was replaced",
+                param="mac",
+            )
+
     def call_home(self, token: str, request: CallHomeRequest) -> Job:
         """Accept a node: record its job, put it in the inventory, queue the run."""
         self.check_name(request.hostname)
+        self.check_mac(request)
         job = self.store.accept_call_home(hash_key(token), request)
         facts = request.facts.model_dump(exclude_none=True, exclude_defaults=True)
         try:

@@ -165,10 +165,12 @@ class JobStore:
                 "SELECT mac FROM jobs WHERE hostname = ? AND mac IS NOT NULL ORDER BY seq DESC LIMIT 1",
                 (request.hostname,),
             ).fetchone()
-            if last is not None and request.mac is not None and last["mac"] != request.mac:
+            # a node once bound to a MAC is only ever claimed again with that MAC: leaving it out is no way round
+            if last is not None and last["mac"] != request.mac:
                 raise NodeIdentityError(
-                    f"node {request.hostname!r} is enrolled with another MAC address; remove it from the "
-                    "inventory first if the machine was replaced",
+                    f"node {request.hostname!r} is enrolled with "
+                    + ("another MAC address" if request.mac else "a MAC address, and this call-home sent none")
+                    + "; remove it from the inventory first if the machine was replaced",
                     param="mac",
                 )
             db.execute("UPDATE tokens SET uses = uses + 1 WHERE id = ?", (token.id,))
