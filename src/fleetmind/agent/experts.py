@@ -7,7 +7,8 @@ answers are reused for a couple of seconds so a burst of requests costs one look
 says, the directory remembers how each expert's last calls went: an expert that just failed goes to the back
 of the line for a while, which is also the only health signal a fixed expert has. :class:`ExpertClient`
 streams one chat completion from a llama-server's OpenAI-compatible ``/v1/chat/completions``, asking for usage
-so token counts are the expert's own.
+so token counts are the expert's own; a prompt too large for the context (:mod:`fleetmind.agent.budget`) is
+refused before it is sent.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from fleetmind.agent import ExpertProtocolError, ExpertRejectedError, ExpertUnavailableError
+from fleetmind.agent.budget import DEFAULT_CONTEXT_TOKENS, PromptTooLargeError, check_prompt
 from fleetmind.agent.protocol import AgentRequest, Usage
 from fleetmind.cluster.client import ClusterClient, ClusterError, ServiceInstance
 
@@ -284,9 +286,13 @@ class ExpertClient:
         http: httpx.AsyncClient | None = None,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 60.0,
+        context_tokens: int = DEFAULT_CONTEXT_TOKENS,
     ) -> None:
         if connect_timeout_s <= 0 or read_timeout_s <= 0:
             raise ValueError("expert timeouts must be positive")
+        if context_tokens < 1:
+            raise ValueError("context_tokens must be positive")
+        self.context_tokens = context_tokens
         self._own_http = http is None
         # The read timeout bounds every silence, the wait for the first token included, so a hung expert fails
         # over instead of holding the request until its overall deadline.
@@ -301,6 +307,11 @@ class ExpertClient:
         """Yield the expert's text as it comes, then one :class:`Completion`; raises ExpertError."""
         url = expert.url.rstrip("/") + "/v1/chat/completions"
         payload = completion_payload(request, model=expert.name, system_prompt=expert.system_prompt)
+        try:
+            check_prompt([m.get("content") or "" for m in payload["messages"]], context_tokens=self.context_tokens)
+        except PromptTooLargeError as exc:
+            # the expert never sees it; rejected, so no other expert is tried either
+            raise ExpertRejectedError(f"request refused before expert {expert.name}: {exc}") from None
         try:
             async with self._http.stream("POST", url, json=payload) as response:
                 if response.status_code != 200:

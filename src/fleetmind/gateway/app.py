@@ -24,6 +24,7 @@ from fleetmind.gateway.routes import chat, health, models
 from fleetmind.gateway.service import ChatService
 from fleetmind.gateway.settings import GatewaySettings, get_gateway_settings
 from fleetmind.security import KeyStore
+from fleetmind.security.throttle import AuthThrottleMiddleware
 
 
 def create_app(
@@ -66,4 +67,5 @@ def create_app(
     app.include_router(chat.router, prefix="/v1")
     app.include_router(models.router, prefix="/v1")
     app.include_router(health.router)
+    app.add_middleware(AuthThrottleMiddleware)  # repeated 401s from one address: 429 for a while
     return app

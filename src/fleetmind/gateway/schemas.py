@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fleetmind.agent.budget import DEFAULT_CONTEXT_TOKENS, MAX_MESSAGES, PromptTooLargeError, check_prompt
 from fleetmind.gateway.errors import InvalidRequestError, UnsupportedParameterError
 
 # parameter -> the values that ask for nothing we would have to do (a client library's explicit defaults)
@@ -89,7 +90,7 @@ class ChatCompletionRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    messages: list[RequestMessage] = Field(min_length=1)
+    messages: list[RequestMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     model: str = Field(default="fleetmind", min_length=1, description="'fleetmind' or an expert.")
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
@@ -122,8 +123,8 @@ def _harmless(value: Any, allowed: tuple[Any, ...]) -> bool:
     )
 
 
-def check_supported(req: ChatCompletionRequest) -> None:
-    """Raise the 400 for the first thing in ``req`` we cannot honour."""
+def check_supported(req: ChatCompletionRequest, *, context_tokens: int = DEFAULT_CONTEXT_TOKENS) -> None:
+    """Raise the 400 for the first thing in ``req`` we cannot honour, a prompt too large for the context included."""
     for name, allowed in UNSUPPORTED.items():
         if req.model_extra and name in req.model_extra and not _harmless(req.model_extra[name], allowed):
             raise UnsupportedParameterError(name)
@@ -159,6 +160,13 @@ def check_supported(req: ChatCompletionRequest) -> None:
             raise InvalidRequestError(
                 f"A message with role '{message.role}' needs content.", param=f"messages[{i}].content"
             )
+    try:
+        check_prompt([message_text(m) or "" for m in req.messages], context_tokens=context_tokens)
+    except PromptTooLargeError as exc:
+        # refused here, before the agent or any expert spends a moment on it (OpenAI's code for the same)
+        raise InvalidRequestError(
+            f"This request is too large: {exc}.", param="messages", code="context_length_exceeded"
+        ) from None
 
 
 def message_text(message: RequestMessage) -> str | None:

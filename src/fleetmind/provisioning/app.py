@@ -30,6 +30,7 @@ from fleetmind.provisioning.settings import ProvisionSettings, get_provision_set
 from fleetmind.provisioning.store import JobStore
 from fleetmind.provisioning.todo import TodoWriter
 from fleetmind.security import KeyStore
+from fleetmind.security.throttle import AuthThrottleMiddleware
 
 
 class BodyLimit:
@@ -141,4 +142,5 @@ def create_app(
     app.include_router(status.router)
     app.include_router(health.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(AuthThrottleMiddleware)  # repeated 401s from one address: 429 for a while
     return app

@@ -26,6 +26,7 @@ from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.config import Settings
 from fleetmind.events import EventHub, EventLogHandler
 from fleetmind.security import KeyStore
+from fleetmind.security.throttle import AuthThrottleMiddleware
 from fleetmind.web import routes
 from fleetmind.web.cluster import ClusterView
 from fleetmind.web.errors import install_error_handlers
@@ -124,6 +125,7 @@ def create_app(
 
     app.include_router(voice_router)
     app.mount("/static", StaticFiles(directory=Path(str(files("fleetmind.web").joinpath("static")))), name="static")
+    app.add_middleware(AuthThrottleMiddleware)  # repeated 401s from one address: 429 for a while
     return app
 
 
