@@ -100,6 +100,12 @@ variable "consul_addr" {
   description = "Consul (or embedded registry) HTTP address where the launcher looks for RPC workers (CONSUL_HTTP_ADDR)."
 }
 
+variable "consul_token" {
+  type        = string
+  default     = ""
+  description = "ACL token the launcher reads the registry with (CONSUL_HTTP_TOKEN)."
+}
+
 job "llama-expert" {
   datacenters = var.datacenters
   type        = "service"
@@ -189,8 +195,9 @@ job "llama-expert" {
       }
 
       env {
-        HF_HUB_OFFLINE   = "1"
-        CONSUL_HTTP_ADDR = var.consul_addr
+        HF_HUB_OFFLINE    = "1"
+        CONSUL_HTTP_ADDR  = var.consul_addr
+        CONSUL_HTTP_TOKEN = var.consul_token
       }
 
       resources {

@@ -43,6 +43,18 @@ variable "nomad_addr" {
   description = "Nomad (or embedded orchestrator) HTTP address (NOMAD_ADDR)."
 }
 
+variable "nomad_token" {
+  type        = string
+  default     = ""
+  description = "ACL token for the Nomad API (NOMAD_TOKEN); `fleetmind up` passes the embedded cluster's token."
+}
+
+variable "consul_token" {
+  type        = string
+  default     = ""
+  description = "ACL token for the Consul API (CONSUL_HTTP_TOKEN); `fleetmind up` passes the embedded cluster's token."
+}
+
 job "moe_gateway" {
   datacenters = var.datacenters
   type        = "service"
@@ -103,6 +115,8 @@ job "moe_gateway" {
         FLEETMIND_STATE_DIR = var.state_dir
         CONSUL_HTTP_ADDR    = var.consul_addr
         NOMAD_ADDR          = var.nomad_addr
+        NOMAD_TOKEN         = var.nomad_token
+        CONSUL_HTTP_TOKEN   = var.consul_token
         HF_HUB_OFFLINE      = "1"
       }
 

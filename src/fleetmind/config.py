@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def default_state_dir() -> Path:
@@ -27,6 +28,17 @@ class Settings(BaseSettings):
 
     state_dir: Path = Field(default_factory=default_state_dir, description="Keys, logs, memory, job state.")
     log_level: str = Field(default="INFO", description="Python log level name.")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names a state-changing request may name in Host/Origin, besides the loopback names and "
+        "the server's own address (comma-separated; '*' allows any).",
+    )
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="Largest request body of every server.")
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        return [h.strip() for h in value.split(",") if h.strip()] if isinstance(value, str) else value
 
     @property
     def keys_file(self) -> Path:

@@ -20,6 +20,7 @@ from typing import Any
 from fleetmind.cluster.client import ClusterClient
 from fleetmind.cluster.embedded import EmbeddedCluster
 from fleetmind.cluster.jobspec import load_job
+from fleetmind.cluster.token import ensure_token, token_file
 from fleetmind.llm import LlmError, binaries
 from fleetmind.llm.models import DEFAULT_MODEL, resolve
 
@@ -149,11 +150,16 @@ async def run(
     """Run the stack until ``stop`` is set; always stops every task before returning."""
     logs = cfg.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    cluster = EmbeddedCluster(logs_dir=logs, host=cfg.host, nomad_port=cfg.nomad_port, consul_port=cfg.consul_port)
+    token = ensure_token(token_file(cfg.state_dir))
+    cluster = EmbeddedCluster(
+        logs_dir=logs, host=cfg.host, nomad_port=cfg.nomad_port, consul_port=cfg.consul_port, token=token
+    )
     await cluster.start()
     try:
-        client = ClusterClient(consul_addr=cluster.consul_addr, nomad_addr=cluster.nomad_addr)
-        jobs = plan(cfg, {"consul_addr": cluster.consul_addr, "nomad_addr": cluster.nomad_addr})
+        client = ClusterClient(consul_addr=cluster.consul_addr, nomad_addr=cluster.nomad_addr, token=token)
+        # The jobs that talk to the cluster get its address and token in their env (NOMAD_TOKEN, CONSUL_HTTP_TOKEN).
+        cluster_vars = {"consul_addr": cluster.consul_addr, "nomad_addr": cluster.nomad_addr}
+        jobs = plan(cfg, {**cluster_vars, "nomad_token": token, "consul_token": token})
         for job in jobs:
             progress(f"submitting job {job['ID']}")
             await asyncio.to_thread(client.register_job, job)

@@ -33,11 +33,12 @@ async def test_an_expert_registered_in_the_registry_answers(tmp_path: Path, llam
             "Tags": ["expert", "expert:general"],
             "Check": {"HTTP": f"{llama_server_url}/health", "Interval": "200ms", "Timeout": "1s"},
         }
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(headers={"X-Consul-Token": cluster.token}) as http:
             resp = await http.put(f"http://{cluster.consul_addr}/v1/agent/service/register", json=service)
             assert resp.status_code == 200
 
-        directory = ExpertDirectory(cluster=ClusterClient(consul_addr=cluster.consul_addr), ttl_s=0)
+        registry = ClusterClient(consul_addr=cluster.consul_addr, token=cluster.token)
+        directory = ExpertDirectory(cluster=registry, ttl_s=0)
         for _ in range(100):  # until the first health check passes
             if await directory.experts():
                 break

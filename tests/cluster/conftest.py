@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 import yaml
 from jsonschema.exceptions import ValidationError
@@ -31,7 +32,8 @@ T = TypeVar("T")
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 JOBS_DIR = REPO / "jobs"
-OPENAPI = REPO.parent / "shared" / "contracts" / "nomad-openapi-v1.yaml"
+# HashiCorp's Nomad OpenAPI description (MPL-2.0, see contracts/nomad-openapi-LICENSE.txt), kept in the repo.
+OPENAPI = HERE / "contracts" / "nomad-openapi-v1.yaml"
 TASK_SERVER = HERE / "task_server.py"
 SEC = 1_000_000_000
 
@@ -150,7 +152,19 @@ class RunningCluster:
         self.thread.start()
         self.cluster = EmbeddedCluster(logs_dir=logs_dir, nomad_port=0, consul_port=0)
         self.call(self.cluster.start())
-        self.client = ClusterClient(consul_addr=self.cluster.consul_addr, nomad_addr=self.cluster.nomad_addr)
+        self.client = ClusterClient(
+            consul_addr=self.cluster.consul_addr, nomad_addr=self.cluster.nomad_addr, token=self.cluster.token
+        )
+        # raw HTTP to either API, with the cluster token (each API reads its own header)
+        self.http = httpx.Client(headers={"X-Nomad-Token": self.cluster.token, "X-Consul-Token": self.cluster.token})
+
+    @property
+    def nomad_headers(self) -> dict[str, str]:
+        return {"X-Nomad-Token": self.cluster.token}
+
+    @property
+    def consul_headers(self) -> dict[str, str]:
+        return {"X-Consul-Token": self.cluster.token}
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -169,6 +183,7 @@ class RunningCluster:
     def close(self) -> None:
         try:
             self.client.close()
+            self.http.close()
             self.call(self.cluster.stop())
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)

@@ -20,7 +20,9 @@ async def main(logs: Path, job: dict[str, object], ready: Path) -> None:
     cluster = EmbeddedCluster(logs_dir=logs, nomad_port=0, consul_port=0)
     await cluster.start()
     try:
-        with ClusterClient(consul_addr=cluster.consul_addr, nomad_addr=cluster.nomad_addr) as client:
+        with ClusterClient(
+            consul_addr=cluster.consul_addr, nomad_addr=cluster.nomad_addr, token=cluster.token
+        ) as client:
             await asyncio.to_thread(client.register_job, job)
             while True:
                 allocs = await asyncio.to_thread(client.job_allocations, str(job["ID"]))

@@ -111,6 +111,8 @@ def test_python_service_contracts(name: str, module: str, service: str, tags: li
             "state_dir": "/st",
             "consul_addr": "127.0.0.1:18500",
             "nomad_addr": "http://127.0.0.1:14646",
+            "nomad_token": "n-token",
+            "consul_token": "c-token",
         },
     )
     group = job["TaskGroups"][0]
@@ -126,6 +128,8 @@ def test_python_service_contracts(name: str, module: str, service: str, tags: li
         "FLEETMIND_STATE_DIR": "/st",
         "CONSUL_HTTP_ADDR": "127.0.0.1:18500",
         "NOMAD_ADDR": "http://127.0.0.1:14646",
+        "NOMAD_TOKEN": "n-token",
+        "CONSUL_HTTP_TOKEN": "c-token",
         "HF_HUB_OFFLINE": "1",
     }
     assert group["Services"][0]["Name"] == service

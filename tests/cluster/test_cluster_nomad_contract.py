@@ -92,7 +92,7 @@ def test_other_routes_match_the_openapi(running_cluster: RunningCluster, nomad_o
     client = running_cluster.client
     client.register_job(server_job("other"))
     wait_for(lambda: client.job_allocations("other"), what="allocation")
-    resp = httpx.get(running_cluster.cluster.nomad_addr + path)
+    resp = httpx.get(running_cluster.cluster.nomad_addr + path, headers=running_cluster.nomad_headers)
     assert resp.status_code == 200
     nomad_openapi.validate_response("GET", path, 200, resp.json(), resp.headers)
     assert resp.json()
@@ -100,8 +100,8 @@ def test_other_routes_match_the_openapi(running_cluster: RunningCluster, nomad_o
 
 def test_blocking_query_returns_after_a_change(running_cluster: RunningCluster) -> None:
     base = running_cluster.cluster.nomad_addr
-    index = int(httpx.get(f"{base}/v1/jobs").headers["X-Nomad-Index"])
-    with httpx.Client(timeout=60) as http:
+    index = int(httpx.get(f"{base}/v1/jobs", headers=running_cluster.nomad_headers).headers["X-Nomad-Index"])
+    with httpx.Client(timeout=60, headers=running_cluster.nomad_headers) as http:
         running_cluster.loop.call_soon_threadsafe(
             lambda: running_cluster.cluster.orchestrator.register(server_job("late"))
         )

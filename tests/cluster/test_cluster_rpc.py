@@ -185,6 +185,7 @@ def test_launcher_starts_locally_without_workers(
             stdout=fh,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env={**os.environ, "CONSUL_HTTP_TOKEN": running_cluster.cluster.token},
         )
     try:
         wait_for(lambda: _healthy(port) or proc.poll() is not None, timeout=60, what="expert serving")

@@ -78,6 +78,7 @@ def test_split_expert_answers_like_the_local_model(running_cluster: RunningClust
                 "llama_server": str(binaries.llama_server()),
                 "python": sys.executable,
                 "consul_addr": rc.cluster.consul_addr,
+                "consul_token": rc.cluster.token,
                 "expert_name": "split",
                 "port": port,
                 "rpc_workers": 2,

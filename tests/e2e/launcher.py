@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleetmind.cluster.client import ClusterClient
+from fleetmind.cluster.token import ensure_token, read_token, token_file
 from fleetmind.stack import SERVICES
 from tests.conftest import free_port
 
@@ -36,6 +37,7 @@ class Stack:
         return ClusterClient(
             consul_addr=f"127.0.0.1:{self.ports['consul']}",
             nomad_addr=f"http://127.0.0.1:{self.ports['nomad']}",
+            token=read_token(token_file(self.state_dir)),
         )
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -80,12 +82,13 @@ def start_stack(tmp: Path, model: str, timeout: float = 120) -> Stack:
     }
     # A key made with the CLI, as a user would; `up` then prints no first-run key.
     key = subprocess.run(
-        [sys.executable, "-m", "fleetmind", "keys", "create", "--name", "e2e"],
+        [sys.executable, "-m", "fleetmind", "keys", "create", "--name", "e2e", "--scope", "operator"],
         env=env,
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
+    ensure_token(token_file(state))  # made here so the test's client has it before `up` is ready; `up` keeps it
     log = tmp / "up.log"
     cmd = [sys.executable, "-m", "fleetmind", "up", "--model", model, "--threads", "1"]
     for name in ("gateway", "ui", "expert", "coding", "embeddings", "nomad", "consul"):

@@ -2,8 +2,10 @@
 
 It speaks Consul's and Nomad's HTTP APIs through the standard clients (py-consul, python-nomad). The target
 is chosen the way HashiCorp's own tools choose it: ``CONSUL_HTTP_ADDR`` (``host:port`` or a URL) and
-``NOMAD_ADDR`` (a URL), with ``CONSUL_HTTP_TOKEN`` / ``NOMAD_TOKEN`` when ACLs are on. The embedded
-orchestrator answers the same routes, so this code is the same on one machine and on many. Failures come out
+``NOMAD_ADDR`` (a URL), with ``CONSUL_HTTP_TOKEN`` / ``NOMAD_TOKEN`` as the ACL token (the embedded
+cluster always wants one; without the variables the token file in the state dir is used, see
+:mod:`fleetmind.cluster.token`). The embedded orchestrator answers the same routes, so this code is the same
+on one machine and on many. Failures come out
 as the package's errors (:mod:`fleetmind.cluster.errors`): an unreachable agent, an unknown job, or a
 request the agent refused.
 """
@@ -30,6 +32,7 @@ from fleetmind.cluster.errors import (
     OrchestratorUnavailable,
     RegistryUnavailable,
 )
+from fleetmind.cluster.token import CONSUL_TOKEN_ENV, NOMAD_TOKEN_ENV, client_token
 
 __all__ = [
     "ClusterClient",
@@ -76,17 +79,22 @@ def split_addr(addr: str, default_scheme: str = "http") -> tuple[str, str, int]:
 class ClusterClient:
     """Service discovery and KV (Consul API) and jobs (Nomad API) against ``consul_addr``/``nomad_addr``."""
 
-    def __init__(self, *, consul_addr: str | None = None, nomad_addr: str | None = None) -> None:
+    def __init__(
+        self, *, consul_addr: str | None = None, nomad_addr: str | None = None, token: str | None = None
+    ) -> None:
+        """``token`` is sent to both APIs; without it, ``NOMAD_TOKEN`` / ``CONSUL_HTTP_TOKEN`` or the token file."""
         self.consul_addr = consul_addr or os.environ.get("CONSUL_HTTP_ADDR") or DEFAULT_CONSUL_ADDR
         self.nomad_addr = nomad_addr or os.environ.get("NOMAD_ADDR") or DEFAULT_NOMAD_ADDR
+        self.nomad_token = token or client_token(NOMAD_TOKEN_ENV)
+        consul_token = token or client_token(CONSUL_TOKEN_ENV)
         scheme, host, port = split_addr(self.consul_addr)
-        self._consul = consul.Consul(host=host, port=port, scheme=scheme, token=os.environ.get("CONSUL_HTTP_TOKEN"))
+        self._consul = consul.Consul(host=host, port=port, scheme=scheme, token=consul_token)
         nomad_scheme, nomad_host, nomad_port = split_addr(self.nomad_addr)
         # One session for every Nomad endpoint: pooled connections, and one place to hook (tests) or close.
         self.nomad_session = requests.Session()
         self._nomad = nomad.Nomad(
             address=f"{nomad_scheme}://{nomad_host}:{nomad_port}",
-            token=os.environ.get("NOMAD_TOKEN"),
+            token=self.nomad_token,
             timeout=10,
             session=self.nomad_session,
         )
@@ -151,6 +159,10 @@ class ClusterClient:
             raise JobNotFound(f"{what}: not found at {self.nomad_addr} ({_nomad_text(exc)})") from exc
         except nomad_errors.BadRequestNomadException as exc:
             raise JobRejected(f"{what}: refused by {self.nomad_addr}: {_nomad_text(exc)}") from exc
+        except nomad_errors.URLNotAuthorizedNomadException as exc:
+            raise OrchestratorUnavailable(
+                f"{what}: {self.nomad_addr} refused the token ({_nomad_text(exc)}); set NOMAD_TOKEN"
+            ) from exc
         except nomad_errors.BaseNomadException as exc:
             raise OrchestratorUnavailable(
                 f"{what}: orchestrator at {self.nomad_addr} failed: {_nomad_text(exc)}"

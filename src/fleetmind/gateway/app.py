@@ -23,6 +23,7 @@ from fleetmind.gateway.metrics import GatewayMetrics, MetricsMiddleware
 from fleetmind.gateway.routes import chat, health, models
 from fleetmind.gateway.service import ChatService
 from fleetmind.gateway.settings import GatewaySettings, get_gateway_settings
+from fleetmind.http import install
 from fleetmind.security import KeyStore
 from fleetmind.security.throttle import AuthThrottleMiddleware
 
@@ -64,6 +65,7 @@ def create_app(
     app.state.metrics = metrics = GatewayMetrics()
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     install_error_handlers(app)
+    install(app)
     app.include_router(chat.router, prefix="/v1")
     app.include_router(models.router, prefix="/v1")
     app.include_router(health.router)

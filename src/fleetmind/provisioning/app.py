@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import fleetmind
 from fleetmind.config import get_settings
+from fleetmind.http import install
 from fleetmind.http_errors import error_body
 from fleetmind.provisioning.errors import ConfigurationError, install_error_handlers
 from fleetmind.provisioning.events import EventBus
@@ -142,5 +143,6 @@ def create_app(
     app.include_router(status.router)
     app.include_router(health.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    install(app, max_body=settings.max_body_bytes)
     app.add_middleware(AuthThrottleMiddleware)  # repeated 401s from one address: 429 for a while
     return app

@@ -25,6 +25,7 @@ import fleetmind
 from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.config import Settings
 from fleetmind.events import EventHub, EventLogHandler
+from fleetmind.http import install
 from fleetmind.security import KeyStore
 from fleetmind.security.throttle import AuthThrottleMiddleware
 from fleetmind.web import routes
@@ -116,6 +117,7 @@ def create_app(
     app.state.tool_runs = tool_runs
     app.state.cluster = ClusterView()
     install_error_handlers(app)
+    install(app, max_body=settings.max_body_bytes)
     r = routes
     routers = (r.health, r.chat, r.status, r.state, r.events, r.approvals, r.tools, r.conversations, r.vision, r.home)
     for module in routers:

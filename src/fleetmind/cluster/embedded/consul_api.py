@@ -5,7 +5,9 @@ Agent: ``PUT /v1/agent/service/register``, ``PUT /v1/agent/service/deregister/:i
 repeated ``tag``); catalog: ``GET /v1/catalog/services``, ``GET /v1/catalog/service/:name``; KV:
 ``GET/PUT/DELETE /v1/kv/:key`` (base64 ``Value``, ``raw``, ``keys``, ``recurse``, ``cas``, ``flags``); ``GET
 /v1/status/leader``. Bodies, status codes and ``X-Consul-Index`` follow Consul's API documentation. Request
-keys are matched case-insensitively, as Consul does.
+keys are matched case-insensitively, as Consul does. Like Consul with ACLs on (``default_policy = "deny"``),
+every route but the leader status wants the cluster token (``X-Consul-Token``); a malformed registration is a
+400, never a crash.
 """
 
 from __future__ import annotations
@@ -14,16 +16,47 @@ import base64
 import json
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from fleetmind.cluster.durations import parse_duration
+from fleetmind.cluster.embedded.acl import TokenGate
 from fleetmind.cluster.embedded.blocking import block, flag
 from fleetmind.cluster.embedded.checks import PASSING
 from fleetmind.cluster.embedded.registry import Check, CheckDef, KVEntry, Registry, Service
+from fleetmind.http import install
 
 SERVER_PORT = 8300
 WEIGHTS = {"Passing": 1, "Warning": 1}
+OPEN_PATHS = ("/v1/status/leader", "/v1/status/peers")
+MAX_CHECKS = 32
+METHODS = ("GET", "HEAD", "POST", "PUT", "OPTIONS")
+# The documented request bodies (for the OpenAPI description; the handlers check them field by field).
+SERVICE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "Name": {"type": "string"},
+                        "ID": {"type": "string"},
+                        "Address": {"type": "string"},
+                        "Port": {"type": "integer"},
+                        "Tags": {"type": "array", "items": {"type": "string"}},
+                        "Meta": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "Check": {"type": "object"},
+                        "Checks": {"type": "array", "items": {"type": "object"}},
+                    },
+                    "required": ["Name"],
+                }
+            }
+        },
+    }
+}
+KV_BODY = {"requestBody": {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
 
 
 class BadRequest(ValueError):
@@ -39,10 +72,36 @@ def _lower(obj: dict[str, Any]) -> dict[str, Any]:
     return {str(k).lower(): v for k, v in obj.items()}
 
 
-def _check_def(raw: dict[str, Any], service_name: str, default_address: str, port: int) -> CheckDef:
+def _seconds(value: Any, what: str, *, least: float) -> float:
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise BadRequest(f'{what} must be a duration such as "10s"')
+    try:
+        seconds = parse_duration(value) / 1e9
+    except ValueError as exc:
+        raise BadRequest(f"{what}: {exc}") from None
+    if not least <= seconds <= 86400:
+        raise BadRequest(f"{what} must be between {least:g}s and 24h")
+    return seconds
+
+
+def _text(body: dict[str, Any], key: str, default: str = "") -> str:
+    value = body.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise BadRequest(f"{key} must be a string")
+    return value
+
+
+def _check_def(raw: Any, service_name: str, default_address: str, port: int) -> CheckDef:
+    if not isinstance(raw, dict):
+        raise BadRequest("a check must be an object")
     c = _lower(raw)
-    interval = parse_duration(str(c.get("interval") or "10s")) / 1e9
-    timeout = parse_duration(str(c.get("timeout") or "10s")) / 1e9
+    interval = _seconds(c.get("interval") or "10s", "Interval", least=0.01)
+    timeout = _seconds(c.get("timeout") or "10s", "Timeout", least=0.001)
+    for key in ("http", "tcp", "method", "name", "checkid", "id"):
+        _text(c, key)
+    _check_target(c)
     name = str(c.get("name") or f"Service '{service_name}' check")
     check_id = c.get("checkid") or c.get("id") or None
     if c.get("http"):
@@ -71,9 +130,63 @@ def _check_def(raw: dict[str, Any], service_name: str, default_address: str, por
     raise BadRequest(f"check type {kinds or '(none)'} is not supported by the embedded registry (use HTTP or TCP)")
 
 
-def create_consul_app(registry: Registry) -> FastAPI:
-    """The Consul API app over ``registry``."""
+def _check_target(c: dict[str, Any]) -> None:
+    """An HTTP check needs an http(s) URL and a plain method, a TCP check ``host:port``."""
+    if c.get("http"):
+        try:
+            url = httpx.URL(c["http"])
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise BadRequest(f"HTTP check URL: {exc}") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise BadRequest("HTTP check URL must be an http:// or https:// URL")
+        if (c.get("method") or "GET").upper() not in METHODS:
+            raise BadRequest(f"check Method must be one of {', '.join(METHODS)}")
+    elif c.get("tcp"):
+        host, _, port = str(c["tcp"]).rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+            raise BadRequest("TCP check must be host:port")
+
+
+def _service_fields(raw: Any) -> dict[str, Any]:
+    """A registration body's fields, typed; BadRequest names the first one that is wrong."""
+    if not isinstance(raw, dict):
+        raise BadRequest("request decode failed: the body must be a JSON object")
+    body = _lower(raw)
+    name = _text(body, "name")
+    if not name:
+        raise BadRequest("Missing service name")
+    port = body.get("port") or 0
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        raise BadRequest("Port must be an integer between 0 and 65535")
+    tags, meta = body.get("tags") or [], body.get("meta") or {}
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise BadRequest("Tags must be a list of strings")
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise BadRequest("Meta must be an object of strings")
+    checks = body.get("checks") or []
+    if not isinstance(checks, list):
+        raise BadRequest("Checks must be a list")
+    checks = checks + ([body["check"]] if body.get("check") else [])
+    if len(checks) > MAX_CHECKS:
+        raise BadRequest(f"at most {MAX_CHECKS} checks per service")
+    return {
+        "name": name,
+        "id": _text(body, "id") or None,
+        "address": _text(body, "address"),
+        "port": port,
+        "tags": tags,
+        "meta": meta,
+        "checks": checks,
+    }
+
+
+def create_consul_app(registry: Registry, *, token: str) -> FastAPI:
+    """The Consul API app over ``registry``, answering only to ``token``."""
     app = FastAPI(title="fleetmind embedded Consul API", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(
+        TokenGate, token=token, header="X-Consul-Token", open_paths=OPEN_PATHS, raw_body_prefixes=("/v1/kv/",)
+    )
+    install(app, allowed_hosts=[registry.node_address], check_reads=True)
     clock = registry.clock
     node_addr = registry.node_address
 
@@ -142,25 +255,22 @@ def create_consul_app(registry: Registry) -> FastAPI:
     }
 
     # -- agent --------------------------------------------------------------------------------------------
-    @app.put("/v1/agent/service/register")
+    @app.put("/v1/agent/service/register", openapi_extra=SERVICE_BODY)
     async def register(request: Request) -> Response:
         try:
-            body = _lower(json.loads(await request.body()))
-        except (ValueError, AttributeError) as exc:
+            raw = json.loads(await request.body())
+        except (ValueError, RecursionError) as exc:
             raise BadRequest(f"request decode failed: {exc}") from None
-        name = body.get("name")
-        if not name:
-            raise BadRequest("Missing service name")
-        address, port = str(body.get("address") or ""), int(body.get("port") or 0)
-        raw_checks = list(body.get("checks") or []) + ([body["check"]] if body.get("check") else [])
-        checks = [_check_def(_lower(c), name, address or node_addr, port) for c in raw_checks]
+        body = _service_fields(raw)
+        name, address, port = body["name"], body["address"], body["port"]
+        checks = [_check_def(c, name, address or node_addr, port) for c in body["checks"]]
         registry.register_service(
-            name=str(name),
-            service_id=body.get("id") or None,
+            name=name,
+            service_id=body["id"],
             address=address,
             port=port,
-            tags=[str(t) for t in body.get("tags") or []],
-            meta={str(k): str(v) for k, v in (body.get("meta") or {}).items()},
+            tags=body["tags"],
+            meta={str(k): v for k, v in body["meta"].items()},
             checks=checks,
         )
         return Response(status_code=200)
@@ -271,7 +381,7 @@ def create_consul_app(registry: Registry) -> FastAPI:
             )
         return _json([kv_json(e) for e in entries], index)
 
-    @app.put("/v1/kv/{key:path}")
+    @app.put("/v1/kv/{key:path}", openapi_extra=KV_BODY)
     async def kv_put(key: str, request: Request) -> Response:
         params = request.query_params
         try:
@@ -285,7 +395,11 @@ def create_consul_app(registry: Registry) -> FastAPI:
     @app.delete("/v1/kv/{key:path}")
     async def kv_delete(key: str, request: Request) -> Response:
         cas = request.query_params.get("cas")
-        ok = registry.kv_delete(key, recurse=flag(request, "recurse"), cas=int(cas) if cas else None)
+        try:
+            cas_index = int(cas) if cas else None
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        ok = registry.kv_delete(key, recurse=flag(request, "recurse"), cas=cas_index)
         return _json(ok, clock.index)
 
     @app.get("/v1/status/leader")

@@ -3,8 +3,9 @@
 Jobs: ``GET/PUT/POST /v1/jobs``, ``GET/POST/PUT/DELETE /v1/job/:id``, ``GET /v1/job/:id/allocations``, ``GET
 /v1/job/:id/summary``; allocations: ``GET /v1/allocations``, ``GET /v1/allocation/:id``; plus
 ``/v1/status/leader``, ``/v1/status/peers``, ``/v1/regions`` and ``/v1/nodes``. Shapes follow HashiCorp's
-OpenAPI description (../shared/contracts/nomad-openapi-v1.yaml); errors are plain text with Nomad's status
-codes.
+OpenAPI description (tests/cluster/contracts/nomad-openapi-v1.yaml); errors are plain text with Nomad's status
+codes. Like Nomad with ACLs on, every route but the leader status wants the cluster token (``X-Nomad-Token``);
+bodies must be JSON, and a job is checked against :mod:`.jobshape` before it is stored (400, never a crash).
 """
 
 from __future__ import annotations
@@ -16,10 +17,25 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from fleetmind.cluster.embedded.acl import TokenGate
 from fleetmind.cluster.embedded.blocking import block, flag
+from fleetmind.cluster.embedded.jobshape import JobShapeError, check_job
 from fleetmind.cluster.embedded.orchestrator import JobInvalid, NotFound, Orchestrator
+from fleetmind.http import install
 
 RPC_PORT = 4647
+OPEN_PATHS = ("/v1/status/leader", "/v1/status/peers")
+# The request body as documented (for the OpenAPI description; the edge checks it with jobshape).
+JOB_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "properties": {"Job": {"type": "object"}}, "required": ["Job"]}
+            }
+        },
+    }
+}
 
 
 def _json(body: Any, index: int) -> JSONResponse:
@@ -27,9 +43,11 @@ def _json(body: Any, index: int) -> JSONResponse:
     return JSONResponse(body, headers=headers)
 
 
-def create_nomad_app(orchestrator: Orchestrator, *, advertise: str = "127.0.0.1") -> FastAPI:
-    """The Nomad API app over ``orchestrator``."""
+def create_nomad_app(orchestrator: Orchestrator, *, token: str, advertise: str = "127.0.0.1") -> FastAPI:
+    """The Nomad API app over ``orchestrator``, answering only to ``token``."""
     app = FastAPI(title="fleetmind embedded Nomad API", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(TokenGate, token=token, header="X-Nomad-Token", open_paths=OPEN_PATHS)
+    install(app, allowed_hosts=[advertise], check_reads=True)
     clock = orchestrator.clock
 
     @app.exception_handler(NotFound)
@@ -37,24 +55,25 @@ def create_nomad_app(orchestrator: Orchestrator, *, advertise: str = "127.0.0.1"
         return PlainTextResponse(str(exc), status_code=404)
 
     @app.exception_handler(JobInvalid)
-    async def invalid(_request: Request, exc: JobInvalid) -> Response:
+    @app.exception_handler(JobShapeError)
+    async def invalid(_request: Request, exc: Exception) -> Response:
         return PlainTextResponse(str(exc), status_code=400)
 
     async def job_body(request: Request) -> dict[str, Any]:
         try:
             body = json.loads(await request.body() or b"null")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise JobInvalid(f"Failed to decode request body: {exc}") from None
         if not isinstance(body, dict) or not isinstance(body.get("Job"), dict):
             raise JobInvalid("Job must be specified")
-        return body["Job"]
+        return check_job(body["Job"])
 
     @app.get("/v1/jobs")
     async def list_jobs(request: Request) -> Response:
         index = await block(request, clock)
         return _json(orchestrator.job_list(request.query_params.get("prefix", "")), index)
 
-    @app.api_route("/v1/jobs", methods=["PUT", "POST"])
+    @app.api_route("/v1/jobs", methods=["PUT", "POST"], openapi_extra=JOB_BODY)
     async def register_jobs(request: Request) -> Response:
         result = orchestrator.register(await job_body(request))
         return _json(result, result["Index"])
@@ -64,7 +83,7 @@ def create_nomad_app(orchestrator: Orchestrator, *, advertise: str = "127.0.0.1"
         index = await block(request, clock)
         return _json(orchestrator.job(job_id), index)
 
-    @app.api_route("/v1/job/{job_id}", methods=["PUT", "POST"])
+    @app.api_route("/v1/job/{job_id}", methods=["PUT", "POST"], openapi_extra=JOB_BODY)
     async def register_job(job_id: str, request: Request) -> Response:
         job = await job_body(request)
         if job.get("ID") != job_id:

@@ -1,9 +1,9 @@
 """``EmbeddedCluster``: the embedded orchestrator and registry behind their Nomad and Consul APIs.
 
 ``fleetmind up`` starts it, submits the jobs through :class:`~fleetmind.cluster.client.ClusterClient`
-exactly as on a real cluster, and stops it on Ctrl-C. The two uvicorn servers share the caller's event loop
-and leave its signal handling alone; the sockets are bound before serving so a busy port is an immediate,
-clear error.
+exactly as on a real cluster, and stops it on Ctrl-C. Both APIs answer only to the cluster token (``token``).
+The two uvicorn servers share the caller's event loop and leave its signal handling alone; the sockets are bound
+before serving so a busy port is an immediate, clear error.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from fleetmind.cluster.embedded.api import create_consul_app, create_nomad_app
 from fleetmind.cluster.embedded.orchestrator import Orchestrator
 from fleetmind.cluster.embedded.registry import Registry
 from fleetmind.cluster.errors import ClusterError
+from fleetmind.cluster.token import new_token
 
 log = logging.getLogger(__name__)
 _ANY = ("0.0.0.0", "::", "")
@@ -55,9 +56,18 @@ class EmbeddedCluster:
     """Single-node orchestrator + registry serving the Nomad and Consul API subsets fleetmind uses."""
 
     def __init__(
-        self, *, logs_dir: Path, host: str = "127.0.0.1", nomad_port: int = 4646, consul_port: int = 8500
+        self,
+        *,
+        logs_dir: Path,
+        host: str = "127.0.0.1",
+        nomad_port: int = 4646,
+        consul_port: int = 8500,
+        token: str | None = None,
     ) -> None:
+        """``token`` is the one both APIs answer to (``fleetmind up`` keeps it in the state dir); without it a
+        fresh one is made for this run (read it from :attr:`token`)."""
         self.logs_dir = Path(logs_dir)
+        self.token = token or new_token()
         self.host = host
         self._ports = {"nomad": nomad_port, "consul": consul_port}
         # Services are advertised on an address peers can dial, never the wildcard.
@@ -80,8 +90,8 @@ class EmbeddedCluster:
             raise ClusterError("the embedded cluster is already started")
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         apps = {
-            "nomad": create_nomad_app(self.orchestrator, advertise=self.advertise),
-            "consul": create_consul_app(self.registry),
+            "nomad": create_nomad_app(self.orchestrator, token=self.token, advertise=self.advertise),
+            "consul": create_consul_app(self.registry, token=self.token),
         }
         sockets = {}
         try:
