@@ -255,11 +255,15 @@ async def test_health_and_docs_need_no_key(client: httpx.AsyncClient) -> None:
 
 async def test_agent_found_once_it_turns_healthy(settings: GatewaySettings) -> None:
     from fleetmind.gateway.discovery import AgentLocator
+    from fleetmind.security.service import PROOF_META, SecretSource, proof
 
-    agent = ServiceInstance(name="pipecatapp", id="pipecatapp-1", address="10.0.0.7", port=8000)
+    meta = {PROOF_META: proof("s3cret", "pipecatapp", 8000)}
+    agent = ServiceInstance(name="pipecatapp", id="pipecatapp-1", address="10.0.0.7", port=8000, meta=meta)
     registry = FakeRegistry(agents=[[], [], [agent]])
     locator = AgentLocator(
-        settings.model_copy(update={"discovery_timeout_s": 30, "registry_ttl_s": 60}), registry=registry
+        settings.model_copy(update={"discovery_timeout_s": 30, "registry_ttl_s": 60}),
+        registry=registry,
+        secret=SecretSource("s3cret"),
     )
     assert await locator.agent_url() == "http://10.0.0.7:8000"
     assert registry.calls == 3

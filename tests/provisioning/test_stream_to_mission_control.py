@@ -30,7 +30,7 @@ from tests.provisioning.conftest import Server, server_env, start_server, token_
 def mission_control(tmp_path: Path, llama_server_url: str) -> Iterator[tuple[str, str]]:
     state = tmp_path / "state"
     state.mkdir()
-    key, _ = KeyStore(state / "keys.json").create("watcher")
+    key, _ = KeyStore(state / "keys.json").create("watcher", scope="operator")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEETMIND_", "PIECAT_"))}
     env |= {

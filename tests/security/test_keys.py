@@ -89,7 +89,33 @@ def test_identify_names_the_record_a_key_belongs_to(tmp_path: Path, monkeypatch:
     assert store.identify("fm-not-a-key") is None and store.identify(None) is None and store.identify("") is None
     store.revoke(record.id)
     assert store.identify(key) is None
-    env_key = "fm-from-the-environment"
-    monkeypatch.setenv("FLEETMIND_API_KEYS", hash_key(env_key))
-    found = store.identify(env_key)
-    assert found is not None and (found.id, found.name) == ("env", "env")
+    env_key, other = "fm-from-the-environment", "fm-another-from-the-environment"
+    monkeypatch.setenv("FLEETMIND_API_KEYS", f"{hash_key(env_key)},admin:{hash_key(other)},root:{hash_key('x')}")
+    found, second = store.identify(env_key), store.identify(other)
+    # each environment key is its own tenant, with the scope written before its hash (operator without one)
+    assert found is not None and (found.id, found.name, found.scope) == (
+        "env-" + hash_key(env_key)[:12],
+        "env",
+        "operator",
+    )
+    assert second is not None and second.id != found.id and second.scope == "admin"
+    assert store.identify("x") is None  # an unknown scope grants nothing
+
+
+def test_keys_have_scopes_and_old_records_count_as_operator(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    store = KeyStore(path)
+    chat, chat_record = store.create("client")
+    admin, admin_record = store.create("owner", scope="admin")
+    assert chat_record.scope == "chat" and admin_record.scope == "admin"
+    assert KeyStore(path).identify(admin) == admin_record
+    assert chat_record.allows("chat") and not chat_record.allows("operator")
+    assert admin_record.allows("operator") and admin_record.allows("chat")
+    with pytest.raises(ValueError, match="scope"):
+        store.create("typo", scope="root")  # type: ignore[arg-type]
+    # a record written before keys had scopes: it keeps opening Mission Control, and no more
+    raw = json.loads(path.read_text())
+    del raw["keys"][0]["scope"]
+    path.write_text(json.dumps(raw))
+    legacy = KeyStore(path).identify(chat)
+    assert legacy is not None and legacy.scope == "operator" and not legacy.allows("admin")

@@ -82,14 +82,24 @@ async def test_socket_without_a_valid_key_is_closed_4401(make_voice_server, how:
     assert closed.value.rcvd is not None and closed.value.rcvd.code == CLOSE_UNAUTHORIZED
 
 
-async def test_key_in_the_query_is_accepted_but_a_stopped_agent_is_refused(make_voice_server) -> None:
+async def test_a_valid_key_in_the_query_is_refused_it_would_end_up_in_logs(make_voice_server) -> None:
+    server = await make_voice_server(None)
+    async with websockets.connect(f"{server.url}?token={server.key}") as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == CLOSE_UNAUTHORIZED
+    assert "URL" in closed.value.rcvd.reason
+
+
+async def test_key_in_the_header_is_accepted_but_a_stopped_agent_is_refused(make_voice_server) -> None:
     server = await make_voice_server(None)
 
     class Stopped:
         running = False
 
     server.app.state.runtime = Stopped()
-    async with websockets.connect(f"{server.url}?token={server.key}") as ws:
+    headers = {"Authorization": f"Bearer {server.key}"}
+    async with websockets.connect(server.url, additional_headers=headers) as ws:
         error = json.loads(await ws.recv())
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await ws.recv()

@@ -75,7 +75,7 @@ class StateDir:
 
 @pytest.fixture
 def state(tmp_path: Path) -> StateDir:
-    key, _ = KeyStore(tmp_path / "keys.json").create("tests")
+    key, _ = KeyStore(tmp_path / "keys.json").create("tests", scope="operator")
     return StateDir(tmp_path, key)
 
 
@@ -146,7 +146,7 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: flo
 def agent_process(tmp_path_factory: pytest.TempPathFactory, llama_server_url: str) -> Iterator[AgentProcess]:
     """``python -m fleetmind.agent`` as a real process, with a general expert and a hung one."""
     state_dir = tmp_path_factory.mktemp("agent-state")
-    key, _ = KeyStore(state_dir / "keys.json").create("tests")
+    key, _ = KeyStore(state_dir / "keys.json").create("tests", scope="operator")
     port = _free_port()
     log = state_dir / "agent.log"
     with run_hung_server() as hung:

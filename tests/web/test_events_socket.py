@@ -44,7 +44,7 @@ async def test_refused_without_a_key_with_a_bad_one_and_with_a_revoked_one(serve
     await assert_refused(served.ws_url, **by_header("fm-wrong"))
     await assert_refused(served.ws_url, **by_protocol("fm-wrong"))
     await assert_refused(served.ws_url, subprotocols=["fleetmind.events.v1"])
-    key, record = KeyStore(served.state_dir / "keys.json").create("short-lived")
+    key, record = KeyStore(served.state_dir / "keys.json").create("short-lived", scope="operator")
     async with connect(served.ws_url, **by_header(key)) as ws:
         assert (await recv(ws))["type"] == "hello"
     KeyStore(served.state_dir / "keys.json").revoke(record.id)
@@ -102,7 +102,7 @@ async def test_reconnect_resumes_after_the_last_seq(served: Served) -> None:
 
 
 async def test_a_key_revoked_while_connected_closes_the_stream(served: Served) -> None:
-    key, record = KeyStore(served.state_dir / "keys.json").create("revoke-me")
+    key, record = KeyStore(served.state_dir / "keys.json").create("revoke-me", scope="operator")
     async with connect(served.ws_url, **by_header(key)) as ws:
         await recv(ws)
         KeyStore(served.state_dir / "keys.json").revoke(record.id)

@@ -40,7 +40,7 @@ async def test_every_api_route_refuses_without_a_key_and_with_a_revoked_one(in_p
     paths = {p for _, p in routes}
     assert {"/api/events", "/api/approvals", "/api/approvals/x/approve", "/api/tools/x/run", "/api/tools"} <= paths
     store = KeyStore(in_process.state_dir / "keys.json")
-    revoked, record = store.create("soon-gone")
+    revoked, record = store.create("soon-gone", scope="operator")
     store.revoke(record.id)
     for headers in ({}, {"Authorization": f"Bearer {revoked}"}, {"Authorization": "Bearer fm-nope"}):
         for method, path in routes:

@@ -278,17 +278,19 @@ class AgentRuntime:
                 default_expert=self.settings.default_expert, max_timeout_s=self.settings.request_timeout_s
             )
 
-    async def export_state(self) -> bytes:
-        """The agent's state (conversations, long-term memory, settings) as one file's bytes."""
+    async def export_state(self, *, owner: str | None = "*") -> bytes:
+        """The agent's state (conversations, long-term memory, settings) as one file's bytes; with an ``owner``
+        (an API key id) only that owner's conversations and memories (see :mod:`fleetmind.agent.state`)."""
         from fleetmind.agent.state import export_state
 
-        return await asyncio.to_thread(export_state, self)
+        return await asyncio.to_thread(export_state, self, owner=owner)
 
-    async def import_state(self, data: bytes) -> None:
-        """Replace conversations and long-term memory (and the live settings) with a saved state's."""
+    async def import_state(self, data: bytes, *, owner: str | None = "*") -> None:
+        """Replace conversations and long-term memory (and the live settings) with a saved state's; with an
+        ``owner``, only that owner's conversations and memories (the settings stay)."""
         from fleetmind.agent.state import import_state
 
-        await asyncio.to_thread(import_state, self, data)
+        await asyncio.to_thread(import_state, self, data, owner=owner)
 
     async def save_state(self, path: Path) -> None:
         """Write :meth:`export_state` to ``path`` atomically."""

@@ -77,7 +77,7 @@ def up(
     keys = KeyStore(settings.keys_file)
     new_key = None
     if keys.is_empty():
-        new_key, _ = keys.create("first-run")
+        new_key, _ = keys.create("first-run", scope="admin")  # the person who starts the stack owns it
 
     def ready() -> None:
         console.print(f"[green]fleetmind is up[/] (state in {settings.state_dir})")

@@ -25,6 +25,7 @@ from fleetmind.gateway.service import ChatService
 from fleetmind.gateway.settings import GatewaySettings, get_gateway_settings
 from fleetmind.http import install
 from fleetmind.security import KeyStore
+from fleetmind.security.service import SecretSource
 from fleetmind.security.throttle import AuthThrottleMiddleware
 
 
@@ -34,12 +35,15 @@ def create_app(
     key_store: KeyStore | None = None,
     registry: Registry | None = None,
     http: httpx.AsyncClient | None = None,
+    service_secret: str | None = None,
 ) -> FastAPI:
-    """Build the app; anything not given comes from the environment (settings, key file, registry)."""
+    """Build the app; anything not given comes from the environment (settings, key file, registry, the service
+    secret: ``FLEETMIND_SERVICE_SECRET`` or the state dir's, read when first needed)."""
     settings = settings or get_gateway_settings()
     key_store = key_store or KeyStore(get_settings().keys_file)
-    locator = AgentLocator(settings, registry=registry)
-    service = ChatService(settings, locator, http=http)
+    secret = SecretSource(service_secret)
+    locator = AgentLocator(settings, registry=registry, secret=secret)
+    service = ChatService(settings, locator, http=http, secret=secret)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -2,9 +2,10 @@
 each): the API key check, the key's rate limit and the app's shared services.
 
 A key is read from ``Authorization: Bearer <key>`` and verified against the shared key store (SHA-256 hashes,
-constant-time compare). The key itself is never logged; the header is handed on unchanged so the agent can
-check it too. A key that checks out then takes one request from its budget (429 when it is spent); from there
-on the request is known by the key's hash and a label for metrics (the store id, or a hash prefix).
+constant-time compare). Any scope may use ``/v1/*`` (``chat`` is the least). The key itself is never logged nor
+handed on: the agent is told who is asking (the key's id and scope) under the gateway's service credential. A key
+that checks out then takes one request from its budget (429 when it is spent); from there on the request is known
+by the key's hash and a label for metrics (the store id, or a hash prefix).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from fleetmind.gateway.discovery import AgentLocator
 from fleetmind.gateway.errors import AuthenticationError
 from fleetmind.gateway.limits import RateLimiter
 from fleetmind.gateway.metrics import GatewayMetrics
-from fleetmind.gateway.service import ChatService
+from fleetmind.gateway.service import ChatService, Identity
 from fleetmind.security import KeyStore, hash_key
 
 # auto_error=False: we answer a missing key ourselves, in the OpenAI envelope
@@ -49,9 +50,9 @@ async def get_metrics(request: Request) -> GatewayMetrics:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is asking: the header to forward, the key's hash (budgets) and its label (metrics, logs)."""
+    """Who is asking: who to name to the agent, the key's hash (budgets) and its label (metrics, logs)."""
 
-    authorization: str
+    identity: Identity
     key_hash: str
     key_label: str
 
@@ -76,11 +77,12 @@ async def require_api_key(
         raise AuthenticationError(
             "You didn't provide an API key. Send it in the Authorization header as 'Bearer YOUR_KEY'."
         )
-    if not store.verify(credentials.credentials):
+    record = store.identify(credentials.credentials)
+    if record is None:
         hint = " No API keys exist yet: create one with `fleetmind keys create`." if store.is_empty() else ""
         raise AuthenticationError("Incorrect API key provided." + hint)
     digest = hash_key(credentials.credentials)
-    caller = Caller(f"Bearer {credentials.credentials}", digest, key_label(store, digest))
+    caller = Caller(Identity(record.id, record.scope), digest, key_label(store, digest))
     request.state.key_label = caller.key_label  # a refused request is still counted against its key
     limiter: RateLimiter = request.app.state.limiter
     limiter.admit(digest)

@@ -5,6 +5,10 @@ so :meth:`AgentLocator.agent_url` keeps asking with growing pauses until ``disco
 gives up with a 503 that says what it looked for and where. The expert list feeds ``/v1/models`` and model
 checks; a registry that does not answer there just means "no experts known", because ``fleetmind`` itself is
 always a model.
+
+The gateway sends its service credential to the agent, so it only calls an agent instance whose registration
+proves it was made with the stack's secret (:func:`fleetmind.security.service.proven`): a ``pipecatapp`` that
+any local process registers is ignored (and logged). A fixed ``agent_url`` is the operator's word and not checked.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Protocol
 from fleetmind.cluster.client import ClusterClient, ClusterError, ServiceInstance
 from fleetmind.gateway.errors import AgentUnavailableError
 from fleetmind.gateway.settings import GatewaySettings
+from fleetmind.security.service import SecretSource, proven
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +53,12 @@ def expert_names(instances: list[ServiceInstance]) -> list[str]:
 class AgentLocator:
     """Answers "where is the agent?" and "which experts exist?" for the gateway."""
 
-    def __init__(self, settings: GatewaySettings, *, registry: Registry | None = None) -> None:
+    def __init__(
+        self, settings: GatewaySettings, *, registry: Registry | None = None, secret: SecretSource | None = None
+    ) -> None:
         self.settings = settings
         self._registry = registry
+        self._secret = secret or SecretSource()
         self._agent: tuple[str, float] | None = None  # (url, expires at, monotonic)
         self._experts: tuple[list[str], float] | None = None
         self._lock = asyncio.Lock()
@@ -74,7 +82,16 @@ class AgentLocator:
             self._agent = None
 
     async def _lookup(self) -> str | None:
-        instances = await self.registry.ahealthy_services(self.settings.agent_service)
+        listed = await self.registry.ahealthy_services(self.settings.agent_service)
+        secret = self._secret.get()
+        instances = [i for i in listed if proven(secret, i)]
+        if len(instances) < len(listed):
+            log.warning(
+                "ignoring %d registration(s) of %s without the service credential's proof",
+                len(listed) - len(instances),
+                self.settings.agent_service,
+                extra={"event": "unproven_service", "service": self.settings.agent_service},
+            )
         if not instances:
             return None
         # spread load over instances; the cache keeps one client on one instance for a few seconds

@@ -6,7 +6,8 @@ is committed, so a refused key, a missing expert or a dead agent still reach the
 code; after that, failures travel as an error chunk followed by ``[DONE]``. Every request has one deadline
 (``request_timeout_s``): the agent is told it, and the gateway gives up a little later if the agent does not.
 Closing the stream early (a client that went away) closes the upstream response, which is the agent's cue to
-stop.
+stop. The agent is reached with the stack's service credential and told who is asking (:class:`Identity`); the
+caller's key stays here (:mod:`fleetmind.security.service`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ from fleetmind.gateway.schemas import (
     message_text,
 )
 from fleetmind.gateway.settings import GatewaySettings
+from fleetmind.security.service import (
+    CALLER_ID_HEADER,
+    CALLER_SCOPE_HEADER,
+    SERVICE_HEADER,
+    SecretSource,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +119,22 @@ def _upstream_message(body: bytes) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Identity:
+    """Whom a request is for, as the agent is told: the API key's id and scope, never the key."""
+
+    key_id: str
+    scope: str
+
+
 def status_error(status: int, body: bytes) -> GatewayError:
     """The gateway error for an agent that answered ``status`` instead of a stream."""
     detail = _upstream_message(body)
-    if status in (401, 403):
-        return AuthenticationError(detail or "The agent refused the API key.")
+    if status == 401:
+        # the caller's key was checked here: a 401 from the agent means it did not take our service credential
+        return UpstreamError("The agent refused the gateway's service credential (FLEETMIND_SERVICE_SECRET).")
+    if status == 403:
+        return AuthenticationError(detail or "The agent refused the request for this key.")
     if status in (400, 422):
         return InvalidRequestError(detail or "The agent refused the request.")
     if status == 503:
@@ -187,10 +205,16 @@ class ChatService:
     """Turns checked OpenAI requests into agent calls; one per app, shared by all requests."""
 
     def __init__(
-        self, settings: GatewaySettings, locator: AgentLocator, *, http: httpx.AsyncClient | None = None
+        self,
+        settings: GatewaySettings,
+        locator: AgentLocator,
+        *,
+        http: httpx.AsyncClient | None = None,
+        secret: SecretSource | None = None,
     ) -> None:
         self.settings = settings
         self.locator = locator
+        self.secret = secret or SecretSource()
         # no read timeout here: each request has its own deadline, enforced per line in _Upstream
         self.http = http or httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5.0))
 
@@ -202,7 +226,16 @@ class ChatService:
         if model not in known:
             raise ModelNotFoundError(model, known)
 
-    async def _open(self, req: ChatCompletionRequest, *, authorization: str, completion_id: str) -> _Upstream:
+    def _agent_headers(self, identity: Identity) -> dict[str, str]:
+        secret = self.secret.get()
+        if not secret:
+            raise AgentUnavailableError(
+                "The gateway has no service secret to reach the agent with: set FLEETMIND_SERVICE_SECRET or "
+                "FLEETMIND_STATE_DIR (its service.secret is made when the agent first starts)."
+            )
+        return {SERVICE_HEADER: secret, CALLER_ID_HEADER: identity.key_id, CALLER_SCOPE_HEADER: identity.scope}
+
+    async def _open(self, req: ChatCompletionRequest, *, identity: Identity, completion_id: str) -> _Upstream:
         start = time.monotonic()
         deadline = start + self.settings.request_timeout_s + TIMEOUT_GRACE_S
         discovery_deadline = start + self.settings.discovery_timeout_s
@@ -220,7 +253,7 @@ class ChatService:
                 url + AGENT_CHAT_PATH,
                 content=wire.model_dump_json(),
                 headers={
-                    "Authorization": authorization,
+                    **self._agent_headers(identity),
                     "Content-Type": "application/json",
                     "Accept": "application/x-ndjson",
                 },
@@ -261,12 +294,12 @@ class ChatService:
         return _Upstream(response, response.aiter_lines(), deadline, request_id)
 
     async def complete(
-        self, req: ChatCompletionRequest, *, authorization: str, meter: RequestMeter | None = None
+        self, req: ChatCompletionRequest, *, identity: Identity, meter: RequestMeter | None = None
     ) -> Completion:
         """The whole answer at once; ``meter`` hears of the first text and the token usage."""
         completion_id = "chatcmpl-" + uuid.uuid4().hex
         created = int(time.time())
-        upstream = await self._open(req, authorization=authorization, completion_id=completion_id)
+        upstream = await self._open(req, identity=identity, completion_id=completion_id)
         parts: list[str] = []
         try:
             while True:
@@ -301,12 +334,12 @@ class ChatService:
             await upstream.aclose()
 
     async def stream(
-        self, req: ChatCompletionRequest, *, authorization: str, meter: RequestMeter | None = None
+        self, req: ChatCompletionRequest, *, identity: Identity, meter: RequestMeter | None = None
     ) -> AsyncIterator[str]:
         """Server-sent events for ``req``; errors before the first event are raised here, not streamed."""
         completion_id = "chatcmpl-" + uuid.uuid4().hex
         created = int(time.time())
-        upstream = await self._open(req, authorization=authorization, completion_id=completion_id)
+        upstream = await self._open(req, identity=identity, completion_id=completion_id)
         try:
             first = await upstream.next_event()
             if first is None:

@@ -255,18 +255,33 @@ class LongTermMemory:
     def __len__(self) -> int:
         return len(self._records)
 
+    def count(self, *, owner: str | None = ANY_OWNER) -> int:
+        """How many memories ``owner`` has (exactly its own; default: all)."""
+        if owner == ANY_OWNER:
+            return len(self._records)
+        with self._lock:
+            return sum(1 for r in self._records if r.get("owner") == owner)
+
     def close(self) -> None:
         if self._since_snapshot:
             self.snapshot()
 
     # -- save / load -------------------------------------------------------------------------------------
-    def dump(self) -> tuple[list[dict[str, Any]], np.ndarray]:
+    def dump(self, *, owner: str | None = ANY_OWNER) -> tuple[list[dict[str, Any]], np.ndarray]:
+        """Records and vectors of ``owner``'s memories (exactly its own; default: every memory)."""
         with self._lock:
-            n = len(self._records)
-            vectors = np.fromfile(self._vectors_path, dtype=np.float32).reshape(-1, self.dim)[:n] if n else None
-            return [dict(r) for r in self._records], (
-                vectors if vectors is not None else np.zeros((0, self.dim), np.float32)
-            )
+            return self._dump(owner)
+
+    def _dump(self, owner: str | None) -> tuple[list[dict[str, Any]], np.ndarray]:
+        n = len(self._records)
+        vectors = np.fromfile(self._vectors_path, dtype=np.float32).reshape(-1, self.dim)[:n] if n else None
+        records = [dict(r) for r in self._records]
+        if vectors is None:
+            vectors = np.zeros((0, self.dim), np.float32)
+        if owner == ANY_OWNER:
+            return records, vectors
+        keep = [i for i, r in enumerate(records) if r.get("owner") == owner]
+        return [records[i] for i in keep], vectors[keep]
 
     def replace_all(self, records: Sequence[dict[str, Any]], vectors: np.ndarray) -> None:
         """Swap the whole store for ``records`` and ``vectors`` (a state being loaded)."""
@@ -274,14 +289,29 @@ class LongTermMemory:
         if len(records) != len(vectors):
             raise MemoryFormatError("saved memory has a different number of texts and vectors")
         with self._lock:
-            lines = b"".join(json.dumps({**dict(r), "id": i}).encode() + b"\n" for i, r in enumerate(records))
-            # Records first: until the vectors are replaced too, the next open cuts records to the old rows.
-            write_atomic(self._vectors_path, b"")
-            write_atomic(self._records_path, lines)
-            write_atomic(self._vectors_path, vectors.tobytes())
-            self._index_path.unlink(missing_ok=True)
-            self._records = [{**dict(r), "id": i} for i, r in enumerate(records)]
-            self._index = new_index(self.dim, self.kind, ef_search=self.ef_search)
-            if len(vectors):
-                self._index.add(vectors)
-            self._since_snapshot = len(vectors)
+            self._replace_all(records, vectors)
+
+    def replace_owned(self, owner: str | None, records: Sequence[dict[str, Any]], vectors: np.ndarray) -> None:
+        """Swap ``owner``'s memories for ``records`` (made ``owner``'s, whatever they said) and ``vectors``; every
+        other owner's memories stay."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        if len(records) != len(vectors):
+            raise MemoryFormatError("saved memory has a different number of texts and vectors")
+        with self._lock:
+            everything, all_vectors = self._dump(ANY_OWNER)
+            others = [i for i, r in enumerate(everything) if r.get("owner") != owner]
+            merged = [everything[i] for i in others] + [{**dict(r), "owner": owner} for r in records]
+            self._replace_all(merged, np.concatenate([all_vectors[others], vectors]))
+
+    def _replace_all(self, records: Sequence[dict[str, Any]], vectors: np.ndarray) -> None:
+        lines = b"".join(json.dumps({**dict(r), "id": i}).encode() + b"\n" for i, r in enumerate(records))
+        # Records first: until the vectors are replaced too, the next open cuts records to the old rows.
+        write_atomic(self._vectors_path, b"")
+        write_atomic(self._records_path, lines)
+        write_atomic(self._vectors_path, vectors.tobytes())
+        self._index_path.unlink(missing_ok=True)
+        self._records = [{**dict(r), "id": i} for i, r in enumerate(records)]
+        self._index = new_index(self.dim, self.kind, ef_search=self.ef_search)
+        if len(vectors):
+            self._index.add(vectors)
+        self._since_snapshot = len(vectors)

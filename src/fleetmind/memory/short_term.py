@@ -6,6 +6,10 @@ long conversation stays short without forgetting its beginning. The least recent
 when there are more than ``max_conversations``. It lives in memory and goes into the agent's saved state
 (:meth:`dump`/:meth:`restore`, the summary as a leading system message named ``summary``), not into the long-term
 store.
+
+A conversation belongs to an owner (the API key id whose requests made it; None for requests nobody owns): the same
+conversation id under two owners is two conversations, so a key can neither read nor extend another key's by
+guessing its id. Every method takes ``owner``; :meth:`entries` and :meth:`replace` serve whole-state save/load.
 """
 
 from __future__ import annotations
@@ -17,6 +21,10 @@ from typing import Any
 from fleetmind.agent.protocol import ChatMessage
 
 SUMMARY_NAME = "summary"
+# :meth:`ConversationHistory.entries`'s default: every owner's conversations
+ANY_OWNER = "*"
+
+_Key = tuple[str | None, str]
 
 
 class ConversationHistory:
@@ -27,19 +35,22 @@ class ConversationHistory:
             raise ValueError("max_messages and max_conversations must be at least 1")
         self.max_messages = max_messages
         self.max_conversations = max_conversations
-        self._conversations: OrderedDict[str, deque[ChatMessage]] = OrderedDict()
-        self._summaries: dict[str, str] = {}
+        self._conversations: OrderedDict[_Key, deque[ChatMessage]] = OrderedDict()
+        self._summaries: dict[_Key, str] = {}
 
-    def get(self, conversation_id: str) -> list[ChatMessage]:
-        messages = self._conversations.get(conversation_id)
+    def get(self, conversation_id: str, *, owner: str | None = None) -> list[ChatMessage]:
+        messages = self._conversations.get((owner, conversation_id))
         return list(messages) if messages is not None else []
 
-    def extend(self, conversation_id: str, messages: Iterable[ChatMessage]) -> list[ChatMessage]:
+    def extend(
+        self, conversation_id: str, messages: Iterable[ChatMessage], *, owner: str | None = None
+    ) -> list[ChatMessage]:
         """Append ``messages``; returns the oldest ones pushed out by the bound, oldest first."""
-        history = self._conversations.get(conversation_id)
+        key = (owner, conversation_id)
+        history = self._conversations.get(key)
         if history is None:
-            history = self._conversations[conversation_id] = deque()
-        self._conversations.move_to_end(conversation_id)
+            history = self._conversations[key] = deque()
+        self._conversations.move_to_end(key)
         history.extend(messages)
         evicted = [history.popleft() for _ in range(max(0, len(history) - self.max_messages))]
         while len(self._conversations) > self.max_conversations:
@@ -47,32 +58,53 @@ class ConversationHistory:
             self._summaries.pop(forgotten, None)
         return evicted
 
-    def summary(self, conversation_id: str) -> str | None:
-        return self._summaries.get(conversation_id)
+    def summary(self, conversation_id: str, *, owner: str | None = None) -> str | None:
+        return self._summaries.get((owner, conversation_id))
 
-    def set_summary(self, conversation_id: str, text: str) -> None:
-        if conversation_id in self._conversations:
-            self._summaries[conversation_id] = text
+    def set_summary(self, conversation_id: str, text: str, *, owner: str | None = None) -> None:
+        if (owner, conversation_id) in self._conversations:
+            self._summaries[(owner, conversation_id)] = text
 
     def __len__(self) -> int:
         return len(self._conversations)
 
-    def dump(self) -> dict[str, list[dict[str, Any]]]:
-        out: dict[str, list[dict[str, Any]]] = {}
-        for cid, msgs in self._conversations.items():
-            lead = [{"role": "system", "name": SUMMARY_NAME, "content": s}] if (s := self._summaries.get(cid)) else []
-            out[cid] = lead + [m.model_dump(exclude_none=True) for m in msgs]
-        return out
+    def _dumped(self, key: _Key, msgs: Iterable[ChatMessage]) -> list[dict[str, Any]]:
+        lead = [{"role": "system", "name": SUMMARY_NAME, "content": s}] if (s := self._summaries.get(key)) else []
+        return lead + [m.model_dump(exclude_none=True) for m in msgs]
 
-    def restore(self, data: dict[str, list[dict[str, Any]]]) -> None:
-        self._conversations.clear()
-        self._summaries.clear()
-        for cid, raw in data.items():
-            messages = [ChatMessage.model_validate(m) for m in raw]
-            if messages and messages[0].role == "system" and messages[0].name == SUMMARY_NAME:
-                summary, messages = messages[0].content or "", messages[1:]
-            else:
-                summary = ""
-            self.extend(cid, messages)
+    def dump(self, *, owner: str | None = None) -> dict[str, list[dict[str, Any]]]:
+        """``owner``'s conversations (least recently used first), each with its summary leading."""
+        return {cid: self._dumped((o, cid), msgs) for (o, cid), msgs in self._conversations.items() if o == owner}
+
+    def entries(self, *, owner: str | None = ANY_OWNER) -> list[dict[str, Any]]:
+        """``{"id", "owner", "messages"}`` per conversation of ``owner`` (default: everyone's), for saved state."""
+        return [
+            {"id": cid, "owner": o, "messages": self._dumped((o, cid), msgs)}
+            for (o, cid), msgs in self._conversations.items()
+            if owner == ANY_OWNER or o == owner
+        ]
+
+    @staticmethod
+    def parse(raw: list[dict[str, Any]]) -> tuple[str, list[ChatMessage]]:
+        """(summary, messages) of a dumped conversation; pydantic's ValidationError (a ValueError) if it is not."""
+        messages = [ChatMessage.model_validate(m) for m in raw]
+        if messages and messages[0].role == "system" and messages[0].name == SUMMARY_NAME:
+            return messages[0].content or "", messages[1:]
+        return "", messages
+
+    def replace(
+        self, conversations: Iterable[tuple[str | None, str, str, list[ChatMessage]]], *, owner: str | None = ANY_OWNER
+    ) -> None:
+        """Put ``(owner, id, summary, messages)`` in place of ``owner``'s conversations (default: everyone's)."""
+        for key in [k for k in self._conversations if owner == ANY_OWNER or k[0] == owner]:
+            del self._conversations[key]
+            self._summaries.pop(key, None)
+        for o, cid, summary, messages in conversations:
+            self.extend(cid, messages, owner=o)
             if summary:
-                self.set_summary(cid, summary)
+                self.set_summary(cid, summary, owner=o)
+
+    def restore(self, data: dict[str, list[dict[str, Any]]], *, owner: str | None = None) -> None:
+        """Replace everything with :meth:`dump`'s output, owned by ``owner``; nothing changes if it is invalid."""
+        parsed = [(owner, cid, *self.parse(raw)) for cid, raw in data.items()]
+        self.replace(parsed)

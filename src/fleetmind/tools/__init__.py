@@ -17,7 +17,8 @@ Errors::
     ├── ToolExecutionError         the tool ran and failed (a clear message for the model)
     │   └── SandboxError           code_runner could not set up or run its sandbox
     ├── ToolRegistrationError      a plugin or entry point does not provide a valid tool
-    └── ApprovalNotFoundError      an approval id that is unknown or already decided
+    ├── ApprovalNotFoundError      an approval id that is unknown or already decided
+    └── SelfApprovalError          an approval by the key that asked, without the request's one-time code
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 from fleetmind.tools.errors import (
     ApprovalNotFoundError,
     SandboxError,
+    SelfApprovalError,
     ToolArgumentsError,
     ToolError,
     ToolExecutionError,
@@ -36,6 +38,7 @@ from fleetmind.tools.errors import (
 __all__ = [
     "ApprovalNotFoundError",
     "SandboxError",
+    "SelfApprovalError",
     "ToolArgumentsError",
     "ToolError",
     "ToolExecutionError",

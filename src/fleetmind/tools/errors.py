@@ -37,3 +37,7 @@ class ToolRegistrationError(ToolError):
 
 class ApprovalNotFoundError(ToolError):
     """An approval id that is unknown or has already been decided."""
+
+
+class SelfApprovalError(ToolError):
+    """An approval of a request by the key it was made for, without that request's one-time approval code."""

@@ -2,8 +2,9 @@
 
 ``GET /voice`` serves ``static/voice.html`` (with ``/voice/voice.js`` and ``/voice/pcm-worklet.js``; no CDN, no
 build step). ``WS /voice/ws`` runs one voice session (:mod:`fleetmind.voice.session`, wire format in
-:mod:`fleetmind.voice.wire`). The API key comes as the ``token`` query parameter or as the first message,
-``{"type": "auth", "token": "..."}`` (or the bare key as text); it is checked against the same key store as
+:mod:`fleetmind.voice.wire`). The API key (any scope: ``chat`` is enough) comes as ``Authorization: Bearer`` (programs)
+or as the first message, ``{"type": "auth", "token": "..."}`` (or the bare key as text; the page does this); never in
+the URL, where logs would keep it: a ``token`` query parameter is refused. It is checked against the same key store as
 Mission Control's HTTP API (``app.state.key_store``, else ``KeyStore(app.state.settings.keys_file)``). A missing
 or wrong key closes the socket with code 4401, a stopped agent with 4503. The agent is
 ``app.state.runtime``; the voice settings are ``app.state.voice_settings`` when set, else the environment's.
@@ -76,12 +77,19 @@ def _caller(store: KeyStore, token: str | None) -> ApiKey | None:
         return None
 
 
+def _header_token(websocket: WebSocket) -> str | None:
+    scheme, _, token = websocket.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
 @router.websocket("/voice/ws")
-async def voice_socket(websocket: WebSocket, token: str | None = None) -> None:
+async def voice_socket(websocket: WebSocket) -> None:
     # Accept first: only an accepted socket can be closed with our own code (4401) rather than a bare 403.
     await websocket.accept()
-    if token is None:
-        token = await _read_token(websocket)
+    if "token" in websocket.query_params:
+        await websocket.close(code=CLOSE_UNAUTHORIZED, reason="send the key in the first message, not in the URL")
+        return
+    token = _header_token(websocket) or await _read_token(websocket)
     caller = _caller(_key_store(websocket.app.state), token)
     if caller is None:
         await websocket.close(code=CLOSE_UNAUTHORIZED, reason="missing or invalid API key")

@@ -27,6 +27,7 @@ from fleetmind.config import Settings
 from fleetmind.events import EventHub, EventLogHandler
 from fleetmind.http import install
 from fleetmind.security import KeyStore
+from fleetmind.security.service import service_secret
 from fleetmind.security.throttle import AuthThrottleMiddleware
 from fleetmind.web import routes
 from fleetmind.web.cluster import ClusterView
@@ -67,7 +68,7 @@ def create_app(
     Without ``approvals``/``tools`` it makes them (tool settings from ``FLEETMIND_TOOLS_*``, tool state under
     ``<state dir>/tools``); a given broker or runner gets its ``on_event`` pointed at the hub when it has none.
     """
-    from fleetmind.tools.approvals import ApprovalBroker
+    from fleetmind.tools.approvals import ApprovalBroker, codes_dir_in
     from fleetmind.tools.runner import build_runner
     from fleetmind.tools.settings import get_tools_settings
 
@@ -89,6 +90,8 @@ def create_app(
         tools = build_runner(state_dir=settings.state_dir / "tools", approvals=approvals)
     if approvals.on_event is None:
         approvals.on_event = _hub_sink(hub, "approvals")
+    if approvals.codes_dir is None:  # the second factor for approving one's own request (tools/approvals.py)
+        approvals.codes_dir = codes_dir_in(settings.state_dir)
     if tools.on_event is None:
         tools.on_event = _hub_sink(hub, "tools")
     broker, runner = approvals, tools
@@ -110,6 +113,8 @@ def create_app(
     app.state.settings = settings
     app.state.runtime = runtime
     app.state.key_store = KeyStore(settings.keys_file)
+    # the gateway shows it on /api/agent/chat (security/service.py); made on first start if the stack has none
+    app.state.service_secret = service_secret(settings.state_dir)
     app.state.events = hub
     app.state.events_log_handler = log_handler
     app.state.approvals = broker

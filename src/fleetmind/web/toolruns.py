@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 from fleetmind.events import EventHub, Level
 from fleetmind.security.text import scrub_json, unencodable_path
+from fleetmind.tools.approvals import acting_for
 from fleetmind.tools.audit import preview, truncate
 from fleetmind.web.errors import ApiError
 
 if TYPE_CHECKING:
-    from fleetmind.tools.approvals import acting_for
-from fleetmind.tools.runner import ToolRunner
+    from fleetmind.tools.runner import ToolRunner
 
 log = logging.getLogger(__name__)
 

@@ -73,10 +73,11 @@ async def load_history(ctx: StepContext, params: HistoryParams) -> None:
     history = ctx.services.history
     if history is None or ctx.conversation_id is None or params.max_messages == 0:
         return
-    summary = history.summary(ctx.conversation_id)
+    # the conversation is the request owner's: another key's with the same id is another conversation
+    summary = history.summary(ctx.conversation_id, owner=ctx.request.owner)
     if summary:
         ctx.vars.setdefault("system_notes", []).append(f"{params.summary_header}\n{summary}")
-    earlier = history.get(ctx.conversation_id)[-params.max_messages :]
+    earlier = history.get(ctx.conversation_id, owner=ctx.request.owner)[-params.max_messages :]
     if not earlier:
         return
     system = [m for m in ctx.messages if m.role == "system"]
@@ -287,7 +288,9 @@ async def respond(ctx: StepContext, params: NoParams) -> None:
     if history is not None and ctx.conversation_id is not None:
         new = [m for m in ctx.request.messages if m.role != "system"]
         evicted = history.extend(
-            ctx.conversation_id, [*new, ChatMessage(role="assistant", content="".join(ctx.answer))]
+            ctx.conversation_id,
+            [*new, ChatMessage(role="assistant", content="".join(ctx.answer))],
+            owner=ctx.request.owner,
         )
         ctx.vars["evicted_history"] = evicted
 
@@ -300,7 +303,7 @@ async def summarise_history(ctx: StepContext, params: SummariseParams) -> None:
     history, evicted = ctx.services.history, ctx.vars.get("evicted_history") or []
     if history is None or ctx.conversation_id is None or not evicted or ctx.expert is None:
         return
-    previous = history.summary(ctx.conversation_id)
+    previous = history.summary(ctx.conversation_id, owner=ctx.request.owner)
     lines = [f"Earlier summary: {previous}"] if previous else []
     lines += [f"{m.role}: {m.content}" for m in evicted if m.content]
     messages = [
@@ -309,7 +312,7 @@ async def summarise_history(ctx: StepContext, params: SummariseParams) -> None:
     ]
     summary = (await ask_quietly(ctx, [ctx.expert], messages, temperature=0.0, max_tokens=params.max_tokens)).strip()
     if summary:
-        history.set_summary(ctx.conversation_id, summary)
+        history.set_summary(ctx.conversation_id, summary, owner=ctx.request.owner)
         log.info(
             "summarised %d older messages of conversation %s",
             len(evicted),

@@ -28,6 +28,7 @@ from fleetmind.agent.protocol import ChatMessage
 from fleetmind.agent.workflows.context import StepContext
 from fleetmind.agent.workflows.steps import RouteParams, ask_quietly, route
 from fleetmind.memory import EmbeddingError
+from fleetmind.tools.approvals import acting_for
 
 if TYPE_CHECKING:
     from fleetmind.agent.workflows.registry import StepRegistry
@@ -248,7 +249,14 @@ async def _run_and_note(ctx: StepContext, name: str, arguments: Any, requester: 
     """Run one call through the gates and put its result before the answer; (status, the note)."""
     runner = ctx.services.tools
     assert runner is not None
-    outcome = await runner.run(name, arguments, requester=requester, reason=f"asked by the agent for {ctx.request_id}")
+    # the chat's owner asked for it: that key may not approve it itself
+    token = acting_for.set(ctx.request.owner)
+    try:
+        outcome = await runner.run(
+            name, arguments, requester=requester, reason=f"asked by the agent for {ctx.request_id}"
+        )
+    finally:
+        acting_for.reset(token)
     result = outcome.to_model_message()[:_RESULT_LIMIT]
     log.info(
         "tool %s for %s: %s",
@@ -286,6 +294,7 @@ async def ask_approval(ctx: StepContext, params: AskApprovalParams) -> None:
         requester=f"agent:{ctx.conversation_id or ctx.request_id}",
         reason=params.action,
         timeout_s=params.timeout_s,
+        requester_key=ctx.request.owner,
     )
     if decision.outcome != "approved":
         raise ApprovalDeniedError(

@@ -155,15 +155,15 @@ async def create_chat_completion(
         model=body.model,
         started=request.state.started,
     )
-    authorization = caller.authorization
+    identity = caller.identity
     if body.stream:
-        events: AsyncIterator[str] = await service.stream(body, authorization=authorization, meter=meter)
+        events: AsyncIterator[str] = await service.stream(body, identity=identity, meter=meter)
         return ClosingStreamingResponse(
             events,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    work = asyncio.ensure_future(service.complete(body, authorization=authorization, meter=meter))
+    work = asyncio.ensure_future(service.complete(body, identity=identity, meter=meter))
     completion = await _unless_disconnected(request, work)
     headers = {"X-Fleetmind-Expert": completion.expert} if completion.expert else None
     return JSONResponse(completion.body.model_dump(mode="json"), headers=headers)

@@ -1,8 +1,11 @@
 """Approvals: ``GET /api/approvals`` (waiting and recently decided), ``POST /api/approvals/{id}/approve|deny``.
 
 A risky tool call waits in the shared :class:`~fleetmind.tools.approvals.ApprovalBroker` until a person decides.
-The decision records who (the API key's name and id) and when; deciding an approval that is no longer waiting
-(decided by someone else, expired, cancelled) is a 404 with code ``approval_not_found``.
+Deciding needs an operator key. The decision records who (the API key's name and id) and when; deciding an approval
+that is no longer waiting (decided by someone else, expired, cancelled) is a 404 with code ``approval_not_found``.
+Nobody approves their own request: approving with the key the request was made for is a 403 ``self_approval``,
+unless the body also carries the request's one-time ``code`` (``fleetmind approvals code ID`` on the agent's
+machine prints it; the page asks for it).
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from fleetmind.tools.approvals import ApprovalBroker
-from fleetmind.tools.errors import ApprovalNotFoundError
-from fleetmind.web.deps import ApiKeyDep, ApprovalsDep, Caller
+from fleetmind.tools.errors import ApprovalNotFoundError, SelfApprovalError
+from fleetmind.web.deps import ApprovalsDep, Caller, OperatorDep
 from fleetmind.web.errors import ApiError
 
 router = APIRouter(tags=["approvals"])
@@ -22,10 +25,12 @@ router = APIRouter(tags=["approvals"])
 
 class DecideRequest(BaseModel):
     note: str = Field(default="", max_length=500)
+    # the request's one-time approval code: only for approving a request one's own key made
+    code: str | None = Field(default=None, max_length=64)
 
 
 @router.get("/api/approvals")
-async def list_approvals(broker: ApprovalsDep, _auth: ApiKeyDep) -> dict[str, Any]:
+async def list_approvals(broker: ApprovalsDep, _auth: OperatorDep) -> dict[str, Any]:
     return {
         "pending": [p.to_dict() for p in broker.pending()],
         "recent": [d.to_dict() for d in broker.recent(50)],
@@ -34,7 +39,16 @@ async def list_approvals(broker: ApprovalsDep, _auth: ApiKeyDep) -> dict[str, An
 
 def _decide(broker: ApprovalBroker, approval_id: str, approve: bool, caller: Caller, body: DecideRequest | None) -> Any:
     try:
-        decision = broker.decide(approval_id, approve=approve, by=caller.label, note=body.note if body else "")
+        decision = broker.decide(
+            approval_id,
+            approve=approve,
+            by=caller.label,
+            note=body.note if body else "",
+            by_key=caller.key_id,
+            code=body.code if body else None,
+        )
+    except SelfApprovalError as exc:
+        raise ApiError(403, str(exc), type="permission_error", code="self_approval") from None
     except ApprovalNotFoundError:
         raise ApiError(
             404, "no such pending approval (unknown, already decided or expired)", code="approval_not_found"
@@ -44,7 +58,7 @@ def _decide(broker: ApprovalBroker, approval_id: str, approve: bool, caller: Cal
 
 @router.post("/api/approvals/{approval_id}/approve")
 async def approve(
-    approval_id: str, broker: ApprovalsDep, caller: ApiKeyDep, body: DecideRequest | None = None
+    approval_id: str, broker: ApprovalsDep, caller: OperatorDep, body: DecideRequest | None = None
 ) -> dict[str, Any]:
     result: dict[str, Any] = _decide(broker, approval_id, True, caller, body)
     return result
@@ -52,7 +66,7 @@ async def approve(
 
 @router.post("/api/approvals/{approval_id}/deny")
 async def deny(
-    approval_id: str, broker: ApprovalsDep, caller: ApiKeyDep, body: DecideRequest | None = None
+    approval_id: str, broker: ApprovalsDep, caller: OperatorDep, body: DecideRequest | None = None
 ) -> dict[str, Any]:
     result: dict[str, Any] = _decide(broker, approval_id, False, caller, body)
     return result

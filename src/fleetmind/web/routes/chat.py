@@ -2,9 +2,11 @@
 
 The body is an :class:`~fleetmind.agent.protocol.AgentRequest`; the answer streams ``delta`` lines and ends
 with one ``done`` or ``error`` line. Failures of the agent itself (timeout, no expert) arrive in-stream with
-status 200, as the protocol says; only auth, validation and a stopped pipeline are HTTP errors. When the
-client goes away Starlette cancels the stream, and closing the runtime's iterator cancels the request and its
-expert call.
+status 200, as the protocol says; only auth, validation and a stopped pipeline are HTTP errors. The caller is a key
+of any scope (the page's chat), or the gateway, which shows the service credential and names the key it speaks
+for (:data:`~fleetmind.web.deps.AgentCallerDep`): that key id owns the request, its conversation and its
+memories. When the client goes away Starlette cancels the stream, and closing the runtime's iterator cancels the
+request and its expert call.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from fleetmind.agent.protocol import AgentRequest
 from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.events import EventHub
 from fleetmind.web.bodies import parse_body
-from fleetmind.web.deps import ApiKeyDep, HubDep, RuntimeDep
+from fleetmind.web.deps import AgentCallerDep, HubDep, RuntimeDep
 from fleetmind.web.errors import ApiError
 
 router = APIRouter(tags=["agent"])
@@ -85,15 +87,15 @@ async def agent_request(request: Request) -> AgentRequest:
     },
 )
 async def chat(
-    caller: ApiKeyDep,
+    caller: AgentCallerDep,
     runtime: RuntimeDep,
     hub: HubDep,
     request: Annotated[AgentRequest, Depends(agent_request)],
 ) -> StreamingResponse:
     if not runtime.running:
         raise ApiError(503, "the agent pipeline is not running", type="server_error", code="unavailable")
-    # the key that was checked owns the request (and its memories), whatever the body said; the gateway passes its
-    # caller's key on, so an OpenAI client's memories are its key's too
+    # the key that was checked owns the request (and its conversation and memories), whatever the body said; the
+    # gateway names its caller's key id, so an OpenAI client's memories are its key's too
     request = request.model_copy(update={"owner": caller.key_id})
     return StreamingResponse(
         _lines(runtime, request, hub),

@@ -1,27 +1,45 @@
-"""``GET /api/conversations[/{id}]``: the agent's short-term conversations, for the page's chat after a load."""
+"""``GET /api/conversations[/{id}]``: the agent's short-term conversations, for the page's chat after a load.
+
+An operator sees the conversations of its own key; an admin sees its own too, and anyone's with ``?owner=KEY_ID``
+(``?owner=*``: every owner's).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
-from fleetmind.web.deps import ApiKeyDep, RuntimeDep
+from fleetmind.memory.short_term import ANY_OWNER
+from fleetmind.web.deps import Caller, OperatorDep, RuntimeDep, forbidden
 from fleetmind.web.errors import ApiError
 
 router = APIRouter(tags=["conversations"])
 
+OwnerQuery = Annotated[str | None, Query(max_length=200, description="an admin's view of another key's")]
+
+
+def _owner(caller: Caller, owner: str | None) -> str:
+    if owner is None or owner == caller.key_id:
+        return caller.key_id
+    if not caller.is_admin:
+        raise forbidden(caller, "admin")
+    return owner
+
 
 @router.get("/api/conversations")
-async def list_conversations(runtime: RuntimeDep, _auth: ApiKeyDep) -> dict[str, Any]:
-    """Every conversation with its message count, least recently used first (the last is the latest)."""
-    dumped = runtime.history.dump()
-    return {"conversations": [{"id": cid, "messages": len(msgs)} for cid, msgs in dumped.items()]}
+async def list_conversations(runtime: RuntimeDep, caller: OperatorDep, owner: OwnerQuery = None) -> dict[str, Any]:
+    """The conversations with their message counts, least recently used first (the last is the latest)."""
+    entries = runtime.history.entries(owner=_owner(caller, owner))
+    return {"conversations": [{"id": e["id"], "owner": e["owner"], "messages": len(e["messages"])} for e in entries]}
 
 
 @router.get("/api/conversations/{conversation_id}")
-async def get_conversation(conversation_id: str, runtime: RuntimeDep, _auth: ApiKeyDep) -> dict[str, Any]:
-    messages = runtime.history.dump().get(conversation_id)
-    if messages is None:
+async def get_conversation(
+    conversation_id: str, runtime: RuntimeDep, caller: OperatorDep, owner: OwnerQuery = None
+) -> dict[str, Any]:
+    wanted = _owner(caller, owner)
+    found = [e for e in runtime.history.entries(owner=wanted) if e["id"] == conversation_id]
+    if not found or (wanted == ANY_OWNER and len(found) > 1):
         raise ApiError(404, "no such conversation", code="conversation_not_found")
-    return {"id": conversation_id, "messages": messages}
+    return {"id": conversation_id, "owner": found[0]["owner"], "messages": found[0]["messages"]}

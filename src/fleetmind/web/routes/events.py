@@ -2,9 +2,9 @@
 
 WebSocket auth: the key as ``Authorization: Bearer <key>`` (programs), or, because a browser cannot set
 headers on a WebSocket, offered as a subprotocol: ``new WebSocket(url, ["fleetmind.events.v1",
-"fleetmind.key." + key])``. The server answers with ``fleetmind.events.v1`` only. Without a valid key (or with
-a revoked one) the connection is closed with code 4401 before anything is sent; a key revoked while connected
-closes it with 4401 within a few seconds.
+"fleetmind.key." + key])``. The server answers with ``fleetmind.events.v1`` only. Without a valid operator key
+(or with a revoked one) the connection is closed with code 4401 before anything is sent; a key revoked while
+connected closes it with 4401 within a few seconds.
 
 Messages are JSON objects. First ``{"type": "hello", "epoch", "last_seq"}``, then ``{"type": "event", "seq",
 "ts", "kind", "level", "message", "data"}`` per event, in ``seq`` order, and ``{"type": "dropped", "count",
@@ -27,7 +27,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from fleetmind.events import MAX_DATA_BYTES, EventHub, Subscription
 from fleetmind.web.bodies import parse_body, read_body
-from fleetmind.web.deps import ApiKeyDep, HubDep, identify, websocket_key
+from fleetmind.web.deps import Caller, HubDep, OperatorDep, identify, websocket_key
 
 router = APIRouter(tags=["events"])
 
@@ -55,7 +55,7 @@ class PublishRequest(BaseModel):
 
 
 @router.post("/api/events", status_code=201)
-async def publish_event(request: Request, hub: HubDep, caller: ApiKeyDep) -> dict[str, int]:
+async def publish_event(request: Request, hub: HubDep, caller: OperatorDep) -> dict[str, int]:
     body = await read_body(request, MAX_EVENT_BODY, f"an event may be at most {MAX_EVENT_BODY} bytes")
     event = parse_body(PublishRequest, body)
     data = {**event.data, "source": "api", "by": caller.name}
@@ -66,7 +66,7 @@ async def publish_event(request: Request, hub: HubDep, caller: ApiKeyDep) -> dic
 @router.get("/api/events")
 async def recent_events(
     hub: HubDep,
-    _auth: ApiKeyDep,
+    _auth: OperatorDep,
     since: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> dict[str, Any]:
@@ -106,15 +106,19 @@ async def events_socket(websocket: WebSocket) -> None:
     hub: EventHub = websocket.app.state.events
     store = websocket.app.state.key_store
     key, protocol = websocket_key(websocket)
-    caller = identify(store, key)
+
+    def operator() -> Caller | None:
+        caller = identify(store, key)
+        return caller if caller is not None and caller.allows("operator") else None
+
     # Accept then close: a browser only sees a close code after a completed handshake.
     await websocket.accept(subprotocol=protocol)
-    if caller is None:
-        await websocket.close(code=CLOSE_UNAUTHORIZED, reason="missing or invalid API key")
+    if operator() is None:
+        await websocket.close(code=CLOSE_UNAUTHORIZED, reason="missing or invalid operator key")
         return
     with hub.subscribe(since=_since(websocket, hub)) as sub:
         await websocket.send_text(json.dumps({"type": "hello", "epoch": hub.epoch, "last_seq": hub.last_seq}))
-        pump = asyncio.create_task(_pump(websocket, sub, lambda: identify(store, key) is not None))
+        pump = asyncio.create_task(_pump(websocket, sub, lambda: operator() is not None))
         listen = asyncio.create_task(_until_disconnect(websocket))
         try:
             await asyncio.wait({pump, listen}, return_when=asyncio.FIRST_COMPLETED)

@@ -6,14 +6,14 @@ from fastapi import APIRouter, Request
 
 import fleetmind
 from fleetmind.web.cluster import ClusterView
-from fleetmind.web.deps import ApiKeyDep, RuntimeDep
+from fleetmind.web.deps import OperatorDep, RuntimeDep
 from fleetmind.web.schemas import ExpertStatus, RecentAnswer, RequestCounts, StatusResponse
 
 router = APIRouter(tags=["status"])
 
 
 @router.get("/api/status", response_model=StatusResponse)
-async def status(request: Request, runtime: RuntimeDep, _auth: ApiKeyDep) -> StatusResponse:
+async def status(request: Request, runtime: RuntimeDep, _auth: OperatorDep) -> StatusResponse:
     directory = runtime.directory
     # Asking refreshes the registry view (at most once per discovery TTL): the page shows what routing sees.
     await directory.experts()

@@ -14,7 +14,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from fleetmind.web.deps import ApiKeyDep, ToolRunsDep, ToolsDep
+from fleetmind.web.deps import OperatorDep, ToolRunsDep, ToolsDep
 from fleetmind.web.errors import ApiError
 
 router = APIRouter(tags=["tools"])
@@ -25,7 +25,7 @@ class RunRequest(BaseModel):
 
 
 @router.get("/api/tools")
-async def list_tools(runner: ToolsDep, _auth: ApiKeyDep) -> dict[str, Any]:
+async def list_tools(runner: ToolsDep, _auth: OperatorDep) -> dict[str, Any]:
     return {
         "tools": [
             {
@@ -41,20 +41,22 @@ async def list_tools(runner: ToolsDep, _auth: ApiKeyDep) -> dict[str, Any]:
 
 
 @router.post("/api/tools/{name}/run", status_code=202)
-async def run_tool(name: str, body: RunRequest, runner: ToolsDep, runs: ToolRunsDep, caller: ApiKeyDep) -> JSONResponse:
+async def run_tool(
+    name: str, body: RunRequest, runner: ToolsDep, runs: ToolRunsDep, caller: OperatorDep
+) -> JSONResponse:
     if name not in {s.name for s in runner.specs()}:
         raise ApiError(404, f"no tool named {name!r}", code="unknown_tool", param="name")
-    run = runs.start(name, body.arguments, requester=f"{caller.name} via Mission Control")
+    run = runs.start(name, body.arguments, requester=f"{caller.name} via Mission Control", requester_key=caller.key_id)
     return JSONResponse(run.to_dict(), status_code=202)
 
 
 @router.get("/api/tools/runs")
-async def list_runs(runs: ToolRunsDep, _auth: ApiKeyDep) -> dict[str, Any]:
+async def list_runs(runs: ToolRunsDep, _auth: OperatorDep) -> dict[str, Any]:
     return {"runs": [r.to_dict() for r in runs.recent()]}
 
 
 @router.get("/api/tools/runs/{run_id}")
-async def get_run(run_id: str, runs: ToolRunsDep, _auth: ApiKeyDep) -> dict[str, Any]:
+async def get_run(run_id: str, runs: ToolRunsDep, _auth: OperatorDep) -> dict[str, Any]:
     run = runs.get(run_id)
     if run is None:
         raise ApiError(404, "no such tool run", code="run_not_found")

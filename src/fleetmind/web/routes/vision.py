@@ -1,9 +1,9 @@
 """``POST /api/vision/describe``: the microphone page's "show it something" (an upload or a webcam frame).
 
-The request body is the image's bytes (any ``Content-Type``; the bytes decide), behind the same API key check as
-every Mission Control route. When the agent knows a healthy expert tagged ``expert:vision`` the image goes to it
-too (:func:`fleetmind.vision.describe`); the answer is that function's dict. An unreadable image is a 400, an
-oversized one a 413, both in the shared error envelope.
+The request body is the image's bytes (any ``Content-Type``; the bytes decide), behind an API key of any scope
+(the voice page sends a chat key; describing an image is a chat turn, not an operator's act). When the agent knows
+a healthy expert tagged ``expert:vision`` the image goes to it too (:func:`fleetmind.vision.describe`); the answer
+is that function's dict. An unreadable image is a 400, an oversized one a 413, both in the shared error envelope.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 
 from fleetmind.vision import ImageDecodeError, describe, find_vision_expert
 from fleetmind.web.bodies import read_body
-from fleetmind.web.deps import ApiKeyDep
+from fleetmind.web.deps import ChatKeyDep
 from fleetmind.web.errors import ApiError
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
@@ -24,7 +24,7 @@ router = APIRouter(tags=["vision"])
 
 
 @router.post("/api/vision/describe")
-async def describe_image(request: Request, _caller: ApiKeyDep) -> dict[str, Any]:
+async def describe_image(request: Request, _caller: ChatKeyDep) -> dict[str, Any]:
     """What OpenCV (and a vision expert, when one is registered) sees in the image sent as the body."""
     image = await read_body(request, MAX_IMAGE_BYTES, f"image larger than {MAX_IMAGE_BYTES} bytes")
     runtime = getattr(request.app.state, "runtime", None)

@@ -159,6 +159,7 @@ MC.refused = (why) => {
 MC.login = async (key) => {
   MC.key = key;
   const res = await MC.api("GET", "/api/status");
+  if (res.status === 403) { MC.refused(MC.errorText(res)); return false; } // a chat key: not for this page
   if (!res.ok) {
     if (res.status !== 401) MC.setStatus(res.err ? `cannot reach the agent: ${res.err}` : MC.errorText(res), "bad");
     return false;

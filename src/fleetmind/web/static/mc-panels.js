@@ -110,8 +110,15 @@
   }));
 
   // --- approvals ---------------------------------------------------------------------------------------------
-  const decide = async (id, verb) => {
-    const res = await MC.api("POST", `/api/approvals/${encodeURIComponent(id)}/${verb}`, { note: "" });
+  // Approving a request one's own key made needs its one-time code (`fleetmind approvals code ID` on the agent's
+  // machine): the server says so with 403 self_approval, and the page asks for the code.
+  const decide = async (id, verb, code) => {
+    const body = code ? { note: "", code } : { note: "" };
+    const res = await MC.api("POST", `/api/approvals/${encodeURIComponent(id)}/${verb}`, body);
+    if (res.status === 403 && res.body && res.body.error && res.body.error.code === "self_approval") {
+      const entered = window.prompt(`${MC.errorText(res)}\n\nThe approval code of ${id}:`);
+      if (entered && entered.trim()) return decide(id, verb, entered.trim());
+    }
     if (!res.ok) MC.setStatus(`could not ${verb}: ${MC.errorText(res)}`, "bad");
     refreshApprovals();
   };
