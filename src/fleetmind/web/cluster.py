@@ -16,6 +16,7 @@ from fleetmind.web.schemas import ClusterJob, ClusterService, ClusterStatus, Clu
 
 
 def _collect(client: Any) -> list[ClusterJob]:
+    from fleetmind.cluster.causes import task_cause
     from fleetmind.cluster.errors import ClusterError
 
     jobs: list[ClusterJob] = []
@@ -39,6 +40,7 @@ def _collect(client: Any) -> list[ClusterJob]:
                 state=str(state.get("State", "unknown")),
                 failed=bool(state.get("Failed")),
                 restarts=int(state.get("Restarts") or 0),
+                cause=cause.text if (cause := task_cause(state)) else None,
             )
             for alloc in client.job_allocations(stub["ID"])
             for task, state in sorted((alloc.get("TaskStates") or {}).items())

@@ -47,6 +47,7 @@ class ClusterTask(BaseModel):
     state: str
     failed: bool
     restarts: int
+    cause: str | None = None  # why it last ended abnormally, in words (fleetmind.cluster.causes)
 
 
 class ClusterService(BaseModel):

@@ -23,10 +23,12 @@ from typing import Any
 from fleetmind.cluster.durations import format_duration
 from fleetmind.cluster.embedded import process
 from fleetmind.cluster.embedded.restarts import RestartTracker
+from fleetmind.exits import describe_exit, tail_lines
 
 log = logging.getLogger(__name__)
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time, what Nomad reports for "never"
 PENDING, RUNNING, DEAD = "pending", "running", "dead"
+_DETAILS = ("exit_code", "signal", "restart_reason", "kill_reason", "cause")  # what goes into an event's Details
 
 
 def _now_rfc3339() -> str:
@@ -97,7 +99,7 @@ class TaskRunner:
 
     # -- events -------------------------------------------------------------------------------------------
     def event(self, type_: str, message: str, **extra: Any) -> None:
-        details = {k: str(v) for k, v in extra.items() if k in ("exit_code", "signal", "restart_reason", "kill_reason")}
+        details = {k: str(v) for k, v in extra.items() if k in _DETAILS}
         event: dict[str, Any] = {
             "Type": type_,
             "Time": time.time_ns(),
@@ -232,13 +234,27 @@ class TaskRunner:
         if self._kill_reason is not None:
             self.event("Killed", "Task successfully killed")
         else:
+            # Nomad's event carries only the numbers; the cause in words goes beside them (Details["cause"]) and
+            # into the task's own log, where a user reading it looks first.
+            tail = "\n".join(x for x in tail_lines(spec.stderr).splitlines() if not x.startswith("[fleetmind]"))
+            cause = describe_exit(exit_code, sig, tail)
             self.event(
                 "Terminated",
                 f"Exit Code: {exit_code}" + (f", Signal: {sig}" if sig else ""),
                 exit_code=exit_code,
                 signal=sig,
+                cause=cause,
             )
+            self._log_cause(f"task {self.name} {cause}")
         return exit_code, sig, restart_reason
+
+    def _log_cause(self, line: str) -> None:
+        try:
+            with self.launch.stderr.open("a", encoding="utf-8") as fh:
+                fh.write(f"\n[fleetmind] {_now_rfc3339()} {line}\n")
+        except OSError as exc:
+            log.warning("cannot write to %s: %s", self.launch.stderr, exc)
+        log.warning("%s", line)
 
     async def _sleep_unless_killed(self, seconds: float) -> bool:
         """Wait out a restart delay; True if a kill came in meanwhile."""

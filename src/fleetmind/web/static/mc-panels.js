@@ -214,7 +214,8 @@
           rows.push(el("tr", { "data-testid": `job-${job.id}` }, el("td", { text: job.id }), el("td", { text: job.status }),
             el("td", { text: t.task }), el("td", { class: t.failed ? "bad" : "", text: t.state }),
             el("td", { class: t.restarts ? "warn" : "", text: t.restarts }),
-            el("td", { class: job.services.every((x) => x.health === "passing") ? "ok" : "bad", text: services })));
+            el("td", { class: job.services.every((x) => x.health === "passing") ? "ok" : "bad", text: services }),
+            el("td", { class: t.cause ? "bad" : "", "data-testid": `cause-${job.id}-${t.task}`, text: t.cause || "" })));
         }
       }
     }

@@ -1,0 +1,1 @@
+../../../../src/fleetmind/llm/proof.py

@@ -1,0 +1,151 @@
+"""A llama.cpp build is proven by generating tokens, and a CPU variant this machine cannot run is set aside.
+
+The installed build's programs and CPU variants are copied into a folder of the test's, beside one more variant
+compiled here: ``libggml-cpu-sapphirerapids.so``, which scores above every real one (as the AMX variant does on a
+CPU that advertises AMX), hands ggml a real CPU backend, and then runs AMX's ``tilezero`` without asking the kernel
+for the tile state: SIGILL, exactly what the AMX build did on a VM that advertises AMX.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fleetmind.llm import binaries
+from fleetmind.llm.cpu_fit import RECORD, SET_ASIDE, BuildUnfitError, cpu_info, expected_variant, prove
+from fleetmind.llm.cpu_variants import VARIANT_FLAGS, VariantListError, cut_variants
+
+FAKE_AMX = r"""
+#include <dlfcn.h>
+#include <pthread.h>
+#include <unistd.h>
+typedef void * (*init_fn)(void);
+static void * tile(void * arg) {
+    (void) arg;
+    usleep(50000);
+    __asm__ volatile (".byte 0xc4, 0xe2, 0x7b, 0x49, 0xc0");  /* tilezero tmm0, with no XTILEDATA permission */
+    return 0;
+}
+int ggml_backend_score(void) { return 1 << 20; }
+void * ggml_backend_init(void) {
+    void * real = dlopen(REAL, RTLD_NOW | RTLD_LOCAL);
+    if (!real) return 0;
+    pthread_t t;
+    pthread_create(&t, 0, tile, 0);
+    return ((init_fn) dlsym(real, "ggml_backend_init"))();
+}
+"""
+
+
+def _copy_build(dest: Path) -> list[str]:
+    src = binaries.bin_dir()
+    variants = sorted(p.name for p in src.glob("libggml-cpu-*.so"))
+    if not variants:
+        pytest.skip("the installed llama.cpp has no runtime CPU dispatch (FLEETMIND_LLAMA_BIN_DIR build)")
+    dest.mkdir()
+    for path in [src / "llama-server", *src.glob("*.so*")]:
+        shutil.copy2(path, dest / path.name)
+    return variants
+
+
+def _fake_amx_variant(bin_dir: Path, real_variant: Path) -> None:
+    hidden = bin_dir / "real"
+    hidden.mkdir()
+    shutil.copy2(real_variant, hidden / "cpu.so")
+    source = bin_dir.parent / "fake_amx.c"
+    source.write_text(FAKE_AMX)
+    subprocess.run(
+        ["cc", "-shared", "-fPIC", f'-DREAL="{hidden / "cpu.so"}"', "-o", bin_dir / "libggml-cpu-sapphirerapids.so",
+         source, "-ldl", "-lpthread"],
+        check=True,
+    )  # fmt: skip
+
+
+def test_a_variant_that_dies_by_sigill_is_set_aside_and_the_next_one_proven(tiny_model: Path, tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    variants = _copy_build(bin_dir)
+    _fake_amx_variant(bin_dir, bin_dir / "libggml-cpu-x64.so")
+
+    proof = prove(tiny_model, bin_dir=bin_dir, timeout_s=60)
+
+    assert proof.set_aside == {"sapphirerapids": "killed by SIGILL on this CPU"}
+    assert (bin_dir / SET_ASIDE / "libggml-cpu-sapphirerapids.so").is_file()
+    assert not (bin_dir / "libggml-cpu-sapphirerapids.so").exists()
+    # ggml then picked the best real variant for this CPU, the one our table says it should.
+    built = [v.removeprefix("libggml-cpu-").removesuffix(".so") for v in variants]
+    assert proof.variant == expected_variant(cpu_info(), built)
+    assert proof.tokens >= 1 and proof.tokens_per_s > 0
+    record = json.loads((bin_dir / RECORD).read_text())
+    assert record["variant"] == proof.variant and record["set_aside"] == proof.set_aside
+    assert "set aside sapphirerapids: killed by SIGILL" in proof.summary()
+
+
+def test_a_build_no_variant_of_which_runs_is_refused_with_the_cpu_features(tiny_model: Path, tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    _copy_build(bin_dir)
+    real = bin_dir / "real-x64.so"
+    shutil.move(bin_dir / "libggml-cpu-x64.so", real)
+    for lib in bin_dir.glob("libggml-cpu-*.so"):
+        lib.unlink()
+    _fake_amx_variant(bin_dir, real)
+
+    with pytest.raises(BuildUnfitError) as err:
+        prove(tiny_model, bin_dir=bin_dir, timeout_s=60)
+    message = str(err.value)
+    assert "does not run on this CPU" in message
+    assert "sapphirerapids: killed by SIGILL (illegal instruction" in message
+    assert cpu_info().model in message and "sse4_2" in message  # what the CPU reports
+    assert "needs at least x86-64 with SSE2" in message
+    assert not (bin_dir / RECORD).exists()
+
+
+CMAKE_EXCERPT = """
+if (GGML_CPU_ALL_VARIANTS)
+    if (GGML_SYSTEM_ARCH STREQUAL "x86")
+        ggml_add_cpu_backend_variant(x64)
+        ggml_add_cpu_backend_variant(sse42              SSE42)
+        ggml_add_cpu_backend_variant(sandybridge        SSE42 AVX)
+        if (NOT MSVC)
+            ggml_add_cpu_backend_variant(ivybridge      SSE42 AVX F16C)
+        endif()
+        ggml_add_cpu_backend_variant(haswell            SSE42 AVX F16C FMA AVX2 BMI2)
+        ggml_add_cpu_backend_variant(skylakex           SSE42 AVX F16C FMA AVX2 BMI2 AVX512)
+        ggml_add_cpu_backend_variant(icelake            SSE42 AVX F16C FMA AVX2 BMI2 AVX512 AVX512_VBMI AVX512_VNNI)
+        if (NOT MSVC)
+            ggml_add_cpu_backend_variant(sapphirerapids SSE42 AVX F16C FMA AVX2 BMI2 AVX512 AMX_TILE AMX_INT8)
+        endif()
+    elseif(GGML_SYSTEM_ARCH STREQUAL "ARM")
+        ggml_add_cpu_backend_variant(armv8.0_1)
+    endif()
+endif()
+"""
+
+
+def test_the_variant_list_is_cut_to_ours_and_never_keeps_amx() -> None:
+    cut = cut_variants(CMAKE_EXCERPT, list(VARIANT_FLAGS))
+    kept = [line.split("(")[1].split()[0].rstrip(")") for line in cut.splitlines() if line.strip().startswith("ggml_")]
+    assert kept == ["x64", "sse42", "sandybridge", "haswell", "skylakex", "icelake", "armv8.0_1"]  # ARM untouched
+    assert "# (left out by fleetmind) ggml_add_cpu_backend_variant(sapphirerapids" in cut
+    with pytest.raises(VariantListError, match="unknown CPU variants"):
+        cut_variants(CMAKE_EXCERPT, ["x64", "sapphirerapids"])
+    with pytest.raises(VariantListError, match="no x86 block"):
+        cut_variants("project(ggml)", ["x64"])
+
+
+def test_expected_variant_follows_the_cpu_flags(tmp_path: Path) -> None:
+    core2 = tmp_path / "core2"
+    core2.write_text("model name\t: Intel(R) Core(TM)2 Duo CPU E8400\nflags\t\t: fpu sse sse2 ssse3 sse4_1\n")
+    xeon = tmp_path / "xeon"
+    xeon.write_text(
+        "model name\t: Intel(R) Xeon(R) Processor\nflags\t\t: sse4_2 avx f16c fma avx2 bmi2 avx512f avx512cd "
+        "avx512vl avx512dq avx512bw avx512vbmi avx512_vnni amx_tile amx_int8\n"
+    )
+    built = list(VARIANT_FLAGS)
+    assert expected_variant(cpu_info(core2), built) == "x64"
+    assert cpu_info(core2).model == "Intel(R) Core(TM)2 Duo CPU E8400"
+    assert expected_variant(cpu_info(xeon), built) == "icelake"  # never an AMX variant: none is built
+    assert "amx_tile" in cpu_info(xeon).notable
