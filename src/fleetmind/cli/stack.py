@@ -77,7 +77,7 @@ def up(
     keys = KeyStore(settings.keys_file)
     new_key = None
     if keys.is_empty():
-        new_key, _ = keys.create("first-run")
+        new_key, _ = keys.create("first-run", scope="admin")  # the person who starts the stack owns it
         # Shown at once, before anything can fail: a start that fails must not lose the only copy of the key.
         console.print(
             f"API key (made now, shown once; it is needed for the API and Mission Control): [bold]{new_key}[/]"
