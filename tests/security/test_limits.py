@@ -132,3 +132,15 @@ def test_the_throttle_refills_and_forgets() -> None:
     throttle.failed("c")  # a third address: the least recently seen is forgotten (bounded memory)
     assert len(throttle._buckets) <= 2
     assert AuthThrottle(burst=0).retry_after("a") == 0  # off
+
+
+async def test_a_lone_surrogate_in_a_chat_is_a_400(gateway: tuple[httpx.AsyncClient, str]) -> None:
+    client, key = gateway
+    r = await client.post(
+        "/v1/chat/completions",
+        content=b'{"model": "fleetmind", "messages": [{"role": "user", "content": "hi \\ud800"}]}',
+        headers={"Authorization": f"Bearer {key}", "content-type": "application/json"},
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == "messages[0].content" or "Unicode" in r.json()["error"]["message"]
+    assert _Recorder.hits == []

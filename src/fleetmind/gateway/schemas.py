@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fleetmind.agent.budget import DEFAULT_CONTEXT_TOKENS, MAX_MESSAGES, PromptTooLargeError, check_prompt
 from fleetmind.gateway.errors import InvalidRequestError, UnsupportedParameterError
+from fleetmind.security.text import unencodable_path
 
 # parameter -> the values that ask for nothing we would have to do (a client library's explicit defaults)
 UNSUPPORTED: dict[str, tuple[Any, ...]] = {
@@ -160,6 +161,8 @@ def check_supported(req: ChatCompletionRequest, *, context_tokens: int = DEFAULT
             raise InvalidRequestError(
                 f"A message with role '{message.role}' needs content.", param=f"messages[{i}].content"
             )
+    if (where := unencodable_path(req.model_dump(exclude_none=True))) is not None:
+        raise InvalidRequestError(f"{where} holds text that is not valid Unicode (a lone surrogate?).", param=where)
     try:
         check_prompt([message_text(m) or "" for m in req.messages], context_tokens=context_tokens)
     except PromptTooLargeError as exc:
