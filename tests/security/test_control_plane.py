@@ -303,3 +303,57 @@ def test_query_string_secrets_never_reach_a_log(caplog: pytest.LogCaptureFixture
     assert any(m.startswith("HTTP Request: GET") for m in messages)  # httpx's own line was logged, and redacted
     assert any("refused http://127.0.0.1/voice/ws?[redacted]" in m for m in messages)
     assert not [m for m in messages if secret in m or "S3cr3tKeyValue" in m], messages
+
+
+TASK = {"Name": "t", "Driver": "raw_exec", "Config": {"command": "/bin/true"}}
+BAD_JOBS: list[Any] = [
+    b"{not json",
+    b"\xff\xfe\x00",
+    b"[" * 100_000 + b"]" * 100_000,
+    [],
+    {"Job": "x"},
+    {"Job": {"ID": "x", "TaskGroups": "abc"}},
+    {"Job": {"ID": "x", "TaskGroups": [{"Name": "g", "Count": "many", "Tasks": [TASK]}]}},
+    {"Job": {"ID": "x", "TaskGroups": [{"Name": "g", "Count": 10**9, "Tasks": [TASK]}]}},
+    {"Job": {"ID": "../../etc", "TaskGroups": [{"Name": "g", "Tasks": [TASK]}]}},
+    {"Job": {"ID": "x", "TaskGroups": [{"Name": "g", "Tasks": [{**TASK, "Env": {"A": 1}}]}]}},
+    {"Job": {"ID": "x", "TaskGroups": [{"Name": "g", "Tasks": [TASK], "Networks": [{"ReservedPorts": [{}]}]}]}},
+    {"Job": {"ID": "x", "TaskGroups": [{"Name": "g", "Tasks": [TASK], "Services": [{"Name": "s", "Checks": [{}]}]}]}},
+]
+BAD_SERVICES: list[Any] = [
+    b"{not json",
+    b"[" * 100_000 + b"]" * 100_000,
+    [1, 2],
+    {"Name": 5},
+    {"Name": "s", "Port": "abc"},
+    {"Name": "s", "Port": 70000},
+    {"Name": "s", "Tags": "abc"},
+    {"Name": "s", "Meta": {"k": {"deep": 1}}},
+    {"Name": "s", "Check": {"TCP": "no-port"}},
+    {"Name": "s", "Check": {"HTTP": "not a url", "Interval": "1s"}},
+    {"Name": "s", "Check": {"HTTP": "http://127.0.0.1:9/", "Interval": "soon"}},
+    {"Name": "s", "Check": {"HTTP": "http://127.0.0.1:9/", "Interval": "0s"}},
+    {"Name": "s", "Checks": "abc"},
+]
+
+
+def _body(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else json.dumps(value).encode()
+
+
+@pytest.mark.parametrize("body", BAD_JOBS, ids=range(len(BAD_JOBS)))
+def test_a_malformed_job_is_a_400_never_a_500(cluster: Cluster, body: Any) -> None:
+    headers = {"X-Nomad-Token": cluster.token, "Content-Type": "application/json"}
+    resp = httpx.post(f"{cluster.nomad}/v1/jobs", content=_body(body), headers=headers)
+    assert resp.status_code == 400, resp.text
+    assert cluster.cluster.orchestrator.jobs == {}
+
+
+@pytest.mark.parametrize("body", BAD_SERVICES, ids=range(len(BAD_SERVICES)))
+def test_a_malformed_registration_is_a_400_never_a_500(cluster: Cluster, body: Any) -> None:
+    url = f"{cluster.consul}/v1/agent/service/register"
+    resp = httpx.put(url, content=_body(body), headers={"X-Consul-Token": cluster.token})
+    assert resp.status_code == 400, resp.text
+    assert cluster.cluster.registry.services == {}
+    bad_cas = httpx.delete(f"{cluster.consul}/v1/kv/k", params={"cas": "x"}, headers={"X-Consul-Token": cluster.token})
+    assert bad_cas.status_code == 400

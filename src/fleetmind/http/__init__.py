@@ -37,5 +37,7 @@ def install(
     settings = get_settings()
     hosts = [*settings.allowed_hosts, *(allowed_hosts or ())]
     cap = settings.max_body_bytes if max_body is None else max_body
+    if cap < 1:
+        raise ValueError(f"max_body must be at least 1 byte, not {cap}")
     app.add_middleware(Guard, allowed_hosts=hosts, max_body=cap, check_reads=check_reads)
     install_redaction()

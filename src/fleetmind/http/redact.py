@@ -20,7 +20,7 @@ REDACTED = "[redacted]"
 # A path or URL with a query string: the query goes, whatever it holds.
 _QUERY = re.compile(r"""(?P<pre>(?:\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/?#"'<>]+)?/[^\s?#"'<>]*)\?[^\s#"'<>]+""")
 # name=value pairs whose name says secret (token=, api_key=, access_token=, key=, password= ...).
-_PAIR = re.compile(r"""(?i)\b([\w-]*(?:token|key|secret|password|passwd|signature|sig))=([^&\s"'<>;,]+)""")
+_PAIR = re.compile(r"""(?i)\b((?:[\w-]*[_-])?(?:token|key|secret|password|passwd|signature|sig))=([^&\s"'<>;,]+)""")
 # Header-shaped secrets: X-Nomad-Token: ..., X-Consul-Token: ..., X-Api-Key: ...
 _HEADER = re.compile(r"""(?i)\b(x-(?:nomad|consul)-token|x-api-key)(["']?\s*[:=]\s*["']?)[^\s"',}]+""")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}")

@@ -73,7 +73,8 @@ def create_nomad_app(orchestrator: Orchestrator, *, token: str, advertise: str =
         index = await block(request, clock)
         return _json(orchestrator.job_list(request.query_params.get("prefix", "")), index)
 
-    @app.api_route("/v1/jobs", methods=["PUT", "POST"], openapi_extra=JOB_BODY)
+    @app.put("/v1/jobs", openapi_extra=JOB_BODY)
+    @app.post("/v1/jobs", openapi_extra=JOB_BODY)
     async def register_jobs(request: Request) -> Response:
         result = orchestrator.register(await job_body(request))
         return _json(result, result["Index"])
@@ -83,7 +84,8 @@ def create_nomad_app(orchestrator: Orchestrator, *, token: str, advertise: str =
         index = await block(request, clock)
         return _json(orchestrator.job(job_id), index)
 
-    @app.api_route("/v1/job/{job_id}", methods=["PUT", "POST"], openapi_extra=JOB_BODY)
+    @app.put("/v1/job/{job_id}", openapi_extra=JOB_BODY)
+    @app.post("/v1/job/{job_id}", openapi_extra=JOB_BODY)
     async def register_job(job_id: str, request: Request) -> Response:
         job = await job_body(request)
         if job.get("ID") != job_id:
