@@ -71,6 +71,8 @@ def test_call_home_script_against_the_served_cli(tmp_path: Path, servers: list[S
         "FLEETMIND_CALLHOME_MAX_DELAY": "2",
         "FLEETMIND_CALLHOME_MAX_TRIES": "60",
         "FLEETMIND_NODE_HOSTNAME": "Node-Script",
+        # this machine reaches the API over loopback, an address no node may claim: the node's LAN address instead
+        "FLEETMIND_NODE_IP": "10.0.0.1",
     }
     err = tmp_path / "call-home.err"
     with err.open("wb") as fh:
