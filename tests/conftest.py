@@ -18,6 +18,12 @@ import pytest
 
 from fleetmind.llm import binaries
 from fleetmind.llm.tinymodel import write_tiny_llama
+from tests.skip_gate import (  # noqa: F401  (the skip gate's hooks, installed for the whole suite)
+    pytest_make_collect_report,
+    pytest_runtest_makereport,
+    pytest_sessionfinish,
+    pytest_terminal_summary,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -4,6 +4,11 @@ Everything here is real: ansible-playbook runs the repository's roles, the chroo
 base cached under ~/.cache/fleetmind/debootstrap, copied fresh for each session), the PXE test runs dnsmasq, nginx
 and QEMU in private network namespaces. What cannot run here (Nomad, Consul) is covered by --check and by parsing
 the configuration the roles render.
+
+``make test`` installs everything these tests use (scripts/apt-packages.txt), so a missing program or a failed
+debootstrap fails the tests that need it; it never skips them. FLEETMIND_TEST_DEBIAN_MIRROR names another Debian
+mirror for the debootstrap (a base made from another mirror is cached apart from the default one); a mirror that
+does not work fails the suite.
 """
 
 from __future__ import annotations
@@ -31,14 +36,12 @@ CACHE = Path(os.environ.get("FLEETMIND_CACHE", Path.home() / ".cache" / "fleetmi
 # Debian 13, what the PXE server installs on the nodes. Its Python is 3.13, not this machine's 3.11: the chroot's pip
 # takes cp313 wheels from PyPI (every pin of requirements.lock has one, or is pure Python).
 DEBIAN_SUITE = "trixie"
-DEBIAN_MIRROR = "http://deb.debian.org/debian"
+DEFAULT_DEBIAN_MIRROR = "http://deb.debian.org/debian"
+DEBIAN_MIRROR = os.environ.get("FLEETMIND_TEST_DEBIAN_MIRROR") or DEFAULT_DEBIAN_MIRROR
 # What an installed Debian node has that minbase lacks (systemd) and what Ansible itself needs on a target.
 BASE_PACKAGES = ["python3", "python3-apt", "python3-venv", "systemd"]
-BASE_CHROOT = (
-    CACHE
-    / "debootstrap"
-    / (f"{DEBIAN_SUITE}-minbase-" + hashlib.sha256(",".join(BASE_PACKAGES).encode()).hexdigest()[:10])
-)
+_BASE_KEY = ",".join(BASE_PACKAGES) + ("" if DEBIAN_MIRROR == DEFAULT_DEBIAN_MIRROR else f"@{DEBIAN_MIRROR}")
+BASE_CHROOT = CACHE / "debootstrap" / (f"{DEBIAN_SUITE}-minbase-" + hashlib.sha256(_BASE_KEY.encode()).hexdigest()[:10])
 APT_ARCHIVES = CACHE / "apt-archives" / DEBIAN_SUITE
 # Local package indexes of this machine (see /etc/pip.conf), made visible inside the chroot read-only.
 PIP_DIRS = [Path("/opt/wheels"), Path("/opt/pypi"), Path("/opt/pypi-more")]
@@ -56,15 +59,16 @@ def require_root() -> None:
 
 
 def require_binaries(*names: str) -> None:
+    """Fail (never skip) when a program is missing: `make setup` installs them (scripts/apt-packages.txt)."""
     missing = [n for n in names if shutil.which(n) is None]
     if missing:
-        pytest.skip(f"needs {', '.join(missing)} (Debian packages; see the report of issue 10)")
+        pytest.fail(f"needs {', '.join(missing)}, which `make setup` installs (scripts/apt-packages.txt)")
 
 
 def ansible_bin(name: str) -> str:
     path = Path(sys.executable).parent / name
     if not path.exists():
-        pytest.skip(f"{name} is not installed in the venv (pip install ansible-core)")
+        pytest.fail(f"{name} is not installed in the venv: `make setup` installs it (requirements.lock)")
     return str(path)
 
 
@@ -173,7 +177,10 @@ def _debootstrap_base() -> Path:
     )
     if proc.returncode != 0:
         shutil.rmtree(partial, ignore_errors=True)
-        pytest.skip(f"debootstrap of {DEBIAN_SUITE} failed (mirror unreachable?): {proc.stdout[-1500:]}")
+        pytest.fail(
+            f"debootstrap of {DEBIAN_SUITE} from {DEBIAN_MIRROR} failed with exit code {proc.returncode}:\n"
+            f"{(proc.stdout + proc.stderr)[-1500:]}"
+        )
     partial.rename(BASE_CHROOT)
     return BASE_CHROOT
 

@@ -44,7 +44,7 @@ def espeak() -> str:
 
     program = shutil.which("espeak-ng")
     if program is None:
-        pytest.skip("espeak-ng (Debian package) is not installed")
+        pytest.fail("espeak-ng is not installed: `make setup` installs it (scripts/apt-packages.txt)")
     return program
 
 
