@@ -37,6 +37,12 @@ variable "threads" {
   description = "CPU threads (-t); a sentence embeds in milliseconds."
 }
 
+variable "service_secret" {
+  type        = string
+  default     = ""
+  description = "The stack's service secret: llama-server's API key (LLAMA_API_KEY, i.e. --api-key, kept out of the command line); empty: no key."
+}
+
 job "llama-embedder" {
   datacenters = var.datacenters
   type        = "service"
@@ -101,7 +107,13 @@ job "llama-embedder" {
           "-c", "512", "-b", "512", "-ub", "512",
           "-t", "${var.threads}",
           "--no-webui",
+          # no CORS for any web page (see llama-expert.nomad.hcl)
+          "--cors-origins", "https://no-cors.invalid", "--no-cors-credentials",
         ]
+      }
+
+      env {
+        LLAMA_API_KEY = var.service_secret
       }
 
       resources {

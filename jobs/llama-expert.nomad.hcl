@@ -106,6 +106,18 @@ variable "consul_token" {
   description = "ACL token the launcher reads the registry with (CONSUL_HTTP_TOKEN)."
 }
 
+variable "service_secret" {
+  type        = string
+  default     = ""
+  description = "The stack's service secret: llama-server's API key (LLAMA_API_KEY, i.e. --api-key, kept out of the command line); empty: no key (a server started by hand)."
+}
+
+variable "service_proof" {
+  type        = string
+  default     = ""
+  description = "HMAC of the service name and port with the service secret (`fleetmind.security.service.proof`), put in the registration's meta so the agent only calls this instance; `fleetmind up` computes it."
+}
+
 job "llama-expert" {
   datacenters = var.datacenters
   type        = "service"
@@ -141,9 +153,10 @@ job "llama-expert" {
       tags     = ["expert", "expert:${var.expert_name}"]
 
       meta {
-        expert = var.expert_name
-        model         = basename(var.model)
-        system_prompt = var.system_prompt
+        expert          = var.expert_name
+        model           = basename(var.model)
+        system_prompt   = var.system_prompt
+        fleetmind_proof = var.service_proof
       }
 
       check {
@@ -189,6 +202,9 @@ job "llama-expert" {
             "-c", "${var.ctx_size}",
             "-t", "${var.threads}",
             "--no-webui",
+            # no CORS for any web page: llama-server has no "off", so allow one origin no page can have, without
+            # credentials (its default reflects every Origin with credentials)
+            "--cors-origins", "https://no-cors.invalid", "--no-cors-credentials",
           ],
           var.extra_args,
         )
@@ -198,6 +214,7 @@ job "llama-expert" {
         HF_HUB_OFFLINE    = "1"
         CONSUL_HTTP_ADDR  = var.consul_addr
         CONSUL_HTTP_TOKEN = var.consul_token
+        LLAMA_API_KEY     = var.service_secret
       }
 
       resources {

@@ -55,6 +55,12 @@ variable "consul_token" {
   description = "ACL token for the Consul API (CONSUL_HTTP_TOKEN); `fleetmind up` passes the embedded cluster's token."
 }
 
+variable "service_secret" {
+  type        = string
+  default     = ""
+  description = "The stack's service secret (FLEETMIND_SERVICE_SECRET): the gateway reaches the agent with it instead of the caller's key; `fleetmind up` passes the state dir's service.secret."
+}
+
 job "moe_gateway" {
   datacenters = var.datacenters
   type        = "service"
@@ -112,12 +118,13 @@ job "moe_gateway" {
       }
 
       env {
-        FLEETMIND_STATE_DIR = var.state_dir
-        CONSUL_HTTP_ADDR    = var.consul_addr
-        NOMAD_ADDR          = var.nomad_addr
-        NOMAD_TOKEN         = var.nomad_token
-        CONSUL_HTTP_TOKEN   = var.consul_token
-        HF_HUB_OFFLINE      = "1"
+        FLEETMIND_STATE_DIR      = var.state_dir
+        CONSUL_HTTP_ADDR         = var.consul_addr
+        NOMAD_ADDR               = var.nomad_addr
+        NOMAD_TOKEN              = var.nomad_token
+        CONSUL_HTTP_TOKEN        = var.consul_token
+        HF_HUB_OFFLINE           = "1"
+        FLEETMIND_SERVICE_SECRET = var.service_secret
       }
 
       resources {

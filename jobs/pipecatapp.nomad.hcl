@@ -61,6 +61,18 @@ variable "embeddings_url" {
   description = "URL of the embedding server (the llama-embedder job); empty: long-term memory and routing by meaning are off."
 }
 
+variable "service_secret" {
+  type        = string
+  default     = ""
+  description = "The stack's service secret (FLEETMIND_SERVICE_SECRET): the gateway calls the agent with it, the agent calls the experts with it; `fleetmind up` passes the state dir's service.secret."
+}
+
+variable "service_proof" {
+  type        = string
+  default     = ""
+  description = "HMAC of the service name and port with the service secret (`fleetmind.security.service.proof`), put in the registration's meta so the gateway only calls this instance; `fleetmind up` computes it."
+}
+
 job "pipecatapp" {
   datacenters = var.datacenters
   type        = "service"
@@ -94,6 +106,10 @@ job "pipecatapp" {
       provider = "consul"
       tags     = ["agent", "mission-control"]
 
+      meta {
+        fleetmind_proof = var.service_proof
+      }
+
       check {
         name     = "agent health"
         type     = "http"
@@ -118,13 +134,14 @@ job "pipecatapp" {
       }
 
       env {
-        FLEETMIND_STATE_DIR = var.state_dir
-        CONSUL_HTTP_ADDR    = var.consul_addr
-        NOMAD_ADDR          = var.nomad_addr
-        NOMAD_TOKEN         = var.nomad_token
-        CONSUL_HTTP_TOKEN   = var.consul_token
-        HF_HUB_OFFLINE      = "1"
+        FLEETMIND_STATE_DIR            = var.state_dir
+        CONSUL_HTTP_ADDR               = var.consul_addr
+        NOMAD_ADDR                     = var.nomad_addr
+        NOMAD_TOKEN                    = var.nomad_token
+        CONSUL_HTTP_TOKEN              = var.consul_token
+        HF_HUB_OFFLINE                 = "1"
         FLEETMIND_AGENT_EMBEDDINGS_URL = var.embeddings_url
+        FLEETMIND_SERVICE_SECRET       = var.service_secret
       }
 
       resources {

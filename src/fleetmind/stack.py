@@ -24,6 +24,7 @@ from fleetmind.cluster.jobspec import load_job
 from fleetmind.cluster.token import ensure_token, token_file
 from fleetmind.llm import LlmError, binaries
 from fleetmind.llm.models import DEFAULT_MODEL, resolve
+from fleetmind.security.service import ensure_secret, proof
 
 # The services `up` waits for, in the order they come up.
 EMBEDDINGS_SERVICE = "embeddings"
@@ -93,12 +94,27 @@ def plan(cfg: StackConfig, cluster_vars: dict[str, Any]) -> list[dict[str, Any]]
     fallback = "" if light == model else str(light)
     embedder_model = ensure_gguf(cfg.state_dir / "models")
     llama_server = str(binaries.llama_server())
-    common = {"python": sys.executable, "host": cfg.host, "state_dir": str(cfg.state_dir), **cluster_vars}
+    # How the services prove who they are (security/service.py): one secret for the stack, made on first start;
+    # the agent and the experts register with a proof of it, which the gateway and the agent check.
+    secret = ensure_secret(cfg.state_dir)
+    common = {
+        "python": sys.executable,
+        "host": cfg.host,
+        "state_dir": str(cfg.state_dir),
+        "service_secret": secret,
+        **cluster_vars,
+    }
     folder = jobs_dir()
     jobs = [
         load_job(
             folder / "llama-embedder.nomad.hcl",
-            {"llama_server": llama_server, "model": str(embedder_model), "host": cfg.host, "port": cfg.embeddings_port},
+            {
+                "llama_server": llama_server,
+                "model": str(embedder_model),
+                "host": cfg.host,
+                "port": cfg.embeddings_port,
+                "service_secret": secret,
+            },
         )
     ]
     for name, port in (("general", cfg.expert_port), ("coding", cfg.coding_port)):
@@ -115,6 +131,8 @@ def plan(cfg: StackConfig, cluster_vars: dict[str, Any]) -> list[dict[str, Any]]
                 "ctx_size": cfg.ctx_size,
                 "fallback_model": fallback,
                 "python": sys.executable,
+                "service_secret": secret,
+                "service_proof": proof(secret, f"expert-{name}", port),
             },
         )
         if name != "general":
@@ -123,7 +141,15 @@ def plan(cfg: StackConfig, cluster_vars: dict[str, Any]) -> list[dict[str, Any]]
         jobs.append(job)
     embeddings_url = f"http://{cfg.host}:{cfg.embeddings_port}"
     jobs.append(
-        load_job(folder / "pipecatapp.nomad.hcl", {**common, "port": cfg.ui_port, "embeddings_url": embeddings_url})
+        load_job(
+            folder / "pipecatapp.nomad.hcl",
+            {
+                **common,
+                "port": cfg.ui_port,
+                "embeddings_url": embeddings_url,
+                "service_proof": proof(secret, AGENT_SERVICE, cfg.ui_port),
+            },
+        )
     )
     jobs.append(load_job(folder / "moe_gateway.nomad.hcl", {**common, "port": cfg.gateway_port}))
     return jobs

@@ -15,6 +15,7 @@ from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.agent.settings import AgentSettings
 from fleetmind.cluster.client import ClusterClient
 from fleetmind.cluster.embedded import EmbeddedCluster
+from fleetmind.security.service import PROOF_META, SecretSource, proof
 
 pytestmark = pytest.mark.asyncio
 
@@ -31,6 +32,8 @@ async def test_an_expert_registered_in_the_registry_answers(tmp_path: Path, llam
             "Address": expert.hostname,
             "Port": expert.port,
             "Tags": ["expert", "expert:general"],
+            # what the job's meta carries: proof that whoever registered it holds the stack's service secret
+            "Meta": {PROOF_META: proof("s3cret", "expert-general", expert.port or 0)},
             "Check": {"HTTP": f"{llama_server_url}/health", "Interval": "200ms", "Timeout": "1s"},
         }
         async with httpx.AsyncClient(headers={"X-Consul-Token": cluster.token}) as http:
@@ -38,7 +41,7 @@ async def test_an_expert_registered_in_the_registry_answers(tmp_path: Path, llam
             assert resp.status_code == 200
 
         registry = ClusterClient(consul_addr=cluster.consul_addr, token=cluster.token)
-        directory = ExpertDirectory(cluster=registry, ttl_s=0)
+        directory = ExpertDirectory(cluster=registry, ttl_s=0, secret=SecretSource("s3cret"))
         for _ in range(100):  # until the first health check passes
             if await directory.experts():
                 break

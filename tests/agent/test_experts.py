@@ -21,6 +21,8 @@ from fleetmind.agent.experts import (
 )
 from fleetmind.agent.protocol import AgentRequest, SamplingParams
 from fleetmind.cluster.client import RegistryUnavailable, ServiceInstance
+from fleetmind.security.service import PROOF_META, SecretSource
+from fleetmind.security.service import proof as service_proof
 
 
 async def stream(url: str, request: AgentRequest) -> list[StreamItem]:
@@ -66,10 +68,18 @@ class FakeRegistry:
 @pytest.mark.asyncio
 async def test_registry_discovery_is_cached_and_tracks_health() -> None:
     now = [100.0]
-    general = ServiceInstance("expert-general", "g1", "10.0.0.5", 8090, tags=("expert", "expert:general"))
+    proof = {PROOF_META: service_proof("s3cret", "expert-general", 8090)}
+    general = ServiceInstance("expert-general", "g1", "10.0.0.5", 8090, tags=("expert", "expert:general"), meta=proof)
     other = ServiceInstance("gateway", "gw", "10.0.0.6", 8080, tags=("http",))
-    registry = FakeRegistry([general, other])
-    directory = ExpertDirectory(cluster=registry, ttl_s=2.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    # registered under a known name without the proof (a local process's fake): never listed, never called
+    fake = ServiceInstance("expert-general", "g2", "10.0.0.9", 8090, tags=("expert", "expert:general"))
+    registry = FakeRegistry([general, other, fake])
+    directory = ExpertDirectory(
+        cluster=registry,  # type: ignore[arg-type]
+        ttl_s=2.0,
+        clock=lambda: now[0],
+        secret=SecretSource("s3cret"),
+    )
 
     experts = await directory.experts()
     assert experts == [Expert("general", "http://10.0.0.5:8090", "registry")]

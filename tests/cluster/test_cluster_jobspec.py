@@ -59,6 +59,8 @@ def test_llama_expert_contract() -> None:
             "threads": 3,
             "ctx_size": 4096,
             "host": "127.0.0.1",
+            "service_secret": "s3cret",
+            "service_proof": "abc123",
         },
     )
     assert job["ID"] == "llama-expert"
@@ -71,6 +73,7 @@ def test_llama_expert_contract() -> None:
         "expert": "code",
         "model": "SmolLM2.gguf",
         "system_prompt": "You are a helpful assistant.",
+        "fleetmind_proof": "abc123",
     }
     assert service["PortLabel"] == "http"
     check = service["Checks"][0]
@@ -89,7 +92,12 @@ def test_llama_expert_contract() -> None:
         "-t",
         "3",
         "--no-webui",
+        "--cors-origins",
+        "https://no-cors.invalid",
+        "--no-cors-credentials",
     ]
+    # the API key travels in the environment, not on the command line where `ps` shows it
+    assert task["Env"]["LLAMA_API_KEY"] == "s3cret"
 
 
 @pytest.mark.parametrize(
@@ -113,6 +121,7 @@ def test_python_service_contracts(name: str, module: str, service: str, tags: li
             "nomad_addr": "http://127.0.0.1:14646",
             "nomad_token": "n-token",
             "consul_token": "c-token",
+            "service_secret": "s3cret",
         },
     )
     group = job["TaskGroups"][0]
@@ -131,6 +140,7 @@ def test_python_service_contracts(name: str, module: str, service: str, tags: li
         "NOMAD_TOKEN": "n-token",
         "CONSUL_HTTP_TOKEN": "c-token",
         "HF_HUB_OFFLINE": "1",
+        "FLEETMIND_SERVICE_SECRET": "s3cret",
     }
     assert group["Services"][0]["Name"] == service
     assert group["Services"][0]["Tags"] == tags

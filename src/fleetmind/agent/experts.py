@@ -9,6 +9,11 @@ of the line for a while, which is also the only health signal a fixed expert has
 streams one chat completion from a llama-server's OpenAI-compatible ``/v1/chat/completions``, asking for usage
 so token counts are the expert's own; a prompt too large for the context (:mod:`fleetmind.agent.budget`) is
 refused before it is sent.
+
+Experts run with the stack's service secret as their API key, and the client sends it as ``Authorization:
+Bearer``; so the directory only lists registry instances whose registration proves the same secret
+(:func:`fleetmind.security.service.proven`): a fake ``expert-*`` registered by a local process never receives
+a request, nor the secret.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from fleetmind.agent import ExpertProtocolError, ExpertRejectedError, ExpertUnav
 from fleetmind.agent.budget import DEFAULT_CONTEXT_TOKENS, PromptTooLargeError, check_prompt
 from fleetmind.agent.protocol import AgentRequest, Usage
 from fleetmind.cluster.client import ClusterClient, ClusterError, ServiceInstance
+from fleetmind.security.service import SecretSource, bearer, proven
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +113,13 @@ class ExpertDirectory:
         ttl_s: float = 2.0,
         cooldown_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        secret: SecretSource | None = None,
     ) -> None:
         if ttl_s < 0 or cooldown_s < 0:
             raise ValueError("ttl_s and cooldown_s must not be negative")
         self._fixed = [Expert(name, url, "env") for name, url in fixed.items()] if fixed is not None else None
         self._cluster = cluster
+        self._secret = secret or SecretSource()
         self._ttl_s = ttl_s
         self._cooldown_s = cooldown_s
         self._clock = clock
@@ -150,7 +158,7 @@ class ExpertDirectory:
             if self._cluster is None:
                 # A bad CONSUL_HTTP_ADDR raises ValueError here; it is reported like an outage.
                 self._cluster = ClusterClient()
-            instances = await self._cluster.aservices_by_tag(EXPERT_TAG)
+            registered = await self._cluster.aservices_by_tag(EXPERT_TAG)
         except (ClusterError, ValueError) as exc:
             # A registry hiccup should not take routing down: keep using what we knew, and say so.
             self.discovery_error = str(exc)
@@ -162,6 +170,17 @@ class ExpertDirectory:
             )
             return
         self.discovery_error = None
+        secret = self._secret.get()
+        instances = [i for i in registered if proven(secret, i)]
+        if len(instances) < len(registered):
+            log.warning(
+                "ignoring %d expert registration(s) without the service credential's proof",
+                len(registered) - len(instances),
+                extra={
+                    "event": "unproven_service",
+                    "services": sorted({i.name for i in registered} - {i.name for i in instances}),
+                },
+            )
         found = [
             Expert(
                 expert_name(i),
@@ -287,9 +306,11 @@ class ExpertClient:
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 60.0,
         context_tokens: int = DEFAULT_CONTEXT_TOKENS,
+        secret: SecretSource | None = None,
     ) -> None:
         if connect_timeout_s <= 0 or read_timeout_s <= 0:
             raise ValueError("expert timeouts must be positive")
+        self._secret = secret or SecretSource()
         if context_tokens < 1:
             raise ValueError("context_tokens must be positive")
         self.context_tokens = context_tokens
@@ -313,7 +334,7 @@ class ExpertClient:
             # the expert never sees it; rejected, so no other expert is tried either
             raise ExpertRejectedError(f"request refused before expert {expert.name}: {exc}") from None
         try:
-            async with self._http.stream("POST", url, json=payload) as response:
+            async with self._http.stream("POST", url, json=payload, headers=bearer(self._secret.get())) as response:
                 if response.status_code != 200:
                     body = (await response.aread())[:_ERROR_BODY_LIMIT].decode("utf-8", "replace")
                     rejected = response.status_code in _REJECTED_STATUSES

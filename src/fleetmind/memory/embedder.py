@@ -25,6 +25,7 @@ import numpy as np
 
 from fleetmind.memory import EmbeddingError
 from fleetmind.memory.gguf_convert import EMBEDDING_DIM, ensure_gguf
+from fleetmind.security.service import SecretSource, bearer
 
 
 class Embedder(Protocol):
@@ -47,12 +48,16 @@ CACHE_SIZE = 256  # recent texts whose vectors are kept (384 floats each)
 class LlamaEmbedder:
     """Embeds through llama-server's ``/v1/embeddings``."""
 
-    def __init__(self, url: str, *, dim: int = EMBEDDING_DIM, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, url: str, *, dim: int = EMBEDDING_DIM, timeout_s: float = 30.0, secret: SecretSource | None = None
+    ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"bad embeddings URL {url!r}: expected http://host:port")
         self.url = url.rstrip("/")
         self.dim = dim
         self._http = httpx.AsyncClient(timeout=timeout_s)
+        # the embedding server runs with the stack's service secret as its API key (security/service.py)
+        self._secret = secret or SecretSource()
         # One request embeds its query for recall and again for routing: the second is a cache hit, not a
         # round trip to a server that shares the CPU with the experts.
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -76,7 +81,9 @@ class LlamaEmbedder:
 
     async def _fetch(self, texts: Sequence[str]) -> np.ndarray:
         try:
-            resp = await self._http.post(f"{self.url}/v1/embeddings", json={"input": list(texts)})
+            resp = await self._http.post(
+                f"{self.url}/v1/embeddings", json={"input": list(texts)}, headers=bearer(self._secret.get())
+            )
         except httpx.HTTPError as exc:
             raise EmbeddingError(f"embedding server could not be reached ({type(exc).__name__})") from exc
         if resp.status_code != 200:

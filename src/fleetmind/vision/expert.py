@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from fleetmind.security.service import bearer, load_secret
 from fleetmind.vision import VisionExpertError
 
 if TYPE_CHECKING:
@@ -85,7 +86,8 @@ def describe_with_expert(
     url = expert_url.rstrip("/") + "/v1/chat/completions"
     try:
         with httpx.Client(timeout=timeout_s, transport=transport) as client:
-            response = client.post(url, json=body)
+            # experts take the stack's service secret as their API key (security/service.py)
+            response = client.post(url, json=body, headers=bearer(load_secret()))
     except httpx.HTTPError as exc:
         raise VisionExpertError(f"vision expert at {expert_url} unreachable: {exc}") from exc
     if response.status_code != 200:

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from fleetmind.security.service import bearer, load_secret
 from fleetmind.tools.base import ToolCall, ToolContext, tool
 from fleetmind.tools.errors import ToolExecutionError
 
@@ -39,7 +40,8 @@ async def chat(
         raise ToolExecutionError("no LLM endpoint is configured (FLEETMIND_TOOLS_LLM_URL)")
     if not base.endswith("/v1"):
         base += "/v1"
-    headers = {"Authorization": f"Bearer {ctx.llm_api_key}"} if ctx.llm_api_key else {}
+    # an expert of the stack takes its service secret as the API key (security/service.py)
+    headers = bearer(ctx.llm_api_key or load_secret())
     body = {"model": ctx.llm_model, "messages": messages, "max_tokens": max_tokens, "temperature": temperature}
     try:
         async with httpx.AsyncClient(timeout=timeout_s, trust_env=False) as client:
