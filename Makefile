@@ -29,7 +29,9 @@ help: ## list the targets
 setup: $(STAMP)/system $(STAMP)/deps $(STAMP)/llama $(STAMP)/models ## Debian packages, venv, Python deps, llama.cpp, models
 
 run: setup ## set everything up, then start the whole stack on this machine (Ctrl-C stops it)
-	$(VENV)/bin/fleetmind up
+	@# A start that fails is followed by the doctor's checklist: what is wrong with this machine, and the fix.
+	@$(VENV)/bin/fleetmind up || { status=$$?; echo; echo "fleetmind did not start; fleetmind doctor says:"; \
+		$(VENV)/bin/fleetmind doctor; exit $$status; }
 
 test: setup ## set everything up, then run lint, types and the whole test suite
 	$(VENV)/bin/ruff check src tests bench

@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from fleetmind import __version__
-from fleetmind.cli import approvals, chat, keys, models, provision, stack
+from fleetmind.cli import approvals, chat, doctor, keys, models, provision, stack
 from fleetmind.cli import tools as tools_cli
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 stack.register(app)
 chat.register(app)
+doctor.register(app)
 app.add_typer(approvals.app, name="approvals")
 app.add_typer(keys.app, name="keys")
 app.add_typer(models.app, name="models")

@@ -31,7 +31,7 @@ def _pid_file() -> Path:
     return get_settings().state_dir / "up.pid"
 
 
-def _running_pid() -> int | None:
+def running_pid() -> int | None:
     try:
         pid = int(_pid_file().read_text().strip())
         os.kill(pid, 0)
@@ -57,7 +57,7 @@ def up(
 
     settings = get_settings()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    if (pid := _running_pid()) is not None:
+    if (pid := running_pid()) is not None:
         console.print(f"[red]error:[/] fleetmind is already running (pid {pid}); stop it with `fleetmind down`")
         raise typer.Exit(1)
     cfg = stack.StackConfig(
@@ -125,14 +125,14 @@ def up(
 
 def down(timeout: float = typer.Option(30.0, help="Seconds to wait for a clean stop.")) -> None:
     """Stop a stack started by `fleetmind up` (SIGTERM; it stops every task it runs)."""
-    pid = _running_pid()
+    pid = running_pid()
     if pid is None:
         typer.echo("fleetmind is not running")
         return
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _running_pid() is None:
+        if running_pid() is None:
             typer.echo(f"stopped (pid {pid})")
             return
         time.sleep(0.2)
