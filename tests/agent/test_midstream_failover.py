@@ -2,26 +2,47 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import pytest
 from tests.agent.agent_testkit import make_request
 from tests.conftest import free_port, start_llama_server, stop_process
 
-from fleetmind.agent.protocol import SamplingParams
+from fleetmind.agent.experts import Expert, ExpertClient, StreamItem
+from fleetmind.agent.protocol import AgentRequest, ChatMessage, SamplingParams
+from fleetmind.agent.runtime import AgentRuntime
+from fleetmind.agent.settings import AgentSettings
 
-pytestmark = pytest.mark.slow
+
+class RecordingClient(ExpertClient):
+    """The real client, noting which request went to which expert: what reached each model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[str, AgentRequest]] = []
+
+    async def stream_chat(self, expert: Expert, request: AgentRequest) -> AsyncGenerator[StreamItem, None]:
+        self.sent.append((expert.name, request))
+        async with contextlib.aclosing(super().stream_chat(expert, request)) as stream:
+            async for item in stream:
+                yield item
 
 
+@pytest.mark.slow
 async def test_killing_the_chosen_expert_mid_answer_still_yields_an_answer(
-    make_runtime, packaged_model: Path, packaged_llama_server_url: str, tmp_path: Path
+    packaged_model: Path, packaged_llama_server_url: str, tmp_path: Path
 ) -> None:
     port = free_port()
     doomed = start_llama_server(packaged_model, port, tmp_path / "doomed.log", "-t", "1")
+    client = RecordingClient()
+    settings = AgentSettings(experts=f"general=http://127.0.0.1:{port},backup={packaged_llama_server_url}")
+    runtime = AgentRuntime(settings=settings, client=client)
+    await runtime.start()
     try:
-        runtime = await make_runtime(experts=f"general=http://127.0.0.1:{port},backup={packaged_llama_server_url}")
         request = make_request(
             "Tell me a long story about a dragon who learns to read.",
             params=SamplingParams(temperature=0, seed=1, max_tokens=160),
@@ -34,6 +55,8 @@ async def test_killing_the_chosen_expert_mid_answer_still_yields_an_answer(
                 os.killpg(doomed.pid, signal.SIGKILL)  # the chosen expert dies with its answer half-written
     finally:
         stop_process(doomed)
+        await runtime.stop()
+        await client.aclose()
 
     done = events[-1]
     assert done.type == "done", done
@@ -41,6 +64,11 @@ async def test_killing_the_chosen_expert_mid_answer_still_yields_an_answer(
     from_general = "".join(e.text for e in events if e.type == "delta" and e.expert == "general")
     from_backup = "".join(e.text for e in events if e.type == "delta" and e.expert == "backup")
     assert from_general and from_backup
+    # what reached the backup: the same conversation, plus what general had said as an assistant message to continue
+    (to_general, first), (to_backup, second) = client.sent
+    assert (to_general, to_backup) == ("general", "backup")
+    assert second.messages[:-1] == first.messages
+    assert second.messages[-1] == ChatMessage(role="assistant", content=from_general)
     # a continuation, not a second answer: the backup does not start over with what general already said
     assert not from_backup.startswith(from_general.strip())
     assert len(from_general + from_backup) > len(from_general)
