@@ -1,14 +1,19 @@
 """planner, orchestrator and swarm against a real llama-server (the tiny random model: the shape and the HTTP path
-are tested, not the meaning), and the plan parser on the replies a model really gives."""
+are tested, not the meaning), the planner against an endpoint with a fixed reply (what it asks, what it makes of
+the answer), and the plan parser on the replies a model really gives."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from http.server import BaseHTTPRequestHandler
+from typing import Any, ClassVar
 
 from fleetmind.tools.approvals import ApprovalBroker
 from fleetmind.tools.base import ToolContext
 from fleetmind.tools.builtin.llm import parse_steps
 from fleetmind.tools.runner import ToolRunner
+from tests.conftest import serve_http
 
 from .conftest import MakeRunner, approve_next, run_ok
 
@@ -31,14 +36,66 @@ def test_parse_steps_json_lists_and_fallback() -> None:
     assert len(many) == 4
 
 
-async def test_planner_against_llama_server(runner: ToolRunner, context: ToolContext, llama_server_url: str) -> None:
-    context.llm_url = llama_server_url
-    out = await run_ok(runner, "planner", {"task": "Check the cluster and restart failed jobs.", "max_tokens": 32})
-    assert out["parsed"] in ("json", "list", "fallback") and isinstance(out["raw"], str)
-    assert 1 <= len(out["steps"]) <= 6
-    for i, step in enumerate(out["steps"], 1):
-        assert step["n"] == i and isinstance(step["description"], str) and step["description"]
-        assert step["tool"] is None or step["tool"] in runner.registry
+class PlanningModel(BaseHTTPRequestHandler):
+    """A chat-completions endpoint that gives every request the same reply and keeps what it was asked."""
+
+    reply = ""
+    asked: ClassVar[list[tuple[str, dict[str, Any]]]] = []
+
+    def do_POST(self) -> None:
+        self.asked.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+        body = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": self.reply}}]})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body.encode())))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+# what a small model really writes: chatter around a fenced JSON plan, a tool that does not exist, a bare string
+PLAN_REPLY = (
+    "Sure! Here is a plan:\n```json\n["
+    '{"description": "See how full the disks are", "tool": "disk_usage", "arguments": {"path": "/"}}, '
+    '{"description": "Restart the failed jobs", "tool": "restart_everything", "arguments": {"force": true}}, '
+    '"Tell the user what was done"]\n```\nLet me know if you need more.'
+)
+
+
+async def test_planner_sends_the_task_and_tools_and_turns_the_reply_into_steps(
+    runner: ToolRunner, context: ToolContext
+) -> None:
+    # the model's reply is fixed, so the parsing and the tool checks are tested, never a model's mood
+    PlanningModel.reply, PlanningModel.asked = PLAN_REPLY, []
+    task = "Check the cluster and restart failed jobs."
+    with serve_http(PlanningModel) as port:
+        context.llm_url = f"http://127.0.0.1:{port}"
+        out = await run_ok(runner, "planner", {"task": task, "max_steps": 4, "max_tokens": 32})
+    ((path, asked),) = PlanningModel.asked
+    assert path == "/v1/chat/completions" and asked["max_tokens"] == 32
+    system, user = asked["messages"]
+    assert user == {"role": "user", "content": task}
+    assert "at most 4 short steps" in system["content"]
+    offered = set(system["content"].rpartition("Tools you may use: ")[2].rstrip(".").split(", "))
+    assert offered == {s.name for s in runner.specs()} - {"planner", "orchestrator"}
+    assert out == {
+        "task": task,
+        "parsed": "json",
+        "raw": PLAN_REPLY,
+        "steps": [
+            {"n": 1, "description": "See how full the disks are", "tool": "disk_usage", "arguments": {"path": "/"}},
+            {
+                "n": 2,
+                "description": "Restart the failed jobs",
+                "tool": None,  # not a tool of this runner: kept visible, never called
+                "unknown_tool": "restart_everything",
+                "arguments": {"force": True},
+            },
+            {"n": 3, "description": "Tell the user what was done", "tool": None, "arguments": {}},
+        ],
+    }
     context.llm_url = "http://127.0.0.1:9"  # nothing listens there
     down = await runner.run("planner", {"task": "x"}, requester="t")
     assert down.status == "error" and "LLM call" in (down.error or "")
