@@ -189,8 +189,10 @@ def test_kill_9_during_a_run_then_restart(tmp_path: Path, servers: list[Server])
     assert job["error"] == "the provisioning API stopped while this job was running"
     # the run the dead API left behind was stopped, so it cannot go on changing the node
     wait_for(lambda: not [p for p in run_processes(run_dir) if _alive(p)])
-    # the job queued before the crash was not lost: it runs now
-    assert get_job(second, key, queued_id)["state"] in ("queued", "running")
+    # the job queued before the crash was not lost: it runs now (its playbook is on the node)
+    wait_job(second, key, queued_id, {"running", "successful"})
+    queued_dir = (Path(env["FLEETMIND_PROVISION_RUNS_DIR"]) / queued_id).resolve()
+    wait_for(lambda: any(b"sleep" in _cmdline(p) for p in run_processes(queued_dir)))
     assert inventory.read_bytes() == before
     assert set(load_yaml(before.decode())["all"]["children"]["worker"]["hosts"]) == {"node-slow", "node-next"}
 

@@ -114,8 +114,14 @@ async def test_home_page_says_what_it_is(in_process: InProcess) -> None:
     page = await in_process.client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "fleetmind agent" in page.text and "/api/status" in page.text
-    assert "script-src" not in page.headers["content-security-policy"]  # default-src 'self': no inline script
-    assert "'unsafe-inline'" not in page.headers["content-security-policy"]
+    # everything from this origin only, nothing inline (no script-src: scripts fall back to default-src), no framing
+    directives = dict(d.strip().partition(" ")[::2] for d in page.headers["content-security-policy"].split(";"))
+    assert directives == {
+        "default-src": "'self'",
+        "connect-src": "'self'",
+        "style-src": "'self'",
+        "frame-ancestors": "'none'",
+    }
     for asset, needle in (
         ("/static/mc-core.js", "/api/ws/events"),
         ("/static/mc-panels.js", "/api/approvals"),
