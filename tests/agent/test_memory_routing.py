@@ -8,13 +8,37 @@ from pathlib import Path
 import pytest
 from agent_testkit import HungServer, collect, direct_chat, make_request
 
+from fleetmind.agent.experts import Expert
 from fleetmind.agent.runtime import AgentRuntime
+from fleetmind.agent.semantic import SemanticRouter
 from fleetmind.agent.settings import AgentSettings
 from fleetmind.agent.workflows.steps import RecallParams
+from fleetmind.memory.embedder import LlamaEmbedder
 
 pytestmark = pytest.mark.asyncio
 
 FACT = "My dog is called Biscuit and he loves running on the beach."
+
+# Held out: written for this test after the router's built-in descriptions were fixed, never used to tune them, and
+# in none of bench/routing.py's sets (which guided the descriptions). Add here; never tune descriptions on these.
+HELD_OUT = {
+    "How do I read a file line by line in Kotlin?": "coding",
+    "Write a Python class for a stack with push and pop.": "coding",
+    "My Node.js server crashes with EADDRINUSE, how do I fix it?": "coding",
+    "What is the difference between an abstract class and an interface in Java?": "coding",
+    "Write a SQL query that counts orders per customer.": "coding",
+    "How do I squash my last three git commits?": "coding",
+    "How do I parse command line arguments in a Bash script?": "coding",
+    "Write a unit test in Go for a function that splits a string.": "coding",
+    "What is the longest river in South America?": "general",
+    "How do I make pancakes without eggs?": "general",
+    "Who was the first woman to win a Nobel Prize?": "general",
+    "What should I see on a weekend trip to Vienna?": "general",
+    "Why do leaves change colour in autumn?": "general",
+    "How can I fall asleep faster at night?": "general",
+    "What is a good present for my grandmother's birthday?": "general",
+    "How often should I water a cactus?": "general",
+}
 
 
 def records(caplog: pytest.LogCaptureFixture, event: str) -> list[logging.LogRecord]:
@@ -56,6 +80,21 @@ async def test_a_fact_is_recalled_by_meaning_in_a_later_conversation_after_a_res
     assert "".join(e.text for e in events[:-1]) == expected
 
 
+async def test_held_out_queries_are_routed_by_meaning(embeddings_url: str) -> None:
+    embedder = LlamaEmbedder(embeddings_url)
+    router = SemanticRouter(embedder)
+    experts = [Expert("general", "http://127.0.0.1:1"), Expert("coding", "http://127.0.0.1:2")]
+    chosen = {}
+    try:
+        for query in HELD_OUT:
+            choice = await router.choose(query, experts, lambda _: True)
+            assert choice is not None
+            chosen[query] = choice.expert
+    finally:
+        await embedder.aclose()
+    assert chosen == HELD_OUT
+
+
 async def test_queries_are_routed_to_the_expert_closest_in_meaning(
     tmp_path: Path, make_runtime, llama_server_url: str, embeddings_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -65,8 +104,8 @@ async def test_queries_are_routed_to_the_expert_closest_in_meaning(
         embeddings_url=embeddings_url,
         memory_dir=str(tmp_path / "memory"),
     )
-    coding = await collect(runtime.submit(make_request("Write a Python function that reverses a linked list.")))
-    general = await collect(runtime.submit(make_request("What is the capital city of France?")))
+    coding = await collect(runtime.submit(make_request("How do I squash my last three git commits?")))
+    general = await collect(runtime.submit(make_request("Why do leaves change colour in autumn?")))
     assert (coding[-1].type, coding[-1].expert) == ("done", "coding")
     assert (general[-1].type, general[-1].expert) == ("done", "general")
     routes = records(caplog, "route")
