@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,12 +14,14 @@ import pytest
 import pytest_asyncio
 import uvicorn
 from fastapi import FastAPI
+from pipecat.frames.frames import Frame
 
 from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.agent.settings import AgentSettings
 from fleetmind.config import Settings
 from fleetmind.security import KeyStore
 from fleetmind.voice.settings import VoiceSettings
+from fleetmind.voice.tts import EspeakTTSService, LocalPiperTTSService, TTSService
 from fleetmind.voice.web import router
 
 
@@ -38,13 +40,31 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.fixture
+def tts_engines(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The engine of every sentence the voice spoke during the test, in order: "piper", or "espeak-ng" (the fallback
+    when the Piper voice is missing, which sounds robotic but would otherwise pass unnoticed)."""
+    spoken: list[str] = []
+    for service, engine in ((LocalPiperTTSService, "piper"), (EspeakTTSService, "espeak-ng")):
+
+        async def run_tts(
+            self: TTSService, text: str, context_id: str, _run: Any = service.run_tts, _engine: str = engine
+        ) -> AsyncGenerator[Frame, None]:
+            spoken.append(_engine)
+            async for frame in _run(self, text, context_id):
+                yield frame
+
+        monkeypatch.setattr(service, "run_tts", run_tts)
+    return spoken
+
+
 @pytest.fixture(scope="session")
 def espeak() -> str:
     import shutil
 
     program = shutil.which("espeak-ng")
     if program is None:
-        pytest.fail("espeak-ng is not installed: `make setup` installs it (scripts/apt-packages.txt)")
+        pytest.fail("espeak-ng is not installed: `make setup` installs it (scripts/apt-test.txt)")
     return program
 
 

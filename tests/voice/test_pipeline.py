@@ -16,7 +16,7 @@ from tests.conftest import free_port, start_llama_server, stop_process
 
 @pytest.mark.slow
 async def test_spoken_question_is_transcribed_and_answered_aloud(
-    make_voice_server, packaged_llama_server_url: str, espeak: str
+    make_voice_server, packaged_llama_server_url: str, espeak: str, tts_engines: list[str]
 ) -> None:
     # The packaged model, not the tiny random one: random tokens may hold nothing speakable, which makes no audio.
     # A short answer keeps the test quick.
@@ -46,6 +46,7 @@ async def test_spoken_question_is_transcribed_and_answered_aloud(
     assert answer.strip()
     audio = b"".join(r.audio for r in client.received if r.audio)
     assert len(audio) > 16000 * 2 * 0.2  # at least a fifth of a second of answer audio
+    assert tts_engines and set(tts_engines) == {"piper"}, tts_engines  # the Piper voice spoke, not espeak-ng
     assert client.messages("vad", state="started") and client.messages("vad", state="stopped")
 
 
@@ -63,7 +64,7 @@ def talkative_expert(packaged_model: Path, tmp_path: Path) -> Iterator[str]:
 
 @pytest.mark.slow
 async def test_talking_over_the_agent_stops_playback_and_cancels_generation(
-    make_voice_server, talkative_expert: str, espeak: str
+    make_voice_server, talkative_expert: str, espeak: str, tts_engines: list[str]
 ) -> None:
     # A long answer from the packaged model, so that it is still being generated when the user talks over it.
     server = await make_voice_server(talkative_expert, VoiceSettings(max_answer_tokens=1000))
@@ -111,9 +112,12 @@ async def test_talking_over_the_agent_stops_playback_and_cancels_generation(
             break
         await asyncio.sleep(0.05)
     assert server.runtime.stats.errors["cancelled"] >= 1
+    assert tts_engines and set(tts_engines) == {"piper"}, tts_engines  # what was cut off was Piper speaking
 
 
-async def test_when_the_agent_cannot_answer_the_person_hears_why(make_voice_server, espeak: str) -> None:
+async def test_when_the_agent_cannot_answer_the_person_hears_why(
+    make_voice_server, espeak: str, tts_engines: list[str]
+) -> None:
     # an expert where nothing listens: the agent ends the turn with an error, and the voice says so aloud
     dead = f"http://127.0.0.1:{free_port()}"
     voice = VoiceSettings(error_answer_text="Sorry, my experts are not reachable.")
@@ -136,3 +140,4 @@ async def test_when_the_agent_cannot_answer_the_person_hears_why(make_voice_serv
     }
     await asyncio.sleep(0)
     assert b"".join(r.audio for r in client.received if r.audio)  # spoken, not only shown
+    assert tts_engines == ["piper"]  # by the Piper voice, not the espeak-ng fallback
