@@ -119,7 +119,7 @@ def job_logs(call: ToolCall) -> dict[str, Any]:
         out = []
         for group, task in tasks:
             alloc = next((a for a in allocs if a.get("TaskGroup") == group), None)
-            text, source = _nomad_logs(client.nomad_addr, alloc, task, kind)
+            text, source = _nomad_logs(client.nomad_addr, client.nomad_token, alloc, task, kind)
             if text is None:
                 text, source = _local_logs(call.context.cluster_logs_dir, job_id, group, task, kind)
             out.append(
@@ -136,7 +136,9 @@ def job_logs(call: ToolCall) -> dict[str, Any]:
     return dict(_cluster_call(call.context, fetch))
 
 
-def _nomad_logs(addr: str, alloc: dict[str, Any] | None, task: str, kind: str) -> tuple[str | None, str]:
+def _nomad_logs(
+    addr: str, token: str | None, alloc: dict[str, Any] | None, task: str, kind: str
+) -> tuple[str | None, str]:
     if alloc is None:
         return None, "none"
     try:
@@ -144,6 +146,7 @@ def _nomad_logs(addr: str, alloc: dict[str, Any] | None, task: str, kind: str) -
             f"{addr.rstrip('/')}/v1/client/fs/logs/{alloc['ID']}",
             timeout=10,
             trust_env=False,
+            headers={"X-Nomad-Token": token} if token else {},
             params={"task": task, "type": kind, "plain": "true", "origin": "end", "offset": 65536},
         )
     except httpx.HTTPError:
