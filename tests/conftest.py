@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +28,43 @@ from tests.skip_gate import (  # noqa: F401  (the skip gate's hooks, installed f
 )
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--llama-cpu-variant",
+        metavar="VARIANT",
+        help="run every llama-server of the suite with only libggml-cpu-VARIANT.so of the installed build (sse42: "
+        "x86-64-v2, haswell: x86-64-v3, ...), to prove the suite on a CPU level below this machine's own",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    variant = config.getoption("--llama-cpu-variant")
+    if variant:
+        folder = single_variant_build(binaries.bin_dir(), variant, Path(tempfile.mkdtemp(prefix="fleetmind-llama-")))
+        # the processes the tests start (agent, gateway, `fleetmind up`) read it too
+        os.environ["FLEETMIND_LLAMA_BIN_DIR"] = str(folder)
+        binaries.bin_dir.cache_clear()
+        config.add_cleanup(lambda: shutil.rmtree(folder.parent, ignore_errors=True))
+
+
+def single_variant_build(source: Path, variant: str, dest: Path) -> Path:
+    """``dest/bin``: a copy of the llama.cpp programs in ``source`` whose only CPU backend is ``variant``.
+
+    A copy, not links: ggml looks for its CPU variants beside the running program's real path.
+    """
+    chosen = source / f"libggml-cpu-{variant}.so"
+    if not chosen.is_file():
+        found = sorted(p.name for p in source.glob("libggml-cpu-*.so"))
+        raise pytest.UsageError(f"--llama-cpu-variant={variant}: no {chosen.name} in {source} (it has {found})")
+    folder = dest / "bin"
+    folder.mkdir()
+    for path in source.iterdir():
+        if path.is_file() and not path.name.startswith("libggml-cpu-") and path.name != "cpu_fit.json":
+            shutil.copy2(path, folder / path.name, follow_symlinks=False)
+    shutil.copy2(chosen, folder / chosen.name)
+    return folder
 
 
 @contextlib.contextmanager
