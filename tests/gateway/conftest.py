@@ -36,6 +36,17 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+# The stack's service secret, passed as the jobs pass it: the gateway needs it to reach any agent at all, and the
+# in-process gateways of these tests talk to the agent processes of the stack fixtures.
+SERVICE_SECRET = "gateway-tests-service-secret"
+
+
+@pytest.fixture(autouse=True)
+def service_secret(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("FLEETMIND_SERVICE_SECRET", SERVICE_SECRET)
+    return SERVICE_SECRET
+
+
 @pytest.fixture
 def free_port() -> Callable[[], int]:
     return free_tcp_port
@@ -81,11 +92,13 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 def running_stack(expert_url: str, tmp: Path) -> Iterator[Stack]:
     """The real agent with one expert (``general``) and the real gateway in front of it, one key store."""
     state = tmp / "state"
-    key, _ = KeyStore(state / "keys.json").create("e2e")
+    # operator: the tests read the agent's /api/status with it too
+    key, _ = KeyStore(state / "keys.json").create("e2e", scope="operator")
     env = {
         **os.environ,
         "FLEETMIND_STATE_DIR": str(state),
         "FLEETMIND_AGENT_EXPERTS": f"general={expert_url}",
+        "FLEETMIND_SERVICE_SECRET": SERVICE_SECRET,
         "HF_HUB_OFFLINE": "1",
         # nothing listens here: neither process may depend on a registry in this test
         "CONSUL_HTTP_ADDR": f"127.0.0.1:{free_tcp_port()}",

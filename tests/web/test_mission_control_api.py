@@ -113,10 +113,17 @@ async def test_tool_needing_approval_waits_then_runs_when_approved(in_process: I
     assert waiting["requester"] == "tests via Mission Control" and waiting["risk"] == "approval"
     assert (await client.get(f"/api/tools/runs/{run_id}", headers=auth)).json()["status"] == "running"
 
-    decided = await client.post(f"/api/approvals/{waiting['id']}/approve", headers=auth, json={"note": "fine"})
+    # nobody approves their own request: the key that ran the tool is refused, a second operator decides
+    own = await client.post(f"/api/approvals/{waiting['id']}/approve", headers=auth, json={"note": "fine"})
+    assert own.status_code == 403 and own.json()["error"]["code"] == "self_approval"
+    reviewer, record = KeyStore(in_process.state_dir / "keys.json").create("reviewer", scope="operator")
+    decided = await client.post(
+        f"/api/approvals/{waiting['id']}/approve",
+        headers={"Authorization": f"Bearer {reviewer}"},
+        json={"note": "fine"},
+    )
     assert decided.status_code == 200
-    key_id = KeyStore(in_process.state_dir / "keys.json").records()[0].id
-    assert decided.json()["outcome"] == "approved" and decided.json()["by"] == f"tests ({key_id})"
+    assert decided.json()["outcome"] == "approved" and decided.json()["by"] == f"reviewer ({record.id})"
     assert decided.json()["note"] == "fine"
 
     async def finished() -> dict | None:
@@ -200,7 +207,7 @@ async def test_chat_turns_show_in_events_and_conversations(in_process: InProcess
     assert turn.data["owner"] == caller.id != "somebody-else"
     assert answer.data["expert"] == "general" and answer.data["completion_tokens"] == done["usage"]["completion_tokens"]
     listing = (await client.get("/api/conversations", headers=auth)).json()["conversations"]
-    assert {"id": "conv-mc", "messages": 2} in listing
+    assert {"id": "conv-mc", "owner": caller.id, "messages": 2} in listing
     conv = (await client.get("/api/conversations/conv-mc", headers=auth)).json()
     assert [m["role"] for m in conv["messages"]] == ["user", "assistant"]
     assert conv["messages"][0]["content"] == "Hello there."
