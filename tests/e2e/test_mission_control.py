@@ -152,14 +152,26 @@ def run_shell(page: Any, command: str) -> tuple[Any, Any]:
     return run, approval
 
 
-def test_shell_waits_for_approval_then_runs(page: Any) -> None:
+def test_shell_waits_for_approval_then_runs(page: Any, session: Session) -> None:
     run, approval = run_shell(page, "echo mission-control-$((6 * 7))")
     assert page.inner_text("#approvals-count") != "0"
+    # the page's key started the run, so approving it is approving one's own request: the page asks for the
+    # request's one-time code, which the person at the machine reads with the CLI (the second factor)
+    approval_id = (approval.get_attribute("data-testid") or "").removeprefix("approval-")
+    code = session.stack.cli("approvals", "code", approval_id).stdout.strip()
+    prompts: list[str] = []
+
+    def answer(dialog: Any) -> None:
+        prompts.append(dialog.message)
+        dialog.accept(code)
+
+    page.once("dialog", answer)
     approval.locator("button.approve").click()
     page.wait_for_selector(f"[data-testid={run.get_attribute('data-testid')}][data-status=ok]")
     assert "mission-control-42" in run.locator("[data-testid=run-output]").inner_text()
     page.wait_for_selector("#approvals-recent li:has-text('approved')")
     page.wait_for_selector("#log li[data-kind=approval_decided]", state="attached")
+    assert prompts and "own request" in prompts[0]
 
 
 def test_denied_shell_does_not_run(page: Any, session: Session) -> None:
