@@ -96,7 +96,7 @@ def key_store(tmp_path: Path) -> KeyStore:
 
 @pytest.fixture
 def api_key(key_store: KeyStore) -> str:
-    key, _ = key_store.create("provisioning-tests")
+    key, _ = key_store.create("provisioning-tests", scope="operator")
     return key
 
 
@@ -182,7 +182,7 @@ def start_server(env: dict[str, str], log: Path, port: int | None = None) -> Ser
 
 
 def api_key_for(env: dict[str, str]) -> str:
-    key, _ = KeyStore(Path(env["FLEETMIND_STATE_DIR"]) / "keys.json").create("tests")
+    key, _ = KeyStore(Path(env["FLEETMIND_STATE_DIR"]) / "keys.json").create("tests", scope="operator")
     return key
 
 

@@ -135,6 +135,19 @@ async def test_a_chat_key_cannot_open_the_event_stream(mc: MissionControl) -> No
     assert hello["type"] == "websocket.send" and json.loads(hello["text"])["type"] == "hello"
 
 
+async def test_a_chat_key_cannot_steer_provisioning(tmp_path: Path) -> None:
+    from tests.provisioning.conftest import make_settings, start_api
+
+    store = KeyStore(tmp_path / "keys.json")
+    chat, _ = store.create("client-program")
+    operator, _ = store.create("ops", scope="operator")
+    async for api in start_api(make_settings(tmp_path), store, operator):
+        for path in ("/api/provisioning/status", "/api/provisioning/nodes"):
+            refused = await api.client.get(path, headers={"Authorization": f"Bearer {chat}"})
+            assert refused.status_code == 403 and refused.json()["error"]["code"] == "insufficient_scope"
+            assert (await api.client.get(path, headers=api.key_headers)).status_code == 200
+
+
 # -- nobody approves their own request --------------------------------------------------------------------------
 
 

@@ -1,7 +1,8 @@
 """Request dependencies, as ``Annotated`` aliases: enrolment-token and API-key checks and the shared service.
 
 Nodes calling home show an enrolment token; people and programs reading status or retrying a node show one of
-the stack's API keys (``fleetmind keys create``). Both arrive as ``Authorization: Bearer <secret>``, are
+the stack's API keys of scope ``operator`` or above (``fleetmind keys create --scope operator``; a chat key gets
+403). Both arrive as ``Authorization: Bearer <secret>``, are
 compared as SHA-256 hashes and are never logged. The checks run before the body is validated, so a caller
 without a valid secret learns nothing about what a valid request looks like."""
 
@@ -12,7 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from fleetmind.provisioning.errors import AuthenticationError
+from fleetmind.provisioning.errors import AuthenticationError, PermissionDeniedError
 from fleetmind.provisioning.metrics import Metrics
 from fleetmind.provisioning.service import ProvisioningService
 from fleetmind.security import KeyStore, hash_key
@@ -66,9 +67,16 @@ def require_api_key(
 ) -> None:
     if credentials is None or not credentials.credentials:
         raise AuthenticationError("Missing API key: send it as 'Authorization: Bearer <key>'.")
-    if not store.verify(credentials.credentials):
+    record = store.identify(credentials.credentials)
+    if record is None:
         hint = " No API keys exist yet: create one with `fleetmind keys create`." if store.is_empty() else ""
         raise AuthenticationError("Incorrect API key." + hint)
+    if not record.allows("operator"):
+        # steering Ansible runs on new machines is an operator's act, not a chat client's
+        raise PermissionDeniedError(
+            f"This needs a key of scope 'operator'; this key's scope is {record.scope!r} "
+            "(make one with `fleetmind keys create --scope operator`)."
+        )
 
 
 EnrolmentToken = Annotated[str, Depends(require_enrolment_token)]

@@ -54,6 +54,14 @@ class AuthenticationError(ProvisioningError):
     code = "unauthorized"
 
 
+class PermissionDeniedError(ProvisioningError):
+    """A valid API key whose scope is below ``operator`` (a chat key): it may not steer provisioning."""
+
+    status_code = 403
+    type = "permission_error"
+    code = "insufficient_scope"
+
+
 class InvalidNodeError(ProvisioningError):
     """A well-formed request we still refuse (a node named like an inventory group, say)."""
 

@@ -18,7 +18,8 @@ from fleetmind.provisioning.schemas import (
     error_responses,
 )
 
-router = APIRouter(prefix="/api/provisioning", tags=["status"], dependencies=[ApiKey])
+# every route here wants an operator key: a valid key of a lower scope gets 403
+router = APIRouter(prefix="/api/provisioning", tags=["status"], dependencies=[ApiKey], responses=error_responses(403))
 
 HostnamePath = Annotated[str, Path(min_length=1, max_length=253, pattern=HOSTNAME_PATTERN)]
 JobIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^job_[0-9a-f]{16}$")]
