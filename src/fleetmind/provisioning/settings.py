@@ -51,7 +51,9 @@ class ProvisionSettings(BaseSettings):
         pattern=r"^https?://[^\s]+$",
         description="Mission Control's event intake (e.g. http://127.0.0.1:8000/api/events); unset: no forwarding.",
     )
-    events_key: SecretStr | None = Field(default=None, description="API key for events_url.")
+    events_key: SecretStr | None = Field(
+        default=None, description="API key for events_url, of scope operator (Mission Control's events want one)."
+    )
 
     @field_validator("roles")
     @classmethod
