@@ -27,6 +27,8 @@ def run(*args: str, state: Path, **env: str) -> subprocess.CompletedProcess[str]
         ["keys", "create"],
         ["keys", "list"],
         ["keys", "revoke"],
+        ["approvals"],
+        ["approvals", "code"],
         ["models"],
         ["models", "list"],
         ["models", "tiny"],
@@ -49,6 +51,28 @@ def test_keys_lifecycle(tmp_path: Path) -> None:
     assert run("keys", "revoke", key_id, state=tmp_path).returncode == 0
     gone = run("keys", "revoke", key_id, state=tmp_path)
     assert gone.returncode == 1 and "no API key" in gone.stderr
+
+
+def test_keys_have_a_scope_chat_by_default(tmp_path: Path) -> None:
+    from fleetmind.security import KeyStore
+
+    plain = run("keys", "create", "--name", "client", state=tmp_path)
+    admin = run("keys", "create", "--name", "owner", "--scope", "admin", state=tmp_path)
+    assert plain.returncode == 0 and "scope chat" in plain.stderr
+    assert admin.returncode == 0 and "scope admin" in admin.stderr
+    store = KeyStore(tmp_path / "keys.json")
+    assert [(r.name, r.scope) for r in store.records()] == [("client", "chat"), ("owner", "admin")]
+    listing = run("keys", "list", state=tmp_path).stdout
+    assert "chat" in listing and "admin" in listing
+    typo = run("keys", "create", "--scope", "root", state=tmp_path)
+    assert typo.returncode == 2 and "scope" in typo.stderr and len(store.records()) == 2
+
+
+def test_approvals_code_of_an_unknown_request_is_a_clear_error(tmp_path: Path) -> None:
+    out = run("approvals", "code", "apr-000000000000", state=tmp_path)
+    assert out.returncode == 1 and "no pending approval" in out.stderr
+    odd = run("approvals", "code", "../../keys", state=tmp_path)  # never a path outside the codes folder
+    assert odd.returncode == 1 and "no pending approval" in odd.stderr
 
 
 def test_models_list_and_tiny(tmp_path: Path) -> None:
