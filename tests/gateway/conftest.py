@@ -21,6 +21,7 @@ from fleetmind.gateway.settings import GatewaySettings
 from fleetmind.security import KeyStore
 from tests.conftest import start_llama_server, stop_process
 from tests.gateway.gateway_helpers import (
+    SERVICE_SECRET,
     FakeRegistry,
     Stack,
     expert_instance,
@@ -36,13 +37,9 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-# The stack's service secret, passed as the jobs pass it: the gateway needs it to reach any agent at all, and the
-# in-process gateways of these tests talk to the agent processes of the stack fixtures.
-SERVICE_SECRET = "gateway-tests-service-secret"
-
-
 @pytest.fixture(autouse=True)
 def service_secret(monkeypatch: pytest.MonkeyPatch) -> str:
+    """In-process gateways talk to the agent processes of the stack fixtures: one secret for both."""
     monkeypatch.setenv("FLEETMIND_SERVICE_SECRET", SERVICE_SECRET)
     return SERVICE_SECRET
 
@@ -65,7 +62,9 @@ def api_key(key_store: KeyStore) -> str:
 
 @pytest.fixture
 def registry() -> FakeRegistry:
-    return FakeRegistry(experts=[expert_instance("general"), expert_instance("coder", 9001)])
+    # a fake expert registered without the proof is never listed
+    fake = expert_instance("fake", 9002, proven=False)
+    return FakeRegistry(experts=[expert_instance("general"), expert_instance("coder", 9001), fake])
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from fleetmind.cluster.client import RegistryUnavailable, ServiceInstance
+from fleetmind.security.service import PROOF_META, proof
 
 
 @dataclass
@@ -43,13 +44,19 @@ class FakeRegistry:
         return [e for e in self.experts if tag in e.tags]
 
 
-def expert_instance(name: str, port: int = 9000) -> ServiceInstance:
+# The stack's service secret of these tests, passed as the jobs pass it (FLEETMIND_SERVICE_SECRET): the gateway
+# needs it to reach any agent, and lists only experts whose registration proves it.
+SERVICE_SECRET = "gateway-tests-service-secret"
+
+
+def expert_instance(name: str, port: int = 9000, *, proven: bool = True) -> ServiceInstance:
     return ServiceInstance(
         name=f"expert-{name}",
         id=f"expert-{name}-1",
         address="127.0.0.1",
         port=port,
         tags=("expert", f"expert:{name}"),
+        meta={PROOF_META: proof(SERVICE_SECRET, f"expert-{name}", port)} if proven else {},
     )
 
 

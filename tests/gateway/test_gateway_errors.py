@@ -155,7 +155,9 @@ async def test_unknown_model_is_404_listing_known_models(client: httpx.AsyncClie
 async def test_models_lists_fleetmind_and_registered_experts(client: httpx.AsyncClient, api_key: str) -> None:
     listing = (await client.get("/v1/models", headers=auth(api_key))).json()
     assert listing["object"] == "list"
+    # the registry also holds expert-fake, registered without the service secret's proof: never listed
     assert [m["id"] for m in listing["data"]] == ["fleetmind", "coder", "general"]
+    assert_envelope(await client.get("/v1/models/fake", headers=auth(api_key)), 404, code="model_not_found")
     for card in listing["data"]:
         assert card["object"] == "model" and card["owned_by"] == "fleetmind"
         assert isinstance(card["created"], int)

@@ -9,6 +9,7 @@ always a model.
 The gateway sends its service credential to the agent, so it only calls an agent instance whose registration
 proves it was made with the stack's secret (:func:`fleetmind.security.service.proven`): a ``pipecatapp`` that
 any local process registers is ignored (and logged). A fixed ``agent_url`` is the operator's word and not checked.
+The expert list holds proven experts only, the ones the agent routes to.
 """
 
 from __future__ import annotations
@@ -134,7 +135,9 @@ class AgentLocator:
         if self._experts and self._experts[1] > now:
             return list(self._experts[0])
         try:
-            names = expert_names(await self.registry.aservices_by_tag(EXPERT_TAG))
+            # only experts that prove the stack's secret: the agent would not call the others either
+            secret = self._secret.get()
+            names = expert_names([i for i in await self.registry.aservices_by_tag(EXPERT_TAG) if proven(secret, i)])
         except ClusterError as exc:
             log.info("expert list unavailable: %s", exc)
             names = []
