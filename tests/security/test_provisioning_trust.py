@@ -27,7 +27,7 @@ ANSIBLE_BIN = Path(sys.executable).parent
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
     store = KeyStore(tmp_path / "keys.json")
-    key, _ = store.create("provisioning-trust")
+    key, _ = store.create("provisioning-trust", scope="operator")
     async for a in start_api(make_settings(tmp_path), store, key):
         yield a
 
