@@ -53,7 +53,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 async def test_job_events_reach_the_stream_in_order(tmp_path: Path, key_store: KeyStore, receiver: Receiver) -> None:
-    key, _ = key_store.create("events")
+    key, _ = key_store.create("events", scope="operator")
     settings = make_settings(tmp_path, events_url=receiver.url, events_key=key)
     async for api in start_api(settings, key_store, key):
         r = await api.call_home(body("node-ev", mac="52:54:00:aa:bb:09"))
@@ -72,7 +72,7 @@ async def test_job_events_reach_the_stream_in_order(tmp_path: Path, key_store: K
 
 
 async def test_an_absent_mission_control_never_stops_a_job(tmp_path: Path, key_store: KeyStore) -> None:
-    key, _ = key_store.create("events")
+    key, _ = key_store.create("events", scope="operator")
     # nothing listens on this port
     settings = make_settings(tmp_path, events_url=f"http://127.0.0.1:{free_port()}/api/events", events_key=key)
     async for api in start_api(settings, key_store, key):
