@@ -5,6 +5,8 @@ build runs on any x86 CPU. This bench builds, once and cached in ``~/.cache/flee
 ``llama-bench`` of a native build of the same pinned source (``GGML_NATIVE=ON``, AMX switched off with
 ``-mno-amx-*``, since a native AMX build is what crashed), then runs both ``llama-bench`` programs on the same model,
 alternating, and prints decode (token generation) tokens/s of each and the ratio dispatched / native (goal >= 0.95).
+Rows for single CPU variants (``--variants``, by default x64 and haswell) show what an older CPU gets from the same
+build: x64 is what a Core 2 or a first Atom (no SSE4.2) loads, haswell what an AVX2 desktop loads.
 A build that crashes counts as a failure, not as a missing row. Run from the repo root: ``python -m bench.llama_build``
 (packaged SmolLM2 unless ``--model`` says otherwise; the first run spends about 4 minutes on the native build).
 """
@@ -20,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -76,6 +79,17 @@ def native_llama_bench() -> Path:
     return program
 
 
+def single_variant(variant: str, root: Path) -> Path:
+    """A copy of the installed llama-bench that can load only ``variant`` (what a CPU of that generation gets)."""
+    src = binaries.bin_dir()
+    dest = root / variant
+    dest.mkdir(parents=True)
+    for path in [src / "llama-bench", *src.glob("*.so*")]:
+        if not path.name.startswith("libggml-cpu-") or path.name == f"libggml-cpu-{variant}.so":
+            shutil.copy2(path, dest / path.name)
+    return dest / "llama-bench"
+
+
 def decode_tps(program: Path, model: Path, threads: int, tokens: int) -> float | str:
     """Decode tokens/s that llama-bench reports (tg test), or the cause if it failed."""
     cmd = [str(program), "-m", str(model), "-p", "0", "-n", str(tokens), "-r", "3", "-t", str(threads), "-o", "json"]
@@ -95,9 +109,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (each: 3 llama-bench repetitions)")
     parser.add_argument("--tokens", type=int, default=64, help="tokens generated per repetition")
     parser.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1))
+    parser.add_argument("--variants", default="x64,haswell", help="single CPU variants to add as rows ('' for none)")
     args = parser.parse_args()
     model = resolve(args.model)
     builds = {"dispatched (installed)": binaries.binary("llama-bench"), "native, no AMX": native_llama_bench()}
+    scratch = Path(tempfile.mkdtemp(prefix="llama-variants-"))
+    for variant in filter(None, args.variants.split(",")):
+        builds[f"variant {variant} only"] = single_variant(variant, scratch)
     record = load_record() or {}
     cpu = cpu_info()
     print(f"CPU: {cpu.model}; reports {' '.join(cpu.notable)}")
@@ -119,7 +137,8 @@ def main() -> None:
         print(f"{name:<24} {med:>22.1f} {len(results[name]):>6} {len(failures[name]):>7}")
         for why in failures[name][:1]:
             print(f"  {name} failed: {why}")
-    dispatched, native = (results[n] for n in builds)
+    shutil.rmtree(scratch, ignore_errors=True)
+    dispatched, native = results["dispatched (installed)"], results["native, no AMX"]
     if dispatched and native:
         ratio = statistics.median(dispatched) / statistics.median(native)
         print(f"\nratio dispatched / native = {ratio:.3f}  (goal >= 0.95)")

@@ -205,7 +205,7 @@
     const rows = [];
     const cluster = s.cluster;
     if (!cluster || !cluster.available) {
-      rows.push(el("tr", {}, el("td", { colspan: "6", class: "muted", text: `no orchestrator view: ${cluster ? cluster.error : "n/a"}` })));
+      rows.push(el("tr", {}, el("td", { colspan: "7", class: "muted", text: `no orchestrator view: ${cluster ? cluster.error : "n/a"}` })));
     } else {
       for (const job of cluster.jobs) {
         const services = job.services.map((x) => `${x.name}: ${x.health}`).join(", ");
