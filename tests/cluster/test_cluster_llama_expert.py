@@ -10,6 +10,9 @@ import httpx
 from conftest import JOBS_DIR, RunningCluster, group_alive, wait_for
 from fleetmind.cluster.jobspec import load_job
 from fleetmind.llm import binaries
+from fleetmind.security.service import PROOF_META, bearer, proof, proven
+
+SECRET = "test-service-secret"
 
 
 def _free_port() -> int:
@@ -31,14 +34,23 @@ def test_llama_expert_job_serves_and_registers(running_cluster: RunningCluster, 
             "host": "127.0.0.1",
             "threads": 1,
             "ctx_size": 512,
+            # as `fleetmind up` passes them: the server's API key, and the registration's proof of it
+            "service_secret": SECRET,
+            "service_proof": proof(SECRET, "expert-tiny", port),
         },
     )
     rc.client.register_job(job)
     found = wait_for(lambda: rc.client.services_by_tag("expert:tiny"), timeout=120, what="expert-tiny passing")
-    assert [(s.name, s.port, s.meta) for s in found] == [
-        ("expert-tiny", port, {"expert": "tiny", "model": "tiny.gguf", "system_prompt": "You are a helpful assistant."})
-    ]
-    models = httpx.get(f"{found[0].url}/v1/models", timeout=10).json()
+    assert [(s.name, s.port) for s in found] == [("expert-tiny", port)]
+    meta = found[0].meta
+    assert {k: v for k, v in meta.items() if k != PROOF_META} == {
+        "expert": "tiny",
+        "model": "tiny.gguf",
+        "system_prompt": "You are a helpful assistant.",
+    }
+    assert proven(SECRET, found[0]) and not proven("another-secret", found[0])
+    assert httpx.get(f"{found[0].url}/v1/models", timeout=10).status_code == 401  # the expert wants the secret
+    models = httpx.get(f"{found[0].url}/v1/models", headers=bearer(SECRET), timeout=10).json()
     assert models["data"]
     alloc = rc.alloc("llama-expert")
     assert alloc["TaskStates"]["llama-server"]["State"] == "running"
