@@ -8,17 +8,14 @@ to any sink added with ``app.state.events.add_sink(callable)``, and to Mission C
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import fleetmind
 from fleetmind.config import get_settings
 from fleetmind.http import install
-from fleetmind.http_errors import error_body
 from fleetmind.provisioning.errors import ConfigurationError, install_error_handlers
 from fleetmind.provisioning.events import EventBus
 from fleetmind.provisioning.forward import EventForwarder
@@ -32,58 +29,6 @@ from fleetmind.provisioning.store import JobStore
 from fleetmind.provisioning.todo import TodoWriter
 from fleetmind.security import KeyStore
 from fleetmind.security.throttle import AuthThrottleMiddleware
-
-
-class BodyLimit:
-    """Refuse request bodies over ``limit`` bytes with 413 before anything parses them."""
-
-    def __init__(self, app: ASGIApp, *, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None:
-            if not length.isdigit() or int(length) > self.limit:
-                await self._refuse(send)
-                return
-            await self.app(scope, receive, send)
-            return
-        # no length given (chunked): read up to the limit here, then replay what we read
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.limit:
-                await self._refuse(send)
-                return
-            if not message.get("more_body"):
-                break
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            error_body(f"Request body larger than {self.limit} bytes.", code="request_too_large")
-        ).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
 
 
 def create_app(
@@ -142,7 +87,6 @@ def create_app(
     app.include_router(callhome.router)
     app.include_router(status.router)
     app.include_router(health.router)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     install(app, max_body=settings.max_body_bytes)
     app.add_middleware(AuthThrottleMiddleware)  # repeated 401s from one address: 429 for a while
     return app
