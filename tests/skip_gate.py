@@ -2,7 +2,7 @@
 
 ``make test`` installs everything the suite needs (the Debian packages of scripts/apt-test.txt, the venv, the
 models, llama.cpp), so a test that skips there has lost the thing it tests: a broken install step would land green
-while its tests silently vanish. Only what cannot exist on a machine that ran ``make setup`` may skip: a live
+while its tests silently vanish. Only what cannot exist on a machine that ran ``make test`` may skip: a live
 Nomad/Consul cluster and the opt-in build of llama.cpp from source. Anything else that skips is reported as a
 failure, with the reason it gave. ``tests/conftest.py`` installs the hooks; ``.ci/run`` runs ``make test``, so CI
 fails on the same rule.

@@ -59,10 +59,10 @@ def require_root() -> None:
 
 
 def require_binaries(*names: str) -> None:
-    """Fail (never skip) when a program is missing: `make setup` installs them (scripts/apt-test.txt)."""
+    """Fail (never skip) when a program is missing: `make test` installs them (scripts/apt-test.txt)."""
     missing = [n for n in names if shutil.which(n) is None]
     if missing:
-        pytest.fail(f"needs {', '.join(missing)}, which `make setup` installs (scripts/apt-test.txt)")
+        pytest.fail(f"needs {', '.join(missing)}, which `make test` installs (scripts/apt-test.txt)")
 
 
 def ansible_bin(name: str) -> str:

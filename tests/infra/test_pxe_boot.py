@@ -83,7 +83,7 @@ def netns() -> Iterator[tuple[str, str]]:
     if not Path("/dev/net/tun").exists():
         pytest.skip("needs /dev/net/tun for QEMU's tap device")
     if not QEMU_ROM.exists():
-        pytest.fail(f"needs {QEMU_ROM}, which `make setup` installs (Debian package ipxe-qemu)")
+        pytest.fail(f"needs {QEMU_ROM}, which `make test` installs (Debian package ipxe-qemu)")
     tag = f"{os.getpid() % 100000}"
     pxe, lan = f"fm-pxe-{tag}", f"fm-lan-{tag}"
     ip("netns", "add", pxe)

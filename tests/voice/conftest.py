@@ -64,7 +64,7 @@ def espeak() -> str:
 
     program = shutil.which("espeak-ng")
     if program is None:
-        pytest.fail("espeak-ng is not installed: `make setup` installs it (scripts/apt-test.txt)")
+        pytest.fail("espeak-ng is not installed: `make test` installs it (scripts/apt-test.txt)")
     return program
 
 
