@@ -13,8 +13,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fleetmind.http_errors import error_body
+from fleetmind.http_errors import error_body, http_exception_handler, unhandled_handler
 
 
 class WebError(Exception):
@@ -72,3 +73,6 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    # Starlette's and FastAPI's own (an unknown route, a body that is not UTF-8) and a crash: the same envelope
+    app.add_exception_handler(StarletteHTTPException, http_exception_handler)
+    app.add_exception_handler(Exception, unhandled_handler)
