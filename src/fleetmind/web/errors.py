@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleetmind.http_errors import error_body, http_exception_handler, unhandled_handler
@@ -42,6 +43,57 @@ class ApiError(WebError):
         self.type = type
         self.param = param
         self.headers = headers
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """The one error envelope, as the OpenAPI schema documents it."""
+
+    error: ErrorDetail
+
+
+_DESCRIPTIONS = {
+    400: "The body is not valid JSON, not valid Unicode, or not what the route takes",
+    401: "Missing or invalid API key",
+    403: "The key's scope is too low (or the request is not this key's to decide)",
+    404: "No such resource",
+    413: "The body is too large",
+    422: "The request does not match the schema (the first wrong field is named in param)",
+    429: "Too many failed authentications from this address; Retry-After says when to try again",
+    503: "The agent pipeline is not running",
+}
+# every route behind a key: no key or an unknown one (401), too low a scope (403), too many 401s (429)
+AUTH = (401, 403, 429)
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries for the error statuses a route can answer, each as the error envelope."""
+    return {code: {"model": ErrorResponse, "description": _DESCRIPTIONS[code]} for code in sorted(set(codes))}
+
+
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic model's JSON schema with its ``$defs`` written in place, for a body a route documents by hand
+    (``openapi_extra``): a ``#/$defs/...`` reference would point into the OpenAPI document, not this schema."""
+    defs = schema.get("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {k: resolve(v) for k, v in node.items() if k != "$defs"}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
 
 
 def invalid_body(errors: Sequence[Any]) -> ApiError:

@@ -18,9 +18,12 @@ from pydantic import BaseModel, Field
 from fleetmind.tools.approvals import ApprovalBroker
 from fleetmind.tools.errors import ApprovalNotFoundError, SelfApprovalError
 from fleetmind.web.deps import ApprovalsDep, Caller, OperatorDep
-from fleetmind.web.errors import ApiError
+from fleetmind.web.errors import AUTH, ApiError, error_responses
 
 router = APIRouter(tags=["approvals"])
+
+# 403 also for approving one's own request without its code; 404 for one no longer waiting
+DECIDE_ERRORS = error_responses(*AUTH, 400, 404, 413, 422)
 
 
 class DecideRequest(BaseModel):
@@ -29,7 +32,7 @@ class DecideRequest(BaseModel):
     code: str | None = Field(default=None, max_length=64)
 
 
-@router.get("/api/approvals")
+@router.get("/api/approvals", responses=error_responses(*AUTH))
 async def list_approvals(broker: ApprovalsDep, _auth: OperatorDep) -> dict[str, Any]:
     return {
         "pending": [p.to_dict() for p in broker.pending()],
@@ -56,7 +59,7 @@ def _decide(broker: ApprovalBroker, approval_id: str, approve: bool, caller: Cal
     return decision.to_dict()
 
 
-@router.post("/api/approvals/{approval_id}/approve")
+@router.post("/api/approvals/{approval_id}/approve", responses=DECIDE_ERRORS)
 async def approve(
     approval_id: str, broker: ApprovalsDep, caller: OperatorDep, body: DecideRequest | None = None
 ) -> dict[str, Any]:
@@ -64,7 +67,7 @@ async def approve(
     return result
 
 
-@router.post("/api/approvals/{approval_id}/deny")
+@router.post("/api/approvals/{approval_id}/deny", responses=DECIDE_ERRORS)
 async def deny(
     approval_id: str, broker: ApprovalsDep, caller: OperatorDep, body: DecideRequest | None = None
 ) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.events import EventHub
 from fleetmind.web.bodies import parse_body
 from fleetmind.web.deps import AgentCallerDep, HubDep, RuntimeDep
-from fleetmind.web.errors import ApiError
+from fleetmind.web.errors import ApiError, error_responses, inline_refs
 
 router = APIRouter(tags=["agent"])
 
@@ -77,12 +77,12 @@ async def agent_request(request: Request) -> AgentRequest:
 @router.post(
     "/api/agent/chat",
     response_class=StreamingResponse,
-    responses={200: {"content": {NDJSON: {}}}},
+    responses={200: {"content": {NDJSON: {}}}, **error_responses(400, 401, 413, 422, 429, 503)},
     openapi_extra={
         "requestBody": {
             "required": True,
             "description": "an AgentRequest (fleetmind.agent.protocol)",
-            "content": {"application/json": {"schema": {"type": "object"}}},
+            "content": {"application/json": {"schema": inline_refs(AgentRequest.model_json_schema())}},
         }
     },
 )

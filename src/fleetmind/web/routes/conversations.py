@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 
 from fleetmind.memory.short_term import ANY_OWNER
 from fleetmind.web.deps import Caller, OperatorDep, RuntimeDep, forbidden
-from fleetmind.web.errors import ApiError
+from fleetmind.web.errors import AUTH, ApiError, error_responses
 
 router = APIRouter(tags=["conversations"])
 
@@ -27,14 +27,14 @@ def _owner(caller: Caller, owner: str | None) -> str:
     return owner
 
 
-@router.get("/api/conversations")
+@router.get("/api/conversations", responses=error_responses(*AUTH, 422))
 async def list_conversations(runtime: RuntimeDep, caller: OperatorDep, owner: OwnerQuery = None) -> dict[str, Any]:
     """The conversations with their message counts, least recently used first (the last is the latest)."""
     entries = runtime.history.entries(owner=_owner(caller, owner))
     return {"conversations": [{"id": e["id"], "owner": e["owner"], "messages": len(e["messages"])} for e in entries]}
 
 
-@router.get("/api/conversations/{conversation_id}")
+@router.get("/api/conversations/{conversation_id}", responses=error_responses(*AUTH, 404, 422))
 async def get_conversation(
     conversation_id: str, runtime: RuntimeDep, caller: OperatorDep, owner: OwnerQuery = None
 ) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from fleetmind.events import MAX_DATA_BYTES, EventHub, Subscription
 from fleetmind.web.bodies import parse_body, read_body
 from fleetmind.web.deps import Caller, HubDep, OperatorDep, identify, websocket_key
+from fleetmind.web.errors import AUTH, error_responses
 
 router = APIRouter(tags=["events"])
 
@@ -54,7 +55,18 @@ class PublishRequest(BaseModel):
         return value
 
 
-@router.post("/api/events", status_code=201)
+@router.post(
+    "/api/events",
+    status_code=201,
+    responses=error_responses(*AUTH, 400, 413, 422),
+    # the body is read by hand (bounded, after auth); this is what it must be
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": PublishRequest.model_json_schema()}},
+        }
+    },
+)
 async def publish_event(request: Request, hub: HubDep, caller: OperatorDep) -> dict[str, int]:
     body = await read_body(request, MAX_EVENT_BODY, f"an event may be at most {MAX_EVENT_BODY} bytes")
     event = parse_body(PublishRequest, body)
@@ -63,7 +75,7 @@ async def publish_event(request: Request, hub: HubDep, caller: OperatorDep) -> d
     return {"seq": published.seq}
 
 
-@router.get("/api/events")
+@router.get("/api/events", responses=error_responses(*AUTH, 422))
 async def recent_events(
     hub: HubDep,
     _auth: OperatorDep,

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request, Response
 
 from fleetmind.web.bodies import read_body
 from fleetmind.web.deps import OperatorDep, RuntimeDep
-from fleetmind.web.errors import ApiError
+from fleetmind.web.errors import AUTH, ApiError, error_responses
 
 router = APIRouter(tags=["state"])
 
@@ -22,7 +22,7 @@ router = APIRouter(tags=["state"])
 MAX_STATE_BYTES = 64 * 1024 * 1024
 
 
-@router.post("/api/state/save")
+@router.post("/api/state/save", responses=error_responses(*AUTH))
 async def save_state(runtime: RuntimeDep, caller: OperatorDep) -> Response:
     data = await runtime.export_state(owner=caller.tenant)
     name = time.strftime("fleetmind-state-%Y%m%d-%H%M%S.json", time.gmtime())
@@ -31,7 +31,17 @@ async def save_state(runtime: RuntimeDep, caller: OperatorDep) -> Response:
     )
 
 
-@router.post("/api/state/load")
+@router.post(
+    "/api/state/load",
+    responses=error_responses(*AUTH, 400, 413),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "a state file, as /api/state/save answers it",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
 async def load_state(request: Request, runtime: RuntimeDep, caller: OperatorDep) -> dict[str, object]:
     body = await read_body(request, MAX_STATE_BYTES, f"a state file may be at most {MAX_STATE_BYTES} bytes")
     try:

@@ -7,12 +7,13 @@ from fastapi import APIRouter, Request
 import fleetmind
 from fleetmind.web.cluster import ClusterView
 from fleetmind.web.deps import OperatorDep, RuntimeDep
+from fleetmind.web.errors import AUTH, error_responses
 from fleetmind.web.schemas import ExpertStatus, RecentAnswer, RequestCounts, StatusResponse
 
 router = APIRouter(tags=["status"])
 
 
-@router.get("/api/status", response_model=StatusResponse)
+@router.get("/api/status", response_model=StatusResponse, responses=error_responses(*AUTH))
 async def status(request: Request, runtime: RuntimeDep, _auth: OperatorDep) -> StatusResponse:
     directory = runtime.directory
     # Asking refreshes the registry view (at most once per discovery TTL): the page shows what routing sees.

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from fleetmind.web.deps import OperatorDep, ToolRunsDep, ToolsDep
-from fleetmind.web.errors import ApiError
+from fleetmind.web.errors import AUTH, ApiError, error_responses
 
 router = APIRouter(tags=["tools"])
 
@@ -24,7 +24,7 @@ class RunRequest(BaseModel):
     arguments: dict[str, Any] = Field(default_factory=dict)
 
 
-@router.get("/api/tools")
+@router.get("/api/tools", responses=error_responses(*AUTH))
 async def list_tools(runner: ToolsDep, _auth: OperatorDep) -> dict[str, Any]:
     return {
         "tools": [
@@ -40,7 +40,7 @@ async def list_tools(runner: ToolsDep, _auth: OperatorDep) -> dict[str, Any]:
     }
 
 
-@router.post("/api/tools/{name}/run", status_code=202)
+@router.post("/api/tools/{name}/run", status_code=202, responses=error_responses(*AUTH, 400, 404, 413, 422))
 async def run_tool(
     name: str, body: RunRequest, runner: ToolsDep, runs: ToolRunsDep, caller: OperatorDep
 ) -> JSONResponse:
@@ -50,12 +50,12 @@ async def run_tool(
     return JSONResponse(run.to_dict(), status_code=202)
 
 
-@router.get("/api/tools/runs")
+@router.get("/api/tools/runs", responses=error_responses(*AUTH))
 async def list_runs(runs: ToolRunsDep, _auth: OperatorDep) -> dict[str, Any]:
     return {"runs": [r.to_dict() for r in runs.recent()]}
 
 
-@router.get("/api/tools/runs/{run_id}")
+@router.get("/api/tools/runs/{run_id}", responses=error_responses(*AUTH, 404, 422))
 async def get_run(run_id: str, runs: ToolRunsDep, _auth: OperatorDep) -> dict[str, Any]:
     run = runs.get(run_id)
     if run is None:

@@ -16,14 +16,24 @@ from fastapi import APIRouter, Request
 from fleetmind.vision import ImageDecodeError, describe, find_vision_expert
 from fleetmind.web.bodies import read_body
 from fleetmind.web.deps import ChatKeyDep
-from fleetmind.web.errors import ApiError
+from fleetmind.web.errors import ApiError, error_responses
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 
 router = APIRouter(tags=["vision"])
 
 
-@router.post("/api/vision/describe")
+@router.post(
+    "/api/vision/describe",
+    responses=error_responses(400, 401, 413, 429),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "the image's bytes (PNG, JPEG, ...; any Content-Type, the bytes decide)",
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
 async def describe_image(request: Request, _caller: ChatKeyDep) -> dict[str, Any]:
     """What OpenCV (and a vision expert, when one is registered) sees in the image sent as the body."""
     image = await read_body(request, MAX_IMAGE_BYTES, f"image larger than {MAX_IMAGE_BYTES} bytes")
