@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from agent_testkit import HungServer, run_hung_server
 from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.agent.settings import AgentSettings
 from fleetmind.config import Settings
-from fleetmind.security import KeyStore
+from fleetmind.security import KeyStore, Scope
 from fleetmind.tools.approvals import ApprovalBroker
 from fleetmind.tools.base import ToolCall, tool
 from fleetmind.tools.registry import ToolRegistry
@@ -142,31 +143,43 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: flo
     raise TimeoutError(f"agent did not become healthy: {log.read_text(errors='replace')[-3000:]}")
 
 
+@contextmanager
+def run_agent(
+    state_dir: Path, experts: str, *, scope: Scope = "operator", env: dict[str, str] | None = None
+) -> Iterator[tuple[str, str, subprocess.Popen[bytes], Path]]:
+    """``python -m fleetmind.agent`` over ``state_dir`` with ``experts`` and a new key of ``scope``, plus ``env``:
+    its URL, the key, the process and its log (killed, with its process group, on the way out)."""
+    key, _ = KeyStore(state_dir / "keys.json").create("tests", scope=scope)
+    port = _free_port()
+    log = state_dir / "agent.log"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("FLEETMIND_", "PIECAT_"))}
+    base |= {
+        "FLEETMIND_STATE_DIR": str(state_dir),
+        "FLEETMIND_AGENT_EXPERTS": experts,
+        "CONSUL_HTTP_ADDR": "127.0.0.1:1",  # never asked: the expert list is fixed
+        "HF_HUB_OFFLINE": "1",
+    }
+    cmd = [sys.executable, "-m", "fleetmind.agent", "--host", "127.0.0.1", "--port", str(port)]
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            cmd, env=base | (env or {}), stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}", proc, log)
+        yield f"http://127.0.0.1:{port}", key, proc, log
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def agent_process(tmp_path_factory: pytest.TempPathFactory, llama_server_url: str) -> Iterator[AgentProcess]:
     """``python -m fleetmind.agent`` as a real process, with a general expert and a hung one."""
     state_dir = tmp_path_factory.mktemp("agent-state")
-    key, _ = KeyStore(state_dir / "keys.json").create("tests", scope="operator")
-    port = _free_port()
-    log = state_dir / "agent.log"
-    with run_hung_server() as hung:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEETMIND_", "PIECAT_"))}
-        env |= {
-            "FLEETMIND_STATE_DIR": str(state_dir),
-            "FLEETMIND_AGENT_EXPERTS": f"general={llama_server_url},hung={hung.url}",
-            "CONSUL_HTTP_ADDR": "127.0.0.1:1",  # never asked: the expert list is fixed
-            "HF_HUB_OFFLINE": "1",
-        }
-        cmd = [sys.executable, "-m", "fleetmind.agent", "--host", "127.0.0.1", "--port", str(port)]
-        with log.open("wb") as fh:
-            proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            _wait_ready(f"http://127.0.0.1:{port}", proc, log)
-            yield AgentProcess(f"http://127.0.0.1:{port}", key, proc, log, hung)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+    with run_hung_server() as hung, run_agent(state_dir, f"general={llama_server_url},hung={hung.url}") as agent:
+        url, key, proc, log = agent
+        yield AgentProcess(url, key, proc, log, hung)
 
 
 @dataclass
