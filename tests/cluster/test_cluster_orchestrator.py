@@ -201,12 +201,16 @@ def test_cluster_stop_leaves_no_process(tmp_path: Path) -> None:
 def _start_parent(tmp_path: Path, extra_args: list[str]) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     job_file, ready = tmp_path / "job.json", tmp_path / "ready"
     job_file.write_text(json.dumps(server_job("orphan-check", extra_args=extra_args, kill_timeout_s=0.5)))
-    parent = subprocess.Popen(
-        [sys.executable, str(HERE / "run_cluster.py"), str(tmp_path / "logs"), str(job_file), str(ready)],
-        stderr=subprocess.PIPE,
-    )
+    # stderr goes to a file, never to a pipe nobody reads: the cluster's logs (one access line per poll) would fill
+    # a pipe under load and block the parent mid-shutdown.
+    stderr = tmp_path / "parent.stderr.log"
+    with stderr.open("wb") as err:
+        parent = subprocess.Popen(
+            [sys.executable, str(HERE / "run_cluster.py"), str(tmp_path / "logs"), str(job_file), str(ready)],
+            stderr=err,
+        )
     wait_for(lambda: ready.exists() or parent.poll() is not None, what="the cluster process")
-    assert parent.poll() is None, parent.stderr.read().decode() if parent.stderr else ""
+    assert parent.poll() is None, stderr.read_text(errors="replace")
     infos = wait_for(lambda: list((tmp_path / "logs" / "allocs").glob("*/server/local/info-*.json")), what="info")
     return parent, json.loads(infos[0].read_text())
 
@@ -215,8 +219,6 @@ def test_ctrl_c_of_the_parent_leaves_no_process(tmp_path: Path) -> None:
     parent, info = _start_parent(tmp_path, ["--spawn-child", "--ignore-term"])
     parent.send_signal(signal.SIGINT)
     parent.wait(30)
-    if parent.stderr:
-        parent.stderr.close()
     assert not group_alive(info["pgid"]) and not pid_alive(info["child"])
 
 
@@ -224,6 +226,4 @@ def test_kill_9_of_the_parent_takes_the_task_down(tmp_path: Path) -> None:
     parent, info = _start_parent(tmp_path, [])
     parent.kill()
     parent.wait(30)
-    if parent.stderr:
-        parent.stderr.close()
     wait_for(lambda: not pid_alive(info["pid"]), what="the task to die with its parent")

@@ -17,8 +17,11 @@ from .conftest import MakeRunner, approve_next, run_ok
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, context: ToolContext) -> Iterator[RunningCluster]:
+def cluster(tmp_path: Path, context: ToolContext, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningCluster]:
     running = RunningCluster(tmp_path / "cluster-logs")
+    # The agent's job gets the cluster token in its env, as Nomad's and Consul's own clients read it.
+    monkeypatch.setenv("NOMAD_TOKEN", running.cluster.token)
+    monkeypatch.setenv("CONSUL_HTTP_TOKEN", running.cluster.token)
     context.consul_addr, context.nomad_addr = running.cluster.consul_addr, running.cluster.nomad_addr
     context.cluster_logs_dir = running.logs_dir
     try:
