@@ -1,14 +1,16 @@
 """Run an EmbeddedCluster with one job until interrupted, the way `fleetmind up` does (for Ctrl-C/kill tests).
 
 ``python run_cluster.py LOGS_DIR JOB_JSON READY_FILE``: starts the cluster on free ports, submits the job
-through ClusterClient, writes READY_FILE once the job's allocation runs, then waits; on SIGINT
-(KeyboardInterrupt) the ``finally`` stops the cluster, as the CLI does.
+through ClusterClient, writes READY_FILE once the job's allocation runs, then waits; SIGINT sets a stop event through
+``loop.add_signal_handler`` and the ``finally`` stops the cluster, as the CLI does. (A plain ``signal.signal``
+handler, asyncio.run's own, can miss a signal the kernel hands to another thread while the loop sleeps.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -17,6 +19,10 @@ from fleetmind.cluster.embedded import EmbeddedCluster
 
 
 async def main(logs: Path, job: dict[str, object], ready: Path) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     cluster = EmbeddedCluster(logs_dir=logs, nomad_port=0, consul_port=0)
     await cluster.start()
     try:
@@ -30,7 +36,7 @@ async def main(logs: Path, job: dict[str, object], ready: Path) -> None:
                     break
                 await asyncio.sleep(0.05)
         await asyncio.to_thread(ready.write_text, "ready")
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
         await cluster.stop()
 
