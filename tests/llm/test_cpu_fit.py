@@ -72,13 +72,21 @@ def test_a_variant_that_dies_by_sigill_is_set_aside_and_the_next_one_proven(tiny
 
     proof = prove(tiny_model, bin_dir=bin_dir, timeout_s=60)
 
-    assert proof.set_aside == {"sapphirerapids": "killed by SIGILL on this CPU"}
+    assert proof.set_aside["sapphirerapids"] == "killed by SIGILL on this CPU"
     assert (bin_dir / SET_ASIDE / "libggml-cpu-sapphirerapids.so").is_file()
     assert not (bin_dir / "libggml-cpu-sapphirerapids.so").exists()
-    # ggml then picked the best real variant for this CPU, the one our table says it should.
+    # ggml then loaded the best real variant for this CPU, the one our table says it should, and it was timed first
+    # beside the next ones; a variant that outscores the fastest by features but is clearly slower is set aside too.
     built = [v.removeprefix("libggml-cpu-").removesuffix(".so") for v in variants]
-    assert proof.variant == expected_variant(cpu_info(), built)
+    order = list(proof.measured)
+    assert order[0] == expected_variant(cpu_info(), built) and len(order) >= 2
+    assert all(tps > 0 for tps in proof.measured.values())
+    slower = {v: why for v, why in proof.set_aside.items() if v != "sapphirerapids"}
+    assert all(why.startswith("slower here:") for why in slower.values())
+    assert list(slower) == order[: order.index(proof.variant)]  # exactly the variants above the one kept
+    assert all((bin_dir / SET_ASIDE / f"libggml-cpu-{v}.so").is_file() for v in slower)
     assert proof.tokens >= 1 and proof.tokens_per_s > 0
+    assert not (bin_dir / "variants-being-measured").exists()  # every timed variant was put back
     record = json.loads((bin_dir / RECORD).read_text())
     assert record["variant"] == proof.variant and record["set_aside"] == proof.set_aside
     assert "set aside sapphirerapids: killed by SIGILL" in proof.summary()
@@ -149,3 +157,55 @@ def test_expected_variant_follows_the_cpu_flags(tmp_path: Path) -> None:
     assert cpu_info(core2).model == "Intel(R) Core(TM)2 Duo CPU E8400"
     assert expected_variant(cpu_info(xeon), built) == "icelake"  # never an AMX variant: none is built
     assert "amx_tile" in cpu_info(xeon).notable
+
+
+# A stand-in llama-server for the timing rule alone (real servers' speeds differ by noise, not by design): it "loads"
+# the best variant present beside it, as ggml's dispatch does, and reports that variant's decode speed from a table.
+STAND_IN = r"""#!{python}
+import json, pathlib, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+here = pathlib.Path(sys.argv[0]).resolve().parent
+order = ["x64", "sse42", "sandybridge", "haswell", "skylakex", "icelake"]
+speed = {{"icelake": 50.0, "skylakex": 60.0, "haswell": 100.0, "sandybridge": 70.0, "sse42": 40.0, "x64": 20.0}}
+best = [v for v in order if (here / f"libggml-cpu-{{v}}.so").exists()][-1]
+print(f"load_backend: loaded CPU backend from {{here}}/libggml-cpu-{{best}}.so", file=sys.stderr, flush=True)
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def reply(self, body):
+        data = json.dumps(body).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(data))); self.end_headers()
+        self.wfile.write(data)
+    def do_GET(self): self.reply({{"status": "ok"}})
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.reply({{"tokens_predicted": 8, "timings": {{"predicted_per_second": speed[best]}}}})
+HTTPServer(("127.0.0.1", int(sys.argv[sys.argv.index("--port") + 1])), H).serve_forever()
+"""
+
+
+def test_a_variant_that_outscores_a_clearly_faster_one_is_set_aside(tiny_model: Path, tmp_path: Path) -> None:
+    import sys
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "llama-server").write_text(STAND_IN.format(python=sys.executable))
+    (bin_dir / "llama-server").chmod(0o755)
+    for variant in ("sandybridge", "haswell", "skylakex", "icelake"):
+        (bin_dir / f"libggml-cpu-{variant}.so").write_bytes(b"")
+
+    proof = prove(tiny_model, bin_dir=bin_dir, timeout_s=30)
+
+    # Timed from the best-scoring down (three of them), each variant's best round counted.
+    assert proof.measured == {"icelake": 50.0, "skylakex": 60.0, "haswell": 100.0}
+    assert proof.variant == "haswell" and proof.tokens_per_s == 100.0
+    assert proof.set_aside == {
+        "icelake": "slower here: 50 < 100 tokens/s",
+        "skylakex": "slower here: 60 < 100 tokens/s",
+    }
+    assert sorted(p.name for p in bin_dir.glob("libggml-cpu-*.so")) == [
+        "libggml-cpu-haswell.so",
+        "libggml-cpu-sandybridge.so",
+    ]
+    # A second proof starts from every variant again and comes to the same choice.
+    again = prove(tiny_model, bin_dir=bin_dir, timeout_s=30)
+    assert again.variant == "haswell" and again.set_aside == proof.set_aside

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fleetmind.exits import describe_exit, signal_name
+from fleetmind.exits import describe_exit
 from fleetmind.llm import BinaryMissingError, LlmError, binaries, proof
 from fleetmind.llm.cpu_variants import AMX_VARIANTS, VARIANT_FLAGS
 
@@ -72,6 +72,7 @@ class Proof:
     flags: list[str]
     set_aside: dict[str, str] = field(default_factory=dict)
     variants: list[str] = field(default_factory=list)
+    measured: dict[str, float] = field(default_factory=dict)
     proved_at: str = ""
 
     def summary(self) -> str:
@@ -80,10 +81,12 @@ class Proof:
             return head + " (a build without runtime CPU dispatch)"
         why = (
             f"; CPU variant {self.variant!r} chosen: the best of {', '.join(self.variants)} whose features this CPU "
-            f"reports ({' '.join(VARIANT_FLAGS.get(self.variant, ())) or 'SSE2 only'}) and that ran"
+            f"reports ({' '.join(VARIANT_FLAGS.get(self.variant, ())) or 'SSE2 only'}), that ran and was fastest"
         )
+        timed = ", ".join(f"{v} {tps:.0f}" for v, tps in self.measured.items())
+        timed = f"; decode tokens/s measured here: {timed}" if timed else ""
         aside = "".join(f"; set aside {v}: {reason}" for v, reason in self.set_aside.items())
-        return head + why + aside + f" (AMX variants {', '.join(sorted(AMX_VARIANTS))} are never built)"
+        return head + why + timed + aside + f" (AMX variants {', '.join(sorted(AMX_VARIANTS))} are never built)"
 
 
 def prove(model: Path, *, bin_dir: Path | None = None, timeout_s: float = 120.0) -> Proof:
@@ -113,7 +116,11 @@ def prove(model: Path, *, bin_dir: Path | None = None, timeout_s: float = 120.0)
         model=str(model),
         cpu=cpu.model,
         flags=cpu.notable,
-        set_aside={v: f"killed by {signal_name(sig)} on this CPU" for v, sig in result.set_aside.items()},
+        set_aside={
+            v: why if why.startswith("slower") else f"killed by {why} on this CPU"
+            for v, why in result.set_aside.items()
+        },
+        measured=result.measured,
         variants=[v for v in VARIANT_FLAGS if v in built],
         proved_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )

@@ -10,6 +10,12 @@ the build generated tokens::
 ggml's runtime dispatch loads the best ``libggml-cpu-<variant>.so`` by ``cpuid`` alone; when the server dies by
 SIGILL after loading one, that variant is moved to ``BIN_DIR/variants-set-aside/`` and the next try loads the next
 best. A build without variants (a native one) gets one try.
+
+Runtime dispatch picks the variant with the most features, which is not always the fastest: on an AMD Zen 4 the
+AVX-512 variants can decode slower than the AVX2 one. So once a variant has generated, the best ``MEASURE`` variants
+that run are timed on the same model (``MEASURE_TOKENS`` tokens, ``ROUNDS`` rounds, each variant's best round), and
+those that score higher than the fastest but are slower by more than ``MARGIN`` are set aside too: dispatch then loads
+the fastest.
 """
 
 from __future__ import annotations
@@ -31,6 +37,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 SET_ASIDE = "variants-set-aside"
+MEASURING = "variants-being-measured"  # higher variants wait here while a lower one is timed
+MEASURE = 3  # how many of the best variants that run are timed
+MEASURE_TOKENS = 128
+ROUNDS = 2
+MARGIN = 1.08  # a lower variant must be this much faster to win (single runs differ by about 5% here)
 _LOADED = re.compile(r"loaded CPU backend from (\S+)")
 
 
@@ -49,7 +60,8 @@ class ProofResult:
     variant: str | None  # libggml-cpu-<variant>.so that generated, or None without runtime dispatch
     tokens: int = 0
     tokens_per_s: float = 0.0
-    set_aside: dict[str, int] = field(default_factory=dict)  # variant -> the signal it died by
+    set_aside: dict[str, str] = field(default_factory=dict)  # variant -> why: "SIGILL", or "slower: 115 < 126 tok/s"
+    measured: dict[str, float] = field(default_factory=dict)  # variant -> decode tokens/s, best-scoring first
     failures: list[tuple[str, int]] = field(default_factory=list)  # (what was tried, exit code or -signal)
     last_stderr: str = ""
 
@@ -69,7 +81,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def try_generate(server: Path, model: Path, *, timeout_s: float = 120.0, threads: int = 0) -> Attempt:
+def try_generate(
+    server: Path, model: Path, *, timeout_s: float = 120.0, threads: int = 0, n_predict: int = 8
+) -> Attempt:
     """Start llama-server on a loopback port, ask for a few tokens, stop it."""
     port = _free_port()
     threads = threads or max(1, min(4, os.cpu_count() or 1))
@@ -80,7 +94,7 @@ def try_generate(server: Path, model: Path, *, timeout_s: float = 120.0, threads
             [*argv, "-t", str(threads)], stdout=subprocess.DEVNULL, stderr=err, start_new_session=True
         )
         try:
-            generated = _generate(proc, port, timeout_s)
+            generated = _generate(proc, port, timeout_s, n_predict)
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -101,7 +115,7 @@ def try_generate(server: Path, model: Path, *, timeout_s: float = 120.0, threads
     return Attempt(None, tail, tokens, per_s, loaded[-1] if loaded else None)
 
 
-def _generate(proc: subprocess.Popen[bytes], port: int, timeout_s: float) -> tuple[int, float] | None:
+def _generate(proc: subprocess.Popen[bytes], port: int, timeout_s: float, n_predict: int) -> tuple[int, float] | None:
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout_s
     while True:
@@ -112,7 +126,7 @@ def _generate(proc: subprocess.Popen[bytes], port: int, timeout_s: float) -> tup
                 if resp.status == 200:
                     break
         time.sleep(0.1)
-    body = json.dumps({"prompt": "The capital of France is", "n_predict": 8, "temperature": 0}).encode()
+    body = json.dumps({"prompt": "The capital of France is", "n_predict": n_predict, "temperature": 0}).encode()
     req = urllib.request.Request(f"{base}/completion", body, {"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=max(5.0, deadline - time.monotonic())) as resp:
@@ -129,11 +143,14 @@ def prove(bin_dir: Path, model: Path, *, timeout_s: float = 120.0) -> ProofResul
     """Try until the build generates; a variant that dies by SIGILL is set aside while another one remains."""
     server = bin_dir / "llama-server"
     aside = bin_dir / SET_ASIDE
-    # A reinstall puts every variant back: what an earlier proof set aside is proven again.
-    if aside.is_dir():
-        for lib in aside.glob("libggml-cpu-*.so"):
+    # Every proof starts from every variant: what an earlier proof set aside (or a measurement cut short left hidden)
+    # is proven and timed again; a reinstall has already put a fresh copy back.
+    for folder in (aside, bin_dir / MEASURING):
+        for lib in folder.glob("libggml-cpu-*.so") if folder.is_dir() else ():
             if (bin_dir / lib.name).exists():
                 lib.unlink()
+            else:
+                shutil.move(str(lib), str(bin_dir / lib.name))
     result = ProofResult(ok=False, variant=None)
     while True:
         attempt = try_generate(server, model, timeout_s=timeout_s)
@@ -141,6 +158,8 @@ def prove(bin_dir: Path, model: Path, *, timeout_s: float = 120.0) -> ProofResul
         if attempt.exit_code is None:
             result.ok, result.variant = True, variant
             result.tokens, result.tokens_per_s = attempt.tokens, round(attempt.tokens_per_s, 1)
+            if variant and len(variants(bin_dir)) > 1:
+                _keep_the_fastest(result, bin_dir, model, timeout_s=timeout_s)
             return result
         result.failures.append((variant or "the build", attempt.exit_code))
         result.last_stderr = attempt.stderr_tail
@@ -148,9 +167,45 @@ def prove(bin_dir: Path, model: Path, *, timeout_s: float = 120.0) -> ProofResul
         if sig == signal.SIGILL and variant and variant in variants(bin_dir) and len(variants(bin_dir)) > 1:
             aside.mkdir(exist_ok=True)
             shutil.move(str(bin_dir / f"libggml-cpu-{variant}.so"), str(aside / f"libggml-cpu-{variant}.so"))
-            result.set_aside[variant] = sig
+            result.set_aside[variant] = signal.Signals(sig).name
             continue
         return result
+
+
+def _keep_the_fastest(result: ProofResult, bin_dir: Path, model: Path, *, timeout_s: float) -> None:
+    """Time the best ``MEASURE`` variants that run; set aside those that outscore the fastest but are slower."""
+    server, measuring, aside = bin_dir / "llama-server", bin_dir / MEASURING, bin_dir / SET_ASIDE
+    measuring.mkdir(exist_ok=True)
+    try:
+        for _ in range(ROUNDS):  # each variant's best round counts: another program's load only ever slows a round
+            for _ in range(MEASURE):
+                attempt = try_generate(server, model, timeout_s=timeout_s, n_predict=MEASURE_TOKENS)
+                if attempt.exit_code is not None or not attempt.loaded or attempt.tokens_per_s <= 0:
+                    break  # a lower variant that cannot generate is simply not a candidate
+                variant = variant_of(attempt.loaded)
+                result.measured[variant] = round(max(attempt.tokens_per_s, result.measured.get(variant, 0.0)), 1)
+                if len(variants(bin_dir)) < 2:
+                    break
+                shutil.move(str(bin_dir / f"libggml-cpu-{variant}.so"), str(measuring / f"libggml-cpu-{variant}.so"))
+            for lib in measuring.glob("libggml-cpu-*.so"):
+                shutil.move(str(lib), str(bin_dir / lib.name))
+    finally:
+        for lib in measuring.glob("libggml-cpu-*.so"):
+            shutil.move(str(lib), str(bin_dir / lib.name))
+        measuring.rmdir()
+    if not result.measured:
+        return
+    order = list(result.measured)  # best-scoring first, as dispatch tried them
+    best = max(order, key=lambda v: result.measured[v])
+    if result.measured[best] < result.measured[order[0]] * MARGIN:
+        return
+    aside.mkdir(exist_ok=True)
+    for variant in order[: order.index(best)]:
+        shutil.move(str(bin_dir / f"libggml-cpu-{variant}.so"), str(aside / f"libggml-cpu-{variant}.so"))
+        result.set_aside[variant] = (
+            f"slower here: {result.measured[variant]:.0f} < {result.measured[best]:.0f} tokens/s"
+        )
+    result.variant, result.tokens_per_s = best, result.measured[best]
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, frozenset[str]]:
