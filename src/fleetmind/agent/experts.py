@@ -33,7 +33,7 @@ from fleetmind.agent import ExpertProtocolError, ExpertRejectedError, ExpertUnav
 from fleetmind.agent.budget import DEFAULT_CONTEXT_TOKENS, PromptTooLargeError, check_prompt
 from fleetmind.agent.protocol import AgentRequest, Usage
 from fleetmind.cluster.client import ClusterClient, ClusterError, ServiceInstance
-from fleetmind.security.service import SecretSource, bearer, proven
+from fleetmind.security.service import SecretSource, bearer, only_proven
 
 log = logging.getLogger(__name__)
 
@@ -171,16 +171,7 @@ class ExpertDirectory:
             return
         self.discovery_error = None
         secret = self._secret.get()
-        instances = [i for i in registered if proven(secret, i)]
-        if len(instances) < len(registered):
-            log.warning(
-                "ignoring %d expert registration(s) without the service credential's proof",
-                len(registered) - len(instances),
-                extra={
-                    "event": "unproven_service",
-                    "services": sorted({i.name for i in registered} - {i.name for i in instances}),
-                },
-            )
+        instances = only_proven(secret, registered)
         found = [
             Expert(
                 expert_name(i),

@@ -23,7 +23,7 @@ from typing import Protocol
 from fleetmind.cluster.client import ClusterClient, ClusterError, ServiceInstance
 from fleetmind.gateway.errors import AgentUnavailableError
 from fleetmind.gateway.settings import GatewaySettings
-from fleetmind.security.service import SecretSource, proven
+from fleetmind.security.service import SecretSource, only_proven
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +85,7 @@ class AgentLocator:
     async def _lookup(self) -> str | None:
         listed = await self.registry.ahealthy_services(self.settings.agent_service)
         secret = self._secret.get()
-        instances = [i for i in listed if proven(secret, i)]
-        if len(instances) < len(listed):
-            log.warning(
-                "ignoring %d registration(s) of %s without the service credential's proof",
-                len(listed) - len(instances),
-                self.settings.agent_service,
-                extra={"event": "unproven_service", "service": self.settings.agent_service},
-            )
+        instances = only_proven(secret, listed)
         if not instances:
             return None
         # spread load over instances; the cache keeps one client on one instance for a few seconds
@@ -137,7 +130,7 @@ class AgentLocator:
         try:
             # only experts that prove the stack's secret: the agent would not call the others either
             secret = self._secret.get()
-            names = expert_names([i for i in await self.registry.aservices_by_tag(EXPERT_TAG) if proven(secret, i)])
+            names = expert_names(only_proven(secret, await self.registry.aservices_by_tag(EXPERT_TAG)))
         except ClusterError as exc:
             log.info("expert list unavailable: %s", exc)
             names = []

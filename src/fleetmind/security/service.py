@@ -21,10 +21,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import logging
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 SECRET_FILE = "service.secret"
 SECRET_ENV = "FLEETMIND_SERVICE_SECRET"
@@ -32,6 +34,7 @@ PROOF_META = "fleetmind_proof"
 SERVICE_HEADER = "X-Fleetmind-Service"
 CALLER_ID_HEADER = "X-Fleetmind-Caller-Id"
 CALLER_SCOPE_HEADER = "X-Fleetmind-Caller-Scope"
+log = logging.getLogger(__name__)
 
 
 class Registration(Protocol):
@@ -128,6 +131,23 @@ def proven(secret: str | None, instance: Registration) -> bool:
         return False
     offered = instance.meta.get(PROOF_META, "")
     return hmac.compare_digest(proof(secret, instance.name, instance.port), offered)
+
+
+R = TypeVar("R", bound=Registration)
+
+
+def only_proven(secret: str | None, instances: Sequence[R]) -> list[R]:
+    """The instances that carry the secret's proof; the others are logged (once per lookup) and left out."""
+    kept = [i for i in instances if proven(secret, i)]
+    if len(kept) < len(instances):
+        names = sorted({i.name for i in instances} - {i.name for i in kept})
+        log.warning(
+            "ignoring %d registration(s) of %s without the service credential's proof",
+            len(instances) - len(kept),
+            ", ".join(names),
+            extra={"event": "unproven_service", "services": names},
+        )
+    return kept
 
 
 def bearer(secret: str | None) -> dict[str, str]:
