@@ -13,9 +13,24 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """The one error envelope, as every service's OpenAPI schema documents it."""
+
+    error: ErrorDetail
+
 
 INVALID_REQUEST = "invalid_request_error"
 SERVER_ERROR = "server_error"

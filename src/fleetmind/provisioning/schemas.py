@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from fleetmind.http_errors import ErrorResponse
+
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 HOSTNAME_PATTERN = rf"^{_LABEL}(?:\.{_LABEL})*$"
 MAC_PATTERN = r"^[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}$"
@@ -165,17 +167,6 @@ class HealthResponse(BaseModel):
     status: Literal["ok"] = "ok"
     queued: int
     running: int
-
-
-class ErrorDetail(BaseModel):
-    message: str
-    type: str
-    param: str | None = None
-    code: str | None = None
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorDetail
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, object]]:

@@ -13,10 +13,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fleetmind.http_errors import error_body, http_exception_handler, unhandled_handler
+from fleetmind.http_errors import ErrorResponse, error_body, http_exception_handler, unhandled_handler
 
 
 class WebError(Exception):
@@ -43,19 +42,6 @@ class ApiError(WebError):
         self.type = type
         self.param = param
         self.headers = headers
-
-
-class ErrorDetail(BaseModel):
-    message: str
-    type: str
-    param: str | None = None
-    code: str | None = None
-
-
-class ErrorResponse(BaseModel):
-    """The one error envelope, as the OpenAPI schema documents it."""
-
-    error: ErrorDetail
 
 
 _DESCRIPTIONS = {
