@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
-import re
 import shutil
 import socket
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from fleetmind.contracts import wol
 from fleetmind.tools.base import ToolCall, tool
 from fleetmind.tools.errors import ToolArgumentsError, ToolExecutionError
 
@@ -192,15 +192,12 @@ def clock(call: ToolCall) -> dict[str, Any]:
     return out
 
 
-_MAC = re.compile(r"^([0-9A-Fa-f]{2})([:-]?)([0-9A-Fa-f]{2})(\2[0-9A-Fa-f]{2}){4}$")
-
-
 def magic_packet(mac: str) -> bytes:
-    """Six 0xFF bytes then the MAC sixteen times."""
-    if not _MAC.match(mac):
-        raise ToolArgumentsError(f"{mac!r} is not a MAC address like aa:bb:cc:dd:ee:ff")
-    raw = bytes.fromhex(re.sub(r"[:-]", "", mac))
-    return b"\xff" * 6 + raw * 16
+    """Six 0xFF bytes then the MAC sixteen times (:func:`fleetmind.contracts.wol.magic_packet`)."""
+    try:
+        return wol.magic_packet(mac)
+    except ValueError as exc:
+        raise ToolArgumentsError(str(exc)) from None
 
 
 @tool(
@@ -211,12 +208,11 @@ def magic_packet(mac: str) -> bytes:
 )
 def wake_node(call: ToolCall) -> dict[str, Any]:
     # the address and port come from configuration, not from the model: this is not a general UDP sender
-    packet = magic_packet(call.args["mac"])
+    mac = call.args["mac"]
+    magic_packet(mac)  # a bad MAC is the caller's mistake (ToolArgumentsError), not a failed send
     ctx = call.context
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        try:
-            sent = sock.sendto(packet, (ctx.wol_broadcast, ctx.wol_port))
-        except OSError as exc:
-            raise ToolExecutionError(f"could not send to {ctx.wol_broadcast}:{ctx.wol_port}: {exc}") from None
+    try:
+        sent = wol.send_magic_packet(mac, address=ctx.wol_broadcast, port=ctx.wol_port)
+    except (OSError, ValueError) as exc:
+        raise ToolExecutionError(f"could not send to {ctx.wol_broadcast}:{ctx.wol_port}: {exc}") from None
     return {"mac": call.args["mac"].lower(), "sent_bytes": sent, "to": f"{ctx.wol_broadcast}:{ctx.wol_port}"}
