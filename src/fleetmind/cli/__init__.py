@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from fleetmind import __version__
-from fleetmind.cli import approvals, chat, doctor, keys, models, provision, stack
+from fleetmind.cli import approvals, chat, doctor, keys, models, power, provision, stack
 from fleetmind.cli import tools as tools_cli
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ doctor.register(app)
 app.add_typer(approvals.app, name="approvals")
 app.add_typer(keys.app, name="keys")
 app.add_typer(models.app, name="models")
+app.add_typer(power.app, name="power")
 app.add_typer(provision.app, name="provision")
 app.add_typer(tools_cli.app, name="tools")
 

@@ -201,6 +201,32 @@ class ClusterClient:
             self._nomad_call(f"stop job {job_id}", lambda: self._nomad.job.deregister_job(job_id, purge=purge or None))
         )
 
+    # -- nodes (Nomad API): what the power agent needs to drain a node before it sleeps ------------------
+    def nodes(self) -> list[dict[str, Any]]:
+        """Every client node (``NodeListStub``: ID, Name, Status, Drain, SchedulingEligibility ...)."""
+        return list(self._nomad_call("list nodes", self._nomad.nodes.get_nodes))
+
+    def node_allocations(self, node_id: str) -> list[dict[str, Any]]:
+        """The allocations placed on a node (``Allocation``: ClientStatus, JobID ...)."""
+        return list(
+            self._nomad_call(f"allocations of node {node_id}", lambda: self._nomad.node.get_allocations(node_id))
+        )
+
+    def drain_node(self, node_id: str, *, deadline_s: float = 300.0) -> dict[str, Any]:
+        """Start draining a node: nothing new is placed on it and its allocations move (``NodeDrainUpdateResponse``)."""
+        spec = {"Deadline": int(deadline_s * 1e9), "IgnoreSystemJobs": False}
+        return dict(
+            self._nomad_call(f"drain node {node_id}", lambda: self._nomad.node.drain_node_with_spec(node_id, spec))
+        )
+
+    def undrain_node(self, node_id: str) -> dict[str, Any]:
+        """Stop a drain and make the node eligible for placements again."""
+        return dict(
+            self._nomad_call(
+                f"undrain node {node_id}", lambda: self._nomad.node.drain_node_with_spec(node_id, None, True)
+            )
+        )
+
     # -- KV and service registration (Consul API) ---------------------------------------------------------
     def _consul_call(self, what: str, call: Callable[[], Any]) -> Any:
         try:
