@@ -20,7 +20,7 @@ import time
 import faiss
 import numpy as np
 
-from fleetmind.memory.embedder import normalize
+from fleetmind.llm.embeddings import normalize
 from fleetmind.memory.long_term import HNSW_EF_CONSTRUCTION, HNSW_M
 
 DIM = 384

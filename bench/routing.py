@@ -20,11 +20,11 @@ from pathlib import Path
 
 import httpx
 
-from fleetmind.agent.experts import Expert
 from fleetmind.agent.semantic import DEFAULT_DESCRIPTIONS, SemanticRouter
 from fleetmind.llm import binaries
+from fleetmind.llm.chat import Expert
+from fleetmind.llm.embeddings import EmbeddingServer, LlamaEmbedder, free_port
 from fleetmind.llm.models import DEFAULT_MODEL, resolve
-from fleetmind.memory.embedder import EmbeddingServer, LlamaEmbedder, free_port
 
 CODING = [
     "Write a Python function that reverses a linked list.",

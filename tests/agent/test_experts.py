@@ -7,20 +7,19 @@ import json
 import pytest
 from agent_testkit import DETERMINISTIC, direct_completion, make_request
 
-from fleetmind.agent import ExpertRejectedError, ExpertUnavailableError
-from fleetmind.agent.experts import (
+from fleetmind.agent.experts import ExpertDirectory, expert_name, parse_experts
+from fleetmind.cluster.client import RegistryUnavailable, ServiceInstance
+from fleetmind.contracts.protocol import AgentRequest, SamplingParams
+from fleetmind.llm.chat import (
     Completion,
     Expert,
     ExpertClient,
-    ExpertDirectory,
+    ExpertRejectedError,
+    ExpertUnavailableError,
     StreamItem,
     TextDelta,
     completion_payload,
-    expert_name,
-    parse_experts,
 )
-from fleetmind.agent.protocol import AgentRequest, SamplingParams
-from fleetmind.cluster.client import RegistryUnavailable, ServiceInstance
 from fleetmind.security.service import PROOF_META, SecretSource
 from fleetmind.security.service import proof as service_proof
 

@@ -44,7 +44,7 @@ async def test_evicted_history_becomes_a_summary_that_leads_the_next_request(
 
 
 def test_summary_survives_dump_and_restore() -> None:
-    from fleetmind.agent.protocol import ChatMessage
+    from fleetmind.contracts.protocol import ChatMessage
 
     history = ConversationHistory(max_messages=2)
     evicted = history.extend("c", [ChatMessage(role="user", content=str(i)) for i in range(3)])

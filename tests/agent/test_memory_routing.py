@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from agent_testkit import HungServer, collect, direct_chat, make_request
 
-from fleetmind.agent.experts import Expert
 from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.agent.semantic import SemanticRouter
 from fleetmind.agent.settings import AgentSettings
 from fleetmind.agent.workflows.steps import RecallParams
-from fleetmind.memory.embedder import LlamaEmbedder
+from fleetmind.llm.chat import Expert
+from fleetmind.llm.embeddings import LlamaEmbedder
 
 pytestmark = pytest.mark.asyncio
 

@@ -12,10 +12,10 @@ import pytest
 from tests.agent.agent_testkit import make_request
 from tests.conftest import free_port, start_llama_server, stop_process
 
-from fleetmind.agent.experts import Expert, ExpertClient, StreamItem
-from fleetmind.agent.protocol import AgentRequest, ChatMessage, SamplingParams
 from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.agent.settings import AgentSettings
+from fleetmind.contracts.protocol import AgentRequest, ChatMessage, SamplingParams
+from fleetmind.llm.chat import Expert, ExpertClient, StreamItem
 
 
 class RecordingClient(ExpertClient):

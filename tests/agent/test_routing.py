@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fleetmind.agent import NoExpertError
-from fleetmind.agent.experts import Expert
 from fleetmind.agent.routing import RoutePlan, plan_route
+from fleetmind.llm.chat import Expert
 
 GENERAL = Expert("general", "http://127.0.0.1:1")
 CODER = Expert("coder", "http://127.0.0.1:2")

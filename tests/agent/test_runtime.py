@@ -8,7 +8,7 @@ import pytest
 from agent_testkit import HungServer, collect, direct_completion, make_request
 
 from fleetmind.agent import RuntimeNotRunningError
-from fleetmind.agent.protocol import SamplingParams
+from fleetmind.contracts.protocol import SamplingParams
 
 pytestmark = pytest.mark.asyncio
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fleetmind.agent.experts import completion_payload
-from fleetmind.agent.protocol import AgentRequest, ChatMessage
+from fleetmind.contracts.protocol import AgentRequest, ChatMessage
+from fleetmind.llm.chat import completion_payload
 
 
 def test_expert_prompt_is_added_only_when_the_caller_sent_none() -> None:

@@ -11,7 +11,7 @@ import sys
 from conftest import SEC, RunningCluster, server_job, wait_for
 from fleetmind.cluster.causes import task_cause
 from fleetmind.exits import describe_exit
-from fleetmind.web.cluster import ClusterView
+from fleetmind.mission_control.cluster import ClusterView
 
 # What a llama-server built for another CPU does: a line of start-up log, then an illegal instruction.
 SIGILL_TASK = 'echo "llama threadpool init, n_threads = 2" >&2; kill -ILL $$'

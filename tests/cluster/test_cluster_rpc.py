@@ -20,10 +20,10 @@ import pytest
 
 from conftest import JOBS_DIR, RunningCluster, wait_for
 from fleetmind.cluster.client import ServiceInstance
+from fleetmind.cluster.expert_launcher import ExpertLauncherSettings, parse_args, rpc_command, wait_for_workers
 from fleetmind.cluster.hcl import Evaluator
 from fleetmind.cluster.jobspec import load_job
 from fleetmind.llm import binaries
-from fleetmind.llm.expert_launcher import ExpertLauncherSettings, parse_args, rpc_command, wait_for_workers
 from fleetmind.llm.rpc_health import port_state
 
 
@@ -71,7 +71,7 @@ def test_llama_expert_rpc_variant_wraps_the_same_command() -> None:
     )["TaskGroups"][0]["Tasks"][0]
     assert local["Config"]["command"] == "/bin/llama-server"
     assert split["Config"]["command"] == "/venv/python"
-    launcher = ["-m", "fleetmind.llm.expert_launcher", "--min-workers", "2", "--service", "llamacpp-rpc"]
+    launcher = ["-m", "fleetmind.cluster.expert_launcher", "--min-workers", "2", "--service", "llamacpp-rpc"]
     launcher += ["--wait", "30"]
     assert split["Config"]["args"] == [*launcher, "--", "/bin/llama-server", *local["Config"]["args"], "-lv", "4"]
     assert split["Env"]["CONSUL_HTTP_ADDR"] == "10.0.0.1:8500"
@@ -177,7 +177,7 @@ def test_launcher_starts_locally_without_workers(
     port = _free_port()
     server = [str(binaries.llama_server()), "-m", str(tiny_model), "--host", "127.0.0.1", "--port", str(port)]
     log = tmp_path / "expert.log"
-    cmd = [sys.executable, "-m", "fleetmind.llm.expert_launcher", "--min-workers", "1"]
+    cmd = [sys.executable, "-m", "fleetmind.cluster.expert_launcher", "--min-workers", "1"]
     cmd += ["--wait", "0.3", "--poll", "0.1"]
     with log.open("wb") as fh:
         proc = subprocess.Popen(

@@ -58,7 +58,15 @@ def test_with_model_replaces_the_model_option() -> None:
 def test_launcher_serves_the_fallback_when_the_main_model_is_missing(tmp_path: Path) -> None:
     light = write_tiny_llama(tmp_path / "light.gguf")
     port = free_port()
-    cmd = [sys.executable, "-m", "fleetmind.llm.expert_launcher", "--min-workers", "0", "--fallback-model", str(light)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fleetmind.cluster.expert_launcher",
+        "--min-workers",
+        "0",
+        "--fallback-model",
+        str(light),
+    ]
     cmd += ["--state-file", str(tmp_path / "launch.json"), "--", str(binaries.llama_server())]
     cmd += ["-m", str(tmp_path / "missing.gguf"), "--host", "127.0.0.1", "--port", str(port), "-t", "1", "--no-webui"]
     log = tmp_path / "expert.log"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fleetmind.memory.embedder import EmbeddingServer
-from fleetmind.memory.gguf_convert import ensure_gguf
+from fleetmind.llm.embeddings import EmbeddingServer
+from fleetmind.llm.gguf_convert import ensure_gguf
 
 
 @pytest.fixture(scope="session")

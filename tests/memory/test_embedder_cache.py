@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fleetmind.memory.embedder import LlamaEmbedder
+from fleetmind.llm.embeddings import LlamaEmbedder
 
 
 async def test_a_repeated_text_is_served_from_the_cache(embeddings_url: str) -> None:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from fleetmind.memory import ModelConversionError
-from fleetmind.memory.gguf_convert import gguf_tensor_name, packaged_model_dir
+from fleetmind.llm import ModelConversionError
+from fleetmind.llm.gguf_convert import gguf_tensor_name, packaged_model_dir
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 

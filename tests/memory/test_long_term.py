@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fleetmind.agent.protocol import ChatMessage
+from fleetmind.contracts.protocol import ChatMessage
+from fleetmind.llm.embeddings import LlamaEmbedder, normalize
 from fleetmind.memory import MemoryFormatError
-from fleetmind.memory.embedder import LlamaEmbedder, normalize
 from fleetmind.memory.long_term import LongTermMemory
 from fleetmind.memory.short_term import ConversationHistory
 

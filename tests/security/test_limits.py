@@ -11,12 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from fleetmind.agent import ExpertRejectedError
-from fleetmind.agent.budget import MAX_MESSAGES, PromptTooLargeError, check_prompt
-from fleetmind.agent.experts import Expert, ExpertClient
-from fleetmind.agent.protocol import AgentRequest, ChatMessage
+from fleetmind.contracts.protocol import AgentRequest, ChatMessage
 from fleetmind.gateway.app import create_app
 from fleetmind.gateway.settings import GatewaySettings
+from fleetmind.llm.budget import MAX_MESSAGES, PromptTooLargeError, check_prompt
+from fleetmind.llm.chat import Expert, ExpertClient, ExpertRejectedError
 from fleetmind.security import KeyStore
 from fleetmind.security.throttle import AuthThrottle
 from tests.conftest import serve_http

@@ -17,13 +17,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fleetmind.agent.experts import Expert, ExpertClient
-from fleetmind.agent.protocol import AgentRequest, ChatMessage
 from fleetmind.cluster.client import ServiceInstance
 from fleetmind.cluster.jobspec import load_job
+from fleetmind.contracts.protocol import AgentRequest, ChatMessage
 from fleetmind.gateway.app import create_app as create_gateway
 from fleetmind.gateway.settings import GatewaySettings
 from fleetmind.llm import binaries
+from fleetmind.llm.chat import Expert, ExpertClient
 from fleetmind.security import KeyStore
 from fleetmind.security.service import (
     CALLER_ID_HEADER,
@@ -123,7 +123,7 @@ async def test_the_agent_takes_the_service_credential_and_never_a_guess(tmp_path
     from fleetmind.agent.runtime import AgentRuntime
     from fleetmind.agent.settings import AgentSettings
     from fleetmind.config import Settings
-    from fleetmind.web.app import create_app, detach_logging
+    from fleetmind.mission_control.app import create_app, detach_logging
 
     secret = ensure_secret(tmp_path)
     assert (tmp_path / "service.secret").stat().st_mode & 0o777 == 0o600

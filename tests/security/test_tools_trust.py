@@ -23,6 +23,7 @@ import pytest
 from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.agent.settings import AgentSettings
 from fleetmind.config import Settings
+from fleetmind.mission_control.app import create_app, detach_logging
 from fleetmind.security import KeyStore
 from fleetmind.tools.approvals import ApprovalBroker
 from fleetmind.tools.base import ToolCall, ToolContext, tool
@@ -31,7 +32,6 @@ from fleetmind.tools.builtin.code import code_runner
 from fleetmind.tools.registry import ToolRegistry
 from fleetmind.tools.runner import ToolRunner, build_runner
 from fleetmind.tools.settings import ToolsSettings
-from fleetmind.web.app import create_app, detach_logging
 from tests.tools.conftest import approve_next
 
 ran: list[dict[str, Any]] = []

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from fleetmind.memory.embedder import EmbeddingServer
-from fleetmind.memory.gguf_convert import ensure_gguf
+from fleetmind.llm.embeddings import EmbeddingServer
+from fleetmind.llm.gguf_convert import ensure_gguf
 from fleetmind.tools.approvals import ApprovalBroker
 from fleetmind.tools.base import Tool, ToolContext
 from fleetmind.tools.policy import Policy

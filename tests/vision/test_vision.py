@@ -122,7 +122,7 @@ def test_a_text_only_expert_leaves_the_opencv_answer(llama_server_url: str) -> N
     # A real llama-server without a vision projector refuses images: the OpenCV description stands.
     result = describe(png(shapes_image()), expert_url=llama_server_url)
     assert result["source"] == "opencv"
-    assert "vision expert answered" in result["expert_error"]
+    assert "answered HTTP" in result["expert_error"] and "image input is not supported" in result["expert_error"]
     assert "red circle" in result["summary"]
 
 
@@ -136,8 +136,8 @@ async def test_describe_route_needs_a_key_and_answers_json(tmp_path) -> None:
     from fleetmind.agent.runtime import AgentRuntime
     from fleetmind.agent.settings import AgentSettings
     from fleetmind.config import Settings
+    from fleetmind.mission_control.app import create_app, detach_logging
     from fleetmind.security import KeyStore
-    from fleetmind.web.app import create_app, detach_logging
 
     settings = Settings(state_dir=tmp_path)
     # the route as Mission Control serves it (the runtime is not started: no expert is asked)

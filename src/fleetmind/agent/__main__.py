@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(level)
     # pipecat is imported only now, so even its import-time banner goes through the logging set up above.
     from fleetmind.agent.runtime import AgentRuntime
-    from fleetmind.web.app import create_app
+    from fleetmind.mission_control.app import create_app
 
     try:
         agent_settings = get_agent_settings()

@@ -7,7 +7,7 @@ answers are reused for a couple of seconds so a burst of requests costs one look
 says, the directory remembers how each expert's last calls went: an expert that just failed goes to the back
 of the line for a while, which is also the only health signal a fixed expert has. :class:`ExpertClient`
 streams one chat completion from a llama-server's OpenAI-compatible ``/v1/chat/completions``, asking for usage
-so token counts are the expert's own; a prompt too large for the context (:mod:`fleetmind.agent.budget`) is
+so token counts are the expert's own; a prompt too large for the context (:mod:`fleetmind.llm.budget`) is
 refused before it is sent.
 
 Experts run with the stack's service secret as their API key, and the client sends it as ``Authorization:
@@ -19,43 +19,19 @@ a request, nor the secret.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import httpx
-
-from fleetmind.agent import ExpertProtocolError, ExpertRejectedError, ExpertUnavailableError
-from fleetmind.agent.budget import DEFAULT_CONTEXT_TOKENS, PromptTooLargeError, check_prompt
-from fleetmind.agent.protocol import AgentRequest, Usage
 from fleetmind.cluster.client import ClusterClient, ClusterError, ServiceInstance
-from fleetmind.security.service import SecretSource, bearer, only_proven
+from fleetmind.contracts.names import EXPERT_TAG
+from fleetmind.contracts.names import expert_name as contract_expert_name
+from fleetmind.llm.chat import Expert, Source
+from fleetmind.security.service import SecretSource, only_proven
 
 log = logging.getLogger(__name__)
-
-EXPERT_TAG = "expert"
-EXPERT_TAG_PREFIX = "expert:"
-EXPERT_SERVICE_PREFIX = "expert-"
-
-Source = Literal["env", "registry"]
-
-
-@dataclass(frozen=True)
-class Expert:
-    """One expert endpoint (one llama-server)."""
-
-    name: str
-    url: str
-    source: Source = "env"
-    # The expert's own system prompt (from its registry meta), used when the conversation brings none: small
-    # models such as SmolLM2 answer far better with one.
-    system_prompt: str | None = None
-    # What the expert is good at (registry meta ``description``), for routing by meaning.
-    description: str | None = None
 
 
 @dataclass
@@ -96,10 +72,7 @@ def parse_experts(spec: str) -> dict[str, str]:
 
 def expert_name(instance: ServiceInstance) -> str:
     """The expert's name from its ``expert:<name>`` tag, else from its ``expert-<name>`` service name."""
-    for tag in instance.tags:
-        if tag.startswith(EXPERT_TAG_PREFIX) and len(tag) > len(EXPERT_TAG_PREFIX):
-            return tag[len(EXPERT_TAG_PREFIX) :]
-    return instance.name.removeprefix(EXPERT_SERVICE_PREFIX)
+    return contract_expert_name(instance.name, instance.tags)
 
 
 class ExpertDirectory:
@@ -227,150 +200,4 @@ class ExpertDirectory:
         return out
 
 
-@dataclass(frozen=True)
-class TextDelta:
-    """A piece of text the expert generated."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Completion:
-    """The end of a completion: why it stopped and the expert's own token counts."""
-
-    finish_reason: str
-    usage: Usage
-
-
-StreamItem = TextDelta | Completion
-
-# How much of an error body goes into an error message: enough to read, never a whole page.
-_ERROR_BODY_LIMIT = 500
-# Statuses that say the request itself is wrong; anything else (429, 5xx, 404 from a non-llama server) is the
-# expert's trouble and worth trying elsewhere.
-_REJECTED_STATUSES = frozenset({400, 413, 422})
-
-
-def completion_payload(request: AgentRequest, *, model: str, system_prompt: str | None = None) -> dict[str, Any]:
-    """The ``/v1/chat/completions`` body for ``request``: messages, the caller's sampling, streaming.
-
-    ``system_prompt`` leads the conversation when the caller sent no system message of its own.
-    """
-    messages = [m.model_dump(exclude_none=True) for m in request.messages]
-    if system_prompt and not any(m["role"] == "system" for m in messages):
-        messages.insert(0, {"role": "system", "content": system_prompt})
-    payload: dict[str, Any] = {
-        "model": model,
-        "messages": messages,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-    payload.update(request.params.model_dump(exclude_none=True))
-    return payload
-
-
-def _usage_from(chunk: dict[str, Any]) -> Usage | None:
-    usage = chunk.get("usage")
-    if isinstance(usage, dict):
-        return Usage(
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-        )
-    # llama.cpp also reports its timings, which carry the same counts; used if usage was not sent.
-    timings = chunk.get("timings")
-    if isinstance(timings, dict) and "prompt_n" in timings:
-        return Usage(
-            # prompt_n counts only the tokens evaluated now; cache_n the ones reused from the prompt cache.
-            prompt_tokens=int(timings.get("prompt_n") or 0) + int(timings.get("cache_n") or 0),
-            completion_tokens=int(timings.get("predicted_n") or 0),
-        )
-    return None
-
-
-class ExpertClient:
-    """Streams chat completions from llama-servers over one shared HTTP connection pool."""
-
-    def __init__(
-        self,
-        *,
-        http: httpx.AsyncClient | None = None,
-        connect_timeout_s: float = 5.0,
-        read_timeout_s: float = 60.0,
-        context_tokens: int = DEFAULT_CONTEXT_TOKENS,
-        secret: SecretSource | None = None,
-    ) -> None:
-        if connect_timeout_s <= 0 or read_timeout_s <= 0:
-            raise ValueError("expert timeouts must be positive")
-        self._secret = secret or SecretSource()
-        if context_tokens < 1:
-            raise ValueError("context_tokens must be positive")
-        self.context_tokens = context_tokens
-        self._own_http = http is None
-        # The read timeout bounds every silence, the wait for the first token included, so a hung expert fails
-        # over instead of holding the request until its overall deadline.
-        timeout = httpx.Timeout(connect=connect_timeout_s, read=read_timeout_s, write=connect_timeout_s, pool=None)
-        self._http = http or httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_keepalive_connections=32))
-
-    async def aclose(self) -> None:
-        if self._own_http:
-            await self._http.aclose()
-
-    async def stream_chat(self, expert: Expert, request: AgentRequest) -> AsyncGenerator[StreamItem, None]:
-        """Yield the expert's text as it comes, then one :class:`Completion`; raises ExpertError."""
-        url = expert.url.rstrip("/") + "/v1/chat/completions"
-        payload = completion_payload(request, model=expert.name, system_prompt=expert.system_prompt)
-        try:
-            check_prompt([m.get("content") or "" for m in payload["messages"]], context_tokens=self.context_tokens)
-        except PromptTooLargeError as exc:
-            # the expert never sees it; rejected, so no other expert is tried either
-            raise ExpertRejectedError(f"request refused before expert {expert.name}: {exc}") from None
-        try:
-            async with self._http.stream("POST", url, json=payload, headers=bearer(self._secret.get())) as response:
-                if response.status_code != 200:
-                    body = (await response.aread())[:_ERROR_BODY_LIMIT].decode("utf-8", "replace")
-                    rejected = response.status_code in _REJECTED_STATUSES
-                    error = ExpertRejectedError if rejected else ExpertUnavailableError
-                    raise error(f"expert {expert.name} answered HTTP {response.status_code}: {body}")
-                async for item in self._parse(expert, response):
-                    yield item
-        except httpx.TimeoutException as exc:
-            raise ExpertUnavailableError(f"expert {expert.name} timed out ({type(exc).__name__})") from exc
-        except httpx.HTTPError as exc:
-            # The message travels back to API callers: the expert's name and the kind of failure, no address.
-            kind = type(exc).__name__
-            raise ExpertUnavailableError(f"expert {expert.name} could not be reached ({kind})") from exc
-
-    @staticmethod
-    async def _parse(expert: Expert, response: httpx.Response) -> AsyncIterator[StreamItem]:
-        finish_reason: str | None = None
-        usage: Usage | None = None
-        async for line in response.aiter_lines():
-            if not line.startswith("data:"):
-                if line.startswith("error:"):
-                    raise ExpertUnavailableError(
-                        f"expert {expert.name} reported: {line[6:].strip()[:_ERROR_BODY_LIMIT]}"
-                    )
-                continue  # blank separators and SSE comments
-            data = line[5:].strip()
-            if data == "[DONE]":
-                break
-            try:
-                chunk = json.loads(data)
-            except ValueError as exc:
-                raise ExpertProtocolError(f"expert {expert.name} sent a line that is not JSON: {data[:200]!r}") from exc
-            if not isinstance(chunk, dict):
-                raise ExpertProtocolError(f"expert {expert.name} sent a chunk that is not an object")
-            if "error" in chunk:
-                raise ExpertUnavailableError(
-                    f"expert {expert.name} reported: {str(chunk['error'])[:_ERROR_BODY_LIMIT]}"
-                )
-            for choice in chunk.get("choices") or []:
-                text = (choice.get("delta") or {}).get("content")
-                if text:
-                    yield TextDelta(text)
-                if choice.get("finish_reason"):
-                    finish_reason = str(choice["finish_reason"])
-            usage = _usage_from(chunk) or usage
-        if finish_reason is None:
-            raise ExpertProtocolError(f"expert {expert.name} ended its stream without a finish reason")
-        yield Completion(finish_reason=finish_reason, usage=usage or Usage())
+__all__ = ["ExpertDirectory", "ExpertHealth", "expert_name", "parse_experts"]

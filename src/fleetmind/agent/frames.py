@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from pipecat.frames.frames import DataFrame, SystemFrame
 
-from fleetmind.agent.protocol import AgentEvent, AgentRequest, Usage
+from fleetmind.contracts.errors import AgentErrorCode
+from fleetmind.contracts.protocol import AgentEvent, AgentRequest, Usage
 
 
 @dataclass
@@ -87,7 +88,7 @@ class AgentDoneFrame(AgentOutputFrame):
 class AgentErrorFrame(AgentOutputFrame):
     """The request failed; ``code`` is one of the short machine codes of the wire protocol."""
 
-    code: str = "internal"
+    code: AgentErrorCode = "internal"
     message: str = ""
     expert: str | None = None
 

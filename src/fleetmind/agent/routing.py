@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fleetmind.agent import NoExpertError
-from fleetmind.agent.experts import Expert
 from fleetmind.agent.settings import GENERIC_MODEL
+from fleetmind.llm.chat import Expert
 
 
 @dataclass(frozen=True)

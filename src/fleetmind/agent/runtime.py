@@ -23,9 +23,8 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.workers.runner import WorkerRunner
 
 from fleetmind.agent import RuntimeNotRunningError
-from fleetmind.agent.experts import ExpertClient, ExpertDirectory, parse_experts
+from fleetmind.agent.experts import ExpertDirectory, parse_experts
 from fleetmind.agent.frames import AgentCancelFrame, AgentErrorFrame, AgentOutputFrame, AgentRequestFrame
-from fleetmind.agent.protocol import AgentEvent, AgentRequest
 from fleetmind.agent.settings import AgentSettings
 from fleetmind.agent.stats import AgentStats
 from fleetmind.agent.twin import TwinService
@@ -33,11 +32,14 @@ from fleetmind.agent.workflows import resolve_workflow
 from fleetmind.agent.workflows.context import AgentServices
 from fleetmind.agent.workflows.loader import Workflow, load_workflow
 from fleetmind.agent.workflows.registry import default_registry
+from fleetmind.contracts.errors import AgentErrorCode
+from fleetmind.contracts.protocol import AgentEvent, AgentRequest
+from fleetmind.llm.chat import ExpertClient
 from fleetmind.memory.short_term import ConversationHistory
 
 if TYPE_CHECKING:
     from fleetmind.agent.semantic import SemanticRouter
-    from fleetmind.memory.embedder import EmbeddingServer, LlamaEmbedder
+    from fleetmind.llm.embeddings import EmbeddingServer, LlamaEmbedder
     from fleetmind.memory.long_term import LongTermMemory
     from fleetmind.tools.approvals import ApprovalBroker
     from fleetmind.tools.runner import ToolRunner
@@ -67,7 +69,7 @@ class AgentEventSinkProcessor(FrameProcessor):
     def close(self, request_id: str) -> None:
         self._queues.pop(request_id, None)
 
-    def fail_all(self, code: str, message: str) -> None:
+    def fail_all(self, code: AgentErrorCode, message: str) -> None:
         """End every open stream with an error (the pipeline is gone, nothing else will)."""
         for request_id, queue in list(self._queues.items()):
             queue.put_nowait(AgentEvent(type="error", id=request_id, code=code, message=message))
@@ -229,7 +231,7 @@ class AgentRuntime:
         if self.memory is not None:
             return
         from fleetmind.agent.semantic import SemanticRouter
-        from fleetmind.memory.embedder import EmbeddingServer, LlamaEmbedder
+        from fleetmind.llm.embeddings import EmbeddingServer, LlamaEmbedder
         from fleetmind.memory.long_term import LongTermMemory
 
         url = self.settings.embeddings_url or None  # an empty value (a job variable left blank) means none

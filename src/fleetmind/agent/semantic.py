@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fleetmind.agent.experts import Expert
-from fleetmind.memory import EmbeddingError
-from fleetmind.memory.embedder import Embedder
+from fleetmind.llm import EmbeddingError
+from fleetmind.llm.chat import Expert
+from fleetmind.llm.embeddings import Embedder
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,9 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-GENERIC_MODEL = "fleetmind"
+from fleetmind.contracts.names import ROUTED_MODEL
+
+GENERIC_MODEL = ROUTED_MODEL
 
 
 class AgentSettings(BaseSettings):

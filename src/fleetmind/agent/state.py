@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fleetmind.agent import AgentError
-from fleetmind.agent.protocol import ChatMessage
+from fleetmind.contracts.protocol import ChatMessage
 from fleetmind.memory.short_term import ANY_OWNER, ConversationHistory
 
 if TYPE_CHECKING:

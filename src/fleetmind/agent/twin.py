@@ -20,19 +20,19 @@ import time
 from pipecat.frames.frames import CancelFrame, EndFrame, Frame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from fleetmind.agent import AgentError
 from fleetmind.agent.frames import (
     AgentCancelFrame,
     AgentErrorFrame,
     AgentOutputFrame,
     AgentRequestFrame,
 )
-from fleetmind.agent.protocol import AgentRequest
 from fleetmind.agent.workflows import DEFAULT_WORKFLOW
 from fleetmind.agent.workflows.context import AgentServices
 from fleetmind.agent.workflows.engine import WorkflowRunner
 from fleetmind.agent.workflows.loader import Workflow, load_workflow
 from fleetmind.agent.workflows.registry import default_registry
+from fleetmind.contracts.errors import CodedError
+from fleetmind.contracts.protocol import AgentRequest
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class TwinService(FrameProcessor):
             )
             await self._emit(AgentErrorFrame(request_id=request.id, code="cancelled", message=reason))
             raise
-        except AgentError as exc:
+        except CodedError as exc:
             await self._emit(AgentErrorFrame(request_id=request.id, code=exc.code, message=str(exc)))
         except Exception as exc:
             log.exception("request %s failed", request.id, extra={"event": "request_failed", "request_id": request.id})

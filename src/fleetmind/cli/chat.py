@@ -6,6 +6,8 @@ import sys
 
 import typer
 
+from fleetmind.contracts.names import ROUTED_MODEL
+
 DEFAULT_BASE_URL = "http://127.0.0.1:8080/v1"
 
 
@@ -20,7 +22,9 @@ def chat(
         help="An API key (FLEETMIND_API_KEY).",
         show_default=False,
     ),
-    model: str = typer.Option("fleetmind", help="'fleetmind' lets the agent route; an expert's name asks it directly."),
+    model: str = typer.Option(
+        ROUTED_MODEL, help="'fleetmind' lets the agent route; an expert's name asks it directly."
+    ),
     system: str = typer.Option(None, "--system", help="A system prompt for the conversation."),
     temperature: float = typer.Option(None, help="Sampling temperature."),
 ) -> None:

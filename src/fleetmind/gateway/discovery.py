@@ -21,15 +21,12 @@ import time
 from typing import Protocol
 
 from fleetmind.cluster.client import ClusterClient, ClusterError, ServiceInstance
+from fleetmind.contracts.names import EXPERT_TAG, ROUTED_MODEL, expert_name
 from fleetmind.gateway.errors import AgentUnavailableError
 from fleetmind.gateway.settings import GatewaySettings
 from fleetmind.security.service import SecretSource, only_proven
 
 log = logging.getLogger(__name__)
-
-EXPERT_TAG = "expert"
-EXPERT_TAG_PREFIX = "expert:"
-ROUTED_MODEL = "fleetmind"
 
 
 class Registry(Protocol):
@@ -41,14 +38,8 @@ class Registry(Protocol):
 
 
 def expert_names(instances: list[ServiceInstance]) -> list[str]:
-    """The ``<name>`` of every ``expert:<name>`` tag, sorted, without duplicates."""
-    names = {
-        tag[len(EXPERT_TAG_PREFIX) :]
-        for inst in instances
-        for tag in inst.tags
-        if tag.startswith(EXPERT_TAG_PREFIX) and len(tag) > len(EXPERT_TAG_PREFIX)
-    }
-    return sorted(names)
+    """Every expert's name (:func:`~fleetmind.contracts.names.expert_name`), sorted, without duplicates."""
+    return sorted({expert_name(inst.name, inst.tags) for inst in instances})
 
 
 class AgentLocator:

@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fleetmind.http_errors import (
+from fleetmind.http.envelope import (
     INVALID_REQUEST,
     SERVER_ERROR,
     error_body,

@@ -12,8 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fleetmind.agent.budget import DEFAULT_CONTEXT_TOKENS, MAX_MESSAGES, PromptTooLargeError, check_prompt
+from fleetmind.contracts.names import ROUTED_MODEL
 from fleetmind.gateway.errors import InvalidRequestError, UnsupportedParameterError
+from fleetmind.llm.budget import DEFAULT_CONTEXT_TOKENS, MAX_MESSAGES, PromptTooLargeError, check_prompt
 from fleetmind.security.text import unencodable_path
 
 # parameter -> the values that ask for nothing we would have to do (a client library's explicit defaults)
@@ -92,7 +93,7 @@ class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     messages: list[RequestMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
-    model: str = Field(default="fleetmind", min_length=1, description="'fleetmind' or an expert.")
+    model: str = Field(default=ROUTED_MODEL, min_length=1, description="'fleetmind' or an expert.")
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     max_tokens: int | None = Field(default=None, ge=1, le=32768)

@@ -1,6 +1,6 @@
 """ChatService: an OpenAI chat request in, an agent request out, the agent's events back as OpenAI answers.
 
-The agent speaks :mod:`fleetmind.agent.protocol`: we POST an ``AgentRequest`` to ``/api/agent/chat`` and read
+The agent speaks :mod:`fleetmind.contracts.protocol`: we POST an ``AgentRequest`` to ``/api/agent/chat`` and read
 newline-delimited ``AgentEvent`` lines. A stream is opened and its first event read *before* the HTTP answer
 is committed, so a refused key, a missing expert or a dead agent still reach the client as a proper status
 code; after that, failures travel as an error chunk followed by ``[DONE]``. Every request has one deadline
@@ -24,7 +24,7 @@ import anyio
 import httpx
 from pydantic import ValidationError
 
-from fleetmind.agent.protocol import AgentEvent, AgentRequest, ChatMessage, SamplingParams
+from fleetmind.contracts.protocol import AgentEvent, AgentRequest, ChatMessage, SamplingParams
 from fleetmind.gateway.discovery import AgentLocator
 from fleetmind.gateway.errors import (
     AgentUnavailableError,

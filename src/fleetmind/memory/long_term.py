@@ -25,8 +25,8 @@ import faiss
 import numpy as np
 
 from fleetmind.atomic import write_atomic
+from fleetmind.llm.embeddings import Embedder, normalize
 from fleetmind.memory import MemoryFormatError
-from fleetmind.memory.embedder import Embedder, normalize
 
 IndexKind = Literal["hnsw", "flat"]
 FORMAT_VERSION = 1

@@ -18,7 +18,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import Any
 
-from fleetmind.agent.protocol import ChatMessage
+from fleetmind.contracts.protocol import ChatMessage
 
 SUMMARY_NAME = "summary"
 # :meth:`ConversationHistory.entries`'s default: every owner's conversations

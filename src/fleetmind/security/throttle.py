@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fleetmind.http_errors import error_body
+from fleetmind.http.envelope import error_body
 
 __all__ = ["AuthThrottle", "AuthThrottleMiddleware"]
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from fleetmind.security.service import bearer, load_secret
+from fleetmind.llm.chat import ExpertError, complete_sync
 from fleetmind.vision import VisionExpertError
 
 if TYPE_CHECKING:
@@ -83,23 +83,23 @@ def describe_with_expert(
     (a text-only model does) or answers without text.
     """
     body = build_expert_request(image, prompt=prompt, model=model)
-    url = expert_url.rstrip("/") + "/v1/chat/completions"
     try:
-        with httpx.Client(timeout=timeout_s, transport=transport) as client:
-            # experts take the stack's service secret as their API key (security/service.py)
-            response = client.post(url, json=body, headers=bearer(load_secret()))
-    except httpx.HTTPError as exc:
-        raise VisionExpertError(f"vision expert at {expert_url} unreachable: {exc}") from exc
-    if response.status_code != 200:
-        raise VisionExpertError(f"vision expert answered {response.status_code}: {response.text[:300]}")
-    try:
-        answer = response.json()
-        text = answer["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise VisionExpertError(f"vision expert answered something that is not a chat completion: {exc}") from exc
-    if not isinstance(text, str) or not text.strip():
+        # experts take the stack's service secret as their API key (security/service.py)
+        reply = complete_sync(
+            expert_url,
+            body["messages"],
+            timeout_s=timeout_s,
+            transport=transport,
+            model=model,
+            max_tokens=body["max_tokens"],
+            temperature=body["temperature"],
+        )
+    except ExpertError as exc:
+        raise VisionExpertError(f"vision expert: {exc}") from exc
+    text = reply.text
+    if not text.strip():
         raise VisionExpertError("vision expert answered without text")
-    return {"source": "expert", "expert": expert_url, "summary": text.strip(), "usage": answer.get("usage")}
+    return {"source": "expert", "expert": expert_url, "summary": text.strip(), "usage": reply.usage.model_dump()}
 
 
 async def find_vision_expert(directory: ExpertDirectory) -> str | None:

@@ -36,7 +36,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from fleetmind.agent.protocol import AgentRequest, ChatMessage, SamplingParams
+from fleetmind.contracts.protocol import AgentRequest, ChatMessage, SamplingParams
 from fleetmind.voice.settings import VoiceSettings
 from fleetmind.voice.wire import urgent
 

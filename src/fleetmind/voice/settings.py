@@ -11,6 +11,8 @@ from functools import lru_cache
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fleetmind.contracts.names import ROUTED_MODEL
+
 PACKAGED_STT_MODEL = "tiny.en"
 PACKAGED_VOICE = "en_US-joe-medium"
 ESPEAK_VOICE_PREFIX = "espeak-ng"
@@ -44,7 +46,7 @@ class VoiceSettings(BaseSettings):
     interim_interval_s: float = Field(
         default=1.0, ge=0, description="How often a partial transcript is made while the user talks (0: never)."
     )
-    agent_model: str = Field(default="fleetmind", description="The model (or expert name) spoken requests ask for.")
+    agent_model: str = Field(default=ROUTED_MODEL, description="The model (or expert name) spoken requests ask for.")
     max_answer_tokens: int = Field(default=120, ge=1, le=4096, description="Longest spoken answer, in tokens.")
     answer_timeout_s: float = Field(default=60.0, gt=0, description="Upper bound on one spoken answer.")
     silent_answer_text: str = Field(

@@ -12,10 +12,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fleetmind.agent.experts import Completion, Expert, ExpertClient, ExpertDirectory
+from fleetmind.agent.experts import ExpertDirectory
 from fleetmind.agent.frames import AgentOutputFrame
-from fleetmind.agent.protocol import AgentRequest, ChatMessage
 from fleetmind.agent.routing import RoutePlan
+from fleetmind.contracts.protocol import AgentRequest, ChatMessage
+from fleetmind.llm.chat import Completion, Expert, ExpertClient
 
 if TYPE_CHECKING:
     from fleetmind.agent.semantic import SemanticRouter

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 
-from fleetmind.agent.protocol import AgentRequest
 from fleetmind.agent.workflows import WorkflowRuntimeError
 from fleetmind.agent.workflows.context import AgentServices, Emit, StepContext
 from fleetmind.agent.workflows.loader import Workflow
+from fleetmind.contracts.protocol import AgentRequest
 
 log = logging.getLogger("fleetmind.agent.workflow")
 

@@ -16,14 +16,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fleetmind.agent import AllExpertsFailedError, ExpertError, ExpertRejectedError
-from fleetmind.agent.experts import Completion, Expert, TextDelta
+from fleetmind.agent import AllExpertsFailedError
 from fleetmind.agent.frames import AgentDeltaFrame, AgentDoneFrame
-from fleetmind.agent.protocol import ChatMessage, SamplingParams
 from fleetmind.agent.routing import RoutePlan, plan_route
 from fleetmind.agent.workflows.context import StepContext
 from fleetmind.agent.workflows.registry import NoParams, StepRegistry
-from fleetmind.memory import EmbeddingError
+from fleetmind.contracts.names import ROUTED_MODEL
+from fleetmind.contracts.protocol import ChatMessage, SamplingParams
+from fleetmind.llm import EmbeddingError
+from fleetmind.llm.chat import Completion, Expert, ExpertError, ExpertRejectedError, TextDelta
 
 log = logging.getLogger("fleetmind.agent.workflow")
 
@@ -124,7 +125,7 @@ async def route(ctx: StepContext, params: RouteParams) -> None:
         discovery_error=services.directory.discovery_error,
     )
     scores: dict[str, float] = {}
-    if params.strategy == "semantic" and services.router is not None and ctx.request.model == "fleetmind":
+    if params.strategy == "semantic" and services.router is not None and ctx.request.model == ROUTED_MODEL:
         choice = await services.router.choose(ctx.last_user_text(), plan.candidates, services.directory.is_healthy)
         if choice is not None:
             scores = choice.scores

@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from fleetmind.agent import AgentError, ExpertError
-from fleetmind.agent.protocol import ChatMessage
+from fleetmind.agent import AgentError
 from fleetmind.agent.workflows.context import StepContext
 from fleetmind.agent.workflows.steps import RouteParams, ask_quietly, route
-from fleetmind.memory import EmbeddingError
+from fleetmind.contracts.protocol import ChatMessage
+from fleetmind.llm import EmbeddingError
+from fleetmind.llm.chat import ExpertError
 from fleetmind.tools.approvals import acting_for
 
 if TYPE_CHECKING:

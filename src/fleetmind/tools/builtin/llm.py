@@ -16,9 +16,7 @@ import re
 from collections import Counter
 from typing import Any
 
-import httpx
-
-from fleetmind.security.service import bearer, load_secret
+from fleetmind.llm.chat import ExpertError, complete
 from fleetmind.tools.base import ToolCall, ToolContext, tool
 from fleetmind.tools.errors import ToolExecutionError
 
@@ -34,22 +32,24 @@ async def chat(
     temperature: float = 0.2,
     timeout_s: float = 120.0,
 ) -> str:
-    """One non-streamed chat completion; the reply's text."""
-    base = (url or ctx.llm_url or "").rstrip("/")
+    """One non-streamed chat completion (:func:`fleetmind.llm.chat.complete`); the reply's text."""
+    base = url or ctx.llm_url or ""
     if not base:
         raise ToolExecutionError("no LLM endpoint is configured (FLEETMIND_TOOLS_LLM_URL)")
-    if not base.endswith("/v1"):
-        base += "/v1"
-    # an expert of the stack takes its service secret as the API key (security/service.py)
-    headers = bearer(ctx.llm_api_key or load_secret())
-    body = {"model": ctx.llm_model, "messages": messages, "max_tokens": max_tokens, "temperature": temperature}
     try:
-        async with httpx.AsyncClient(timeout=timeout_s, trust_env=False) as client:
-            resp = await client.post(f"{base}/chat/completions", json=body, headers=headers)
-            resp.raise_for_status()
-            return str(resp.json()["choices"][0]["message"].get("content") or "")
-    except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
-        raise ToolExecutionError(f"LLM call to {base} failed: {type(exc).__name__}: {exc}") from None
+        reply = await complete(
+            base,
+            messages,
+            # an expert of the stack takes its service secret as the API key (security/service.py)
+            api_key=ctx.llm_api_key or None,
+            timeout_s=timeout_s,
+            model=ctx.llm_model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+        )
+    except ExpertError as exc:
+        raise ToolExecutionError(f"LLM call failed: {exc}") from None
+    return reply.text
 
 
 def _json_candidates(text: str) -> list[Any]:

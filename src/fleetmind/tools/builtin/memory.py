@@ -26,7 +26,7 @@ def memory_store(ctx: ToolContext) -> Any:
                 raise ToolExecutionError(
                     "memory is not configured: set FLEETMIND_TOOLS_EMBEDDINGS_URL (and a state dir for the store)"
                 )
-            from fleetmind.memory.embedder import LlamaEmbedder
+            from fleetmind.llm.embeddings import LlamaEmbedder
             from fleetmind.memory.long_term import LongTermMemory
 
             store = LongTermMemory(ctx.memory_dir, LlamaEmbedder(ctx.embeddings_url))

@@ -13,10 +13,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from fleetmind.mission_control.bodies import read_body
+from fleetmind.mission_control.deps import ChatKeyDep
+from fleetmind.mission_control.errors import ApiError, error_responses
 from fleetmind.vision import ImageDecodeError, describe, find_vision_expert
-from fleetmind.web.bodies import read_body
-from fleetmind.web.deps import ChatKeyDep
-from fleetmind.web.errors import ApiError, error_responses
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 

@@ -26,12 +26,12 @@ from agent_testkit import HungServer, run_hung_server
 from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.agent.settings import AgentSettings
 from fleetmind.config import Settings
+from fleetmind.mission_control.app import create_app, detach_logging
 from fleetmind.security import KeyStore, Scope
 from fleetmind.tools.approvals import ApprovalBroker
 from fleetmind.tools.base import ToolCall, tool
 from fleetmind.tools.registry import ToolRegistry
 from fleetmind.tools.runner import ToolRunner, build_runner
-from fleetmind.web.app import create_app, detach_logging
 
 
 @tool(

@@ -2,8 +2,8 @@
 
 :func:`read_body` stops reading as soon as a body passes its limit (413), so a huge upload is never held in memory
 whole; :func:`parse_body` turns a pydantic failure into the same error FastAPI's own body validation gets
-(:func:`fleetmind.web.errors.invalid_body`): 400 for JSON that does not parse, 422 naming the first wrong field;
-and 400 for text that is not valid Unicode (a lone surrogate, which nothing downstream could encode).
+(:func:`~fleetmind.mission_control.errors.invalid_body`): 400 for JSON that does not parse, 422 naming the
+first wrong field; and 400 for text that is not valid Unicode (a lone surrogate, which nothing downstream could encode).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
+from fleetmind.mission_control.errors import ApiError, invalid_body
 from fleetmind.security.text import unencodable_path
-from fleetmind.web.errors import ApiError, invalid_body
 
 M = TypeVar("M", bound=BaseModel)
 

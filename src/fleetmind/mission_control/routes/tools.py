@@ -14,8 +14,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from fleetmind.web.deps import OperatorDep, ToolRunsDep, ToolsDep
-from fleetmind.web.errors import AUTH, ApiError, error_responses
+from fleetmind.mission_control.deps import OperatorDep, ToolRunsDep, ToolsDep
+from fleetmind.mission_control.errors import AUTH, ApiError, error_responses
 
 router = APIRouter(tags=["tools"])
 

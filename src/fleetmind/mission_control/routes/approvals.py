@@ -15,10 +15,10 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from fleetmind.mission_control.deps import ApprovalsDep, Caller, OperatorDep
+from fleetmind.mission_control.errors import AUTH, ApiError, error_responses
 from fleetmind.tools.approvals import ApprovalBroker
 from fleetmind.tools.errors import ApprovalNotFoundError, SelfApprovalError
-from fleetmind.web.deps import ApprovalsDep, Caller, OperatorDep
-from fleetmind.web.errors import AUTH, ApiError, error_responses
 
 router = APIRouter(tags=["approvals"])
 

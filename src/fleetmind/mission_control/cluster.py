@@ -12,7 +12,7 @@ import asyncio
 import time
 from typing import Any
 
-from fleetmind.web.schemas import ClusterJob, ClusterService, ClusterStatus, ClusterTask
+from fleetmind.mission_control.schemas import ClusterJob, ClusterService, ClusterStatus, ClusterTask
 
 
 def _collect(client: Any) -> list[ClusterJob]:

@@ -25,13 +25,13 @@ from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.config import Settings
 from fleetmind.events import EventHub
 from fleetmind.memory.short_term import ANY_OWNER
+from fleetmind.mission_control.errors import ApiError
+from fleetmind.mission_control.toolruns import ToolRuns
 from fleetmind.security import KeyStore, Scope, scope_allows
 from fleetmind.security.keys import check_scope
 from fleetmind.security.service import CALLER_ID_HEADER, CALLER_SCOPE_HEADER, SERVICE_HEADER, same
 from fleetmind.tools.approvals import ApprovalBroker
 from fleetmind.tools.runner import ToolRunner
-from fleetmind.web.errors import ApiError
-from fleetmind.web.toolruns import ToolRuns
 
 # The subprotocol a browser offers for the events WebSocket, and the prefix of the one that carries its key.
 WS_PROTOCOL = "fleetmind.events.v1"

@@ -12,9 +12,9 @@ import time
 
 from fastapi import APIRouter, Request, Response
 
-from fleetmind.web.bodies import read_body
-from fleetmind.web.deps import OperatorDep, RuntimeDep
-from fleetmind.web.errors import AUTH, ApiError, error_responses
+from fleetmind.mission_control.bodies import read_body
+from fleetmind.mission_control.deps import OperatorDep, RuntimeDep
+from fleetmind.mission_control.errors import AUTH, ApiError, error_responses
 
 router = APIRouter(tags=["state"])
 

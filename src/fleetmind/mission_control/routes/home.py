@@ -15,5 +15,5 @@ _CSP = "default-src 'self'; connect-src 'self'; style-src 'self'; frame-ancestor
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def home() -> HTMLResponse:
-    page = files("fleetmind.web").joinpath("static/index.html").read_text(encoding="utf-8")
+    page = files("fleetmind.mission_control").joinpath("static/index.html").read_text(encoding="utf-8")
     return HTMLResponse(page, headers={"Content-Security-Policy": _CSP})

@@ -23,8 +23,8 @@ from typing import Protocol
 import httpx
 import numpy as np
 
-from fleetmind.memory import EmbeddingError
-from fleetmind.memory.gguf_convert import EMBEDDING_DIM, ensure_gguf
+from fleetmind.llm import EmbeddingError
+from fleetmind.llm.gguf_convert import EMBEDDING_DIM, ensure_gguf
 from fleetmind.security.service import SecretSource, bearer
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 import fleetmind
-from fleetmind.web.cluster import ClusterView
-from fleetmind.web.deps import OperatorDep, RuntimeDep
-from fleetmind.web.errors import AUTH, error_responses
-from fleetmind.web.schemas import ExpertStatus, RecentAnswer, RequestCounts, StatusResponse
+from fleetmind.mission_control.cluster import ClusterView
+from fleetmind.mission_control.deps import OperatorDep, RuntimeDep
+from fleetmind.mission_control.errors import AUTH, error_responses
+from fleetmind.mission_control.schemas import ExpertStatus, RecentAnswer, RequestCounts, StatusResponse
 
 router = APIRouter(tags=["status"])
 

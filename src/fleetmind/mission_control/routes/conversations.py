@@ -11,8 +11,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from fleetmind.memory.short_term import ANY_OWNER
-from fleetmind.web.deps import Caller, OperatorDep, RuntimeDep, forbidden
-from fleetmind.web.errors import AUTH, ApiError, error_responses
+from fleetmind.mission_control.deps import Caller, OperatorDep, RuntimeDep, forbidden
+from fleetmind.mission_control.errors import AUTH, ApiError, error_responses
 
 router = APIRouter(tags=["conversations"])
 

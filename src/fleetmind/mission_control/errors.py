@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fleetmind.http_errors import ErrorResponse, error_body, http_exception_handler, unhandled_handler
+from fleetmind.http.envelope import ErrorResponse, error_body, http_exception_handler, unhandled_handler
 
 
 class WebError(Exception):

@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import TYPE_CHECKING, Any
 
 from fleetmind.events import EventHub, Level
+from fleetmind.mission_control.errors import ApiError
 from fleetmind.security.text import scrub_json, unencodable_path
 from fleetmind.tools.approvals import acting_for
 from fleetmind.tools.audit import preview, truncate
-from fleetmind.web.errors import ApiError
 
 if TYPE_CHECKING:
     from fleetmind.tools.runner import ToolRunner

@@ -7,7 +7,7 @@ with non-causal attention and mean pooling, the WordPiece vocabulary in llama.cp
 (``##piece`` → ``piece``, ``word`` → ``▁word``, control tokens as they are), and the tensors under llama.cpp's
 names. Weight matrices go to F16; norms, biases and the tables added to activations stay F32. The file is
 written beside its destination and renamed into place, so a crash never leaves half a model that looks whole.
-``python -m fleetmind.memory.gguf_convert OUT.gguf`` runs it by hand.
+``python -m fleetmind.llm.gguf_convert OUT.gguf`` runs it by hand.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fleetmind.memory import ModelConversionError
+from fleetmind.llm import ModelConversionError
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 GGUF_FILENAME = "all-minilm-l6-v2-f16.gguf"
@@ -164,7 +164,7 @@ def ensure_gguf(models_dir: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fleetmind.memory.gguf_convert", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m fleetmind.llm.gguf_convert", description=__doc__)
     parser.add_argument("out", type=Path, help="where to write the GGUF file")
     args = parser.parse_args(argv)
     print(convert(args.out))

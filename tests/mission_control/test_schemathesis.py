@@ -31,7 +31,7 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from tests.web.conftest import run_agent
+from tests.mission_control.conftest import run_agent
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 HARMLESS_TOOL = "text_stats"

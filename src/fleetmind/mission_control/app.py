@@ -26,13 +26,13 @@ from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.config import Settings
 from fleetmind.events import EventHub, EventLogHandler
 from fleetmind.http import install
+from fleetmind.mission_control import routes
+from fleetmind.mission_control.cluster import ClusterView
+from fleetmind.mission_control.errors import install_error_handlers
+from fleetmind.mission_control.toolruns import ToolRuns
 from fleetmind.security import KeyStore
 from fleetmind.security.service import service_secret
 from fleetmind.security.throttle import AuthThrottleMiddleware
-from fleetmind.web import routes
-from fleetmind.web.cluster import ClusterView
-from fleetmind.web.errors import install_error_handlers
-from fleetmind.web.toolruns import ToolRuns
 
 if TYPE_CHECKING:
     from fleetmind.tools.approvals import ApprovalBroker
@@ -131,7 +131,11 @@ def create_app(
     from fleetmind.voice.web import router as voice_router
 
     app.include_router(voice_router)
-    app.mount("/static", StaticFiles(directory=Path(str(files("fleetmind.web").joinpath("static")))), name="static")
+    app.mount(
+        "/static",
+        StaticFiles(directory=Path(str(files("fleetmind.mission_control").joinpath("static")))),
+        name="static",
+    )
     app.add_middleware(AuthThrottleMiddleware)  # repeated 401s from one address: 429 for a while
     return app
 

@@ -1,4 +1,4 @@
-"""Response models of Mission Control's API (the chat route speaks :mod:`fleetmind.agent.protocol`)."""
+"""Response models of Mission Control's API (the chat route speaks :mod:`fleetmind.contracts.protocol`)."""
 
 from __future__ import annotations
 

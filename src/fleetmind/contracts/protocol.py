@@ -14,6 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from fleetmind.contracts.errors import AgentErrorCode
+from fleetmind.contracts.names import ROUTED_MODEL
+
 Role = Literal["system", "user", "assistant", "tool"]
 
 
@@ -43,7 +46,7 @@ class AgentRequest(BaseModel):
     id: str = Field(default_factory=lambda: "req-" + uuid.uuid4().hex)
     messages: list[ChatMessage] = Field(min_length=1)
     # "fleetmind" lets the agent route; an expert's name sends the request to that expert.
-    model: str = "fleetmind"
+    model: str = ROUTED_MODEL
     params: SamplingParams = Field(default_factory=SamplingParams)
     timeout_s: float = Field(default=120.0, gt=0, le=3600)
     # Ties requests into one conversation: the agent keeps its short-term history under this id, so a caller
@@ -70,8 +73,6 @@ class AgentEvent(BaseModel):
     finish_reason: str | None = None
     usage: Usage | None = None
     expert: str | None = None
-    # for errors: a short machine code ("timeout", "no_expert", "expert_error", "cancelled") and a message;
-    # also "invalid_request" (every expert refused the request itself, e.g. a bad response_format, or the
-    # request id is already in flight), "unavailable" (the agent is stopping), "internal" (a bug; see the log)
-    code: str | None = None
+    # for errors: a machine code (fleetmind.contracts.errors.AgentErrorCode says what each means) and a message
+    code: AgentErrorCode | None = None
     message: str | None = None

@@ -1,10 +1,10 @@
 """``POST /api/agent/chat``: one chat request in, newline-delimited JSON :class:`AgentEvent` lines out.
 
-The body is an :class:`~fleetmind.agent.protocol.AgentRequest`; the answer streams ``delta`` lines and ends
+The body is an :class:`~fleetmind.contracts.protocol.AgentRequest`; the answer streams ``delta`` lines and ends
 with one ``done`` or ``error`` line. Failures of the agent itself (timeout, no expert) arrive in-stream with
 status 200, as the protocol says; only auth, validation and a stopped pipeline are HTTP errors. The caller is a key
 of any scope (the page's chat), or the gateway, which shows the service credential and names the key it speaks
-for (:data:`~fleetmind.web.deps.AgentCallerDep`): that key id owns the request, its conversation and its
+for (:data:`~fleetmind.mission_control.deps.AgentCallerDep`): that key id owns the request, its conversation and its
 memories. When the client goes away Starlette cancels the stream, and closing the runtime's iterator cancels the
 request and its expert call.
 """
@@ -17,12 +17,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from fleetmind.agent.protocol import AgentRequest
 from fleetmind.agent.runtime import AgentRuntime
+from fleetmind.contracts.protocol import AgentRequest
 from fleetmind.events import EventHub
-from fleetmind.web.bodies import parse_body
-from fleetmind.web.deps import AgentCallerDep, HubDep, RuntimeDep
-from fleetmind.web.errors import ApiError, error_responses, inline_refs
+from fleetmind.mission_control.bodies import parse_body
+from fleetmind.mission_control.deps import AgentCallerDep, HubDep, RuntimeDep
+from fleetmind.mission_control.errors import ApiError, error_responses, inline_refs
 
 router = APIRouter(tags=["agent"])
 
@@ -81,7 +81,7 @@ async def agent_request(request: Request) -> AgentRequest:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "description": "an AgentRequest (fleetmind.agent.protocol)",
+            "description": "an AgentRequest (fleetmind.contracts.protocol)",
             "content": {"application/json": {"schema": inline_refs(AgentRequest.model_json_schema())}},
         }
     },

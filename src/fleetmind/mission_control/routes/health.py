@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from fleetmind.web.deps import RuntimeDep
-from fleetmind.web.schemas import HealthResponse
+from fleetmind.mission_control.deps import RuntimeDep
+from fleetmind.mission_control.schemas import HealthResponse
 
 router = APIRouter(tags=["health"])
 

@@ -1,6 +1,6 @@
 """Launcher of an expert: pick the model it can serve, find its ``ggml-rpc-server`` workers, then run llama-server.
 
-``python -m fleetmind.llm.expert_launcher --min-workers 2 -- llama-server -m M.gguf --port P ...`` waits until the
+``python -m fleetmind.cluster.expert_launcher --min-workers 2 -- llama-server -m M.gguf --port P ...`` waits until the
 registry (Consul or the embedded one, at ``CONSUL_HTTP_ADDR``) reports at least ``--min-workers`` healthy
 instances of the ``llamacpp-rpc`` service, then replaces itself (``exec``) with the given llama-server command plus
 ``--rpc host:port,... -ngl 99``, so the model's layers are spread over the workers and the task's process is
@@ -27,9 +27,10 @@ from pathlib import Path
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fleetmind.cluster.client import ClusterClient, RegistryUnavailable, ServiceInstance
+from fleetmind.contracts.names import RPC_SERVICE
 from fleetmind.llm import fallback
 
-log = logging.getLogger("fleetmind.llm.expert_launcher")
+log = logging.getLogger("fleetmind.cluster.expert_launcher")
 
 
 class ExpertLauncherSettings(BaseSettings):
@@ -38,7 +39,7 @@ class ExpertLauncherSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLEETMIND_EXPERT_LAUNCHER_")
 
     min_workers: int = 1
-    service: str = "llamacpp-rpc"
+    service: str = RPC_SERVICE
     tag: str | None = "rpc"
     wait_s: float = 60.0
     poll_s: float = 1.0
@@ -103,7 +104,7 @@ def rpc_command(command: Sequence[str], workers: Sequence[ServiceInstance], *, n
 
 def parse_args(argv: Sequence[str], settings: ExpertLauncherSettings) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m fleetmind.llm.expert_launcher",
+        prog="python -m fleetmind.cluster.expert_launcher",
         description="Run llama-server over ggml-rpc-server workers found in the registry (local fallback).",
         usage="%(prog)s [options] -- LLAMA_SERVER [llama-server args ...]",
     )

@@ -1,0 +1,330 @@
+"""The one llama-server client: streamed chat for the agent, one-shot chat for tools, vision and the supervisor.
+
+:class:`ExpertClient` streams one chat completion from a llama-server's OpenAI-compatible
+``/v1/chat/completions``, asking for usage so token counts are the expert's own; a prompt too large for the
+context (:mod:`fleetmind.llm.budget`) is refused before it is sent. :func:`complete` (and :func:`complete_sync`
+for threads) asks for one whole answer, optionally held to a JSON schema (llama-server's ``json_schema``, a
+grammar: the model cannot answer anything else). Every call sends the stack's service secret as ``Authorization:
+Bearer``: experts run with it as their API key (:mod:`fleetmind.security.service`).
+
+Exceptions::
+
+    ExpertError (LlmError, CodedError)     one call to one expert failed ("expert_error")
+      +-- ExpertUnavailableError           could not connect, answered 5xx, or timed out waiting
+      +-- ExpertRejectedError              answered 4xx: the request itself is wrong ("invalid_request")
+      +-- ExpertProtocolError              the expert answered something that is not a chat completion
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+
+from fleetmind.contracts.errors import AgentErrorCode, CodedError
+from fleetmind.contracts.protocol import AgentRequest, Usage
+from fleetmind.llm import LlmError
+from fleetmind.llm.budget import DEFAULT_CONTEXT_TOKENS, PromptTooLargeError, check_prompt
+from fleetmind.security.service import SecretSource, bearer
+
+Source = Literal["env", "registry"]
+
+
+class ExpertError(LlmError, CodedError):
+    """One call to one expert failed."""
+
+    code: AgentErrorCode = "expert_error"
+
+
+class ExpertUnavailableError(ExpertError):
+    """The expert could not be reached, answered with an error status, or did not answer in time."""
+
+
+class ExpertRejectedError(ExpertError):
+    """The expert refused the request (HTTP 4xx), e.g. an unsupported ``response_format``."""
+
+    code: AgentErrorCode = "invalid_request"
+
+
+class ExpertProtocolError(ExpertError):
+    """The expert's answer is not a well-formed chat completion."""
+
+
+@dataclass(frozen=True)
+class Expert:
+    """One expert endpoint (one llama-server)."""
+
+    name: str
+    url: str
+    source: Source = "env"
+    # The expert's own system prompt (from its registry meta), used when the conversation brings none: small
+    # models such as SmolLM2 answer far better with one.
+    system_prompt: str | None = None
+    # What the expert is good at (registry meta ``description``), for routing by meaning.
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of text the expert generated."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Completion:
+    """The end of a completion: why it stopped and the expert's own token counts."""
+
+    finish_reason: str
+    usage: Usage
+
+
+StreamItem = TextDelta | Completion
+
+# How much of an error body goes into an error message: enough to read, never a whole page.
+_ERROR_BODY_LIMIT = 500
+# Statuses that say the request itself is wrong; anything else (429, 5xx, 404 from a non-llama server) is the
+# expert's trouble and worth trying elsewhere.
+_REJECTED_STATUSES = frozenset({400, 413, 422})
+
+
+def completion_payload(request: AgentRequest, *, model: str, system_prompt: str | None = None) -> dict[str, Any]:
+    """The ``/v1/chat/completions`` body for ``request``: messages, the caller's sampling, streaming.
+
+    ``system_prompt`` leads the conversation when the caller sent no system message of its own.
+    """
+    messages = [m.model_dump(exclude_none=True) for m in request.messages]
+    if system_prompt and not any(m["role"] == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    payload: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    payload.update(request.params.model_dump(exclude_none=True))
+    return payload
+
+
+def _usage_from(chunk: dict[str, Any]) -> Usage | None:
+    usage = chunk.get("usage")
+    if isinstance(usage, dict):
+        return Usage(
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+        )
+    # llama.cpp also reports its timings, which carry the same counts; used if usage was not sent.
+    timings = chunk.get("timings")
+    if isinstance(timings, dict) and "prompt_n" in timings:
+        return Usage(
+            # prompt_n counts only the tokens evaluated now; cache_n the ones reused from the prompt cache.
+            prompt_tokens=int(timings.get("prompt_n") or 0) + int(timings.get("cache_n") or 0),
+            completion_tokens=int(timings.get("predicted_n") or 0),
+        )
+    return None
+
+
+class ExpertClient:
+    """Streams chat completions from llama-servers over one shared HTTP connection pool."""
+
+    def __init__(
+        self,
+        *,
+        http: httpx.AsyncClient | None = None,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 60.0,
+        context_tokens: int = DEFAULT_CONTEXT_TOKENS,
+        secret: SecretSource | None = None,
+    ) -> None:
+        if connect_timeout_s <= 0 or read_timeout_s <= 0:
+            raise ValueError("expert timeouts must be positive")
+        self._secret = secret or SecretSource()
+        if context_tokens < 1:
+            raise ValueError("context_tokens must be positive")
+        self.context_tokens = context_tokens
+        self._own_http = http is None
+        # The read timeout bounds every silence, the wait for the first token included, so a hung expert fails
+        # over instead of holding the request until its overall deadline.
+        timeout = httpx.Timeout(connect=connect_timeout_s, read=read_timeout_s, write=connect_timeout_s, pool=None)
+        self._http = http or httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_keepalive_connections=32))
+
+    async def aclose(self) -> None:
+        if self._own_http:
+            await self._http.aclose()
+
+    async def stream_chat(self, expert: Expert, request: AgentRequest) -> AsyncGenerator[StreamItem, None]:
+        """Yield the expert's text as it comes, then one :class:`Completion`; raises ExpertError."""
+        url = expert.url.rstrip("/") + "/v1/chat/completions"
+        payload = completion_payload(request, model=expert.name, system_prompt=expert.system_prompt)
+        try:
+            check_prompt([m.get("content") or "" for m in payload["messages"]], context_tokens=self.context_tokens)
+        except PromptTooLargeError as exc:
+            # the expert never sees it; rejected, so no other expert is tried either
+            raise ExpertRejectedError(f"request refused before expert {expert.name}: {exc}") from None
+        try:
+            async with self._http.stream("POST", url, json=payload, headers=bearer(self._secret.get())) as response:
+                if response.status_code != 200:
+                    body = (await response.aread())[:_ERROR_BODY_LIMIT].decode("utf-8", "replace")
+                    rejected = response.status_code in _REJECTED_STATUSES
+                    error = ExpertRejectedError if rejected else ExpertUnavailableError
+                    raise error(f"expert {expert.name} answered HTTP {response.status_code}: {body}")
+                async for item in self._parse(expert, response):
+                    yield item
+        except httpx.TimeoutException as exc:
+            raise ExpertUnavailableError(f"expert {expert.name} timed out ({type(exc).__name__})") from exc
+        except httpx.HTTPError as exc:
+            # The message travels back to API callers: the expert's name and the kind of failure, no address.
+            kind = type(exc).__name__
+            raise ExpertUnavailableError(f"expert {expert.name} could not be reached ({kind})") from exc
+
+    @staticmethod
+    async def _parse(expert: Expert, response: httpx.Response) -> AsyncIterator[StreamItem]:
+        finish_reason: str | None = None
+        usage: Usage | None = None
+        async for line in response.aiter_lines():
+            if not line.startswith("data:"):
+                if line.startswith("error:"):
+                    raise ExpertUnavailableError(
+                        f"expert {expert.name} reported: {line[6:].strip()[:_ERROR_BODY_LIMIT]}"
+                    )
+                continue  # blank separators and SSE comments
+            data = line[5:].strip()
+            if data == "[DONE]":
+                break
+            try:
+                chunk = json.loads(data)
+            except ValueError as exc:
+                raise ExpertProtocolError(f"expert {expert.name} sent a line that is not JSON: {data[:200]!r}") from exc
+            if not isinstance(chunk, dict):
+                raise ExpertProtocolError(f"expert {expert.name} sent a chunk that is not an object")
+            if "error" in chunk:
+                raise ExpertUnavailableError(
+                    f"expert {expert.name} reported: {str(chunk['error'])[:_ERROR_BODY_LIMIT]}"
+                )
+            for choice in chunk.get("choices") or []:
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    yield TextDelta(text)
+                if choice.get("finish_reason"):
+                    finish_reason = str(choice["finish_reason"])
+            usage = _usage_from(chunk) or usage
+        if finish_reason is None:
+            raise ExpertProtocolError(f"expert {expert.name} ended its stream without a finish reason")
+        yield Completion(finish_reason=finish_reason, usage=usage or Usage())
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    """One whole answer: its text, why it stopped, and the expert's token counts."""
+
+    text: str
+    finish_reason: str
+    usage: Usage = field(default_factory=Usage)
+
+
+def chat_body(
+    messages: list[dict[str, Any]],
+    *,
+    model: str = "",
+    max_tokens: int = 256,
+    temperature: float = 0.2,
+    json_schema: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The non-streamed ``/v1/chat/completions`` body; ``json_schema`` holds the answer to that schema."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "stream": False,
+    }
+    if json_schema is not None:
+        body["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": json_schema}}
+    return body
+
+
+def _endpoint(url: str) -> str:
+    base = url.rstrip("/")
+    if base.endswith("/v1"):
+        base = base[:-3]
+    return base + "/v1/chat/completions"
+
+
+def _reply(url: str, status: int, text: str, payload: Any) -> ChatReply:
+    if status != 200:
+        error = ExpertRejectedError if status in _REJECTED_STATUSES else ExpertUnavailableError
+        raise error(f"the LLM at {url} answered HTTP {status}: {text[:_ERROR_BODY_LIMIT]}")
+    try:
+        choice = payload["choices"][0]
+        content = choice["message"].get("content") or ""
+        if not isinstance(content, str):
+            raise TypeError("content is not text")
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise ExpertProtocolError(f"the LLM at {url} answered something that is not a chat completion: {exc}") from None
+    return ChatReply(content, str(choice.get("finish_reason") or "stop"), _usage_from(payload) or Usage())
+
+
+def _api_key(api_key: str | None, secret: SecretSource | None) -> dict[str, str]:
+    return bearer(api_key if api_key is not None else (secret or SecretSource()).get())
+
+
+async def complete(
+    url: str,
+    messages: list[dict[str, Any]],
+    *,
+    api_key: str | None = None,
+    secret: SecretSource | None = None,
+    timeout_s: float = 120.0,
+    http: httpx.AsyncClient | None = None,
+    **body: Any,
+) -> ChatReply:
+    """One whole chat completion from the llama-server at ``url`` (its base, with or without ``/v1``).
+
+    ``body`` takes :func:`chat_body`'s options (model, max_tokens, temperature, json_schema). The key sent is
+    ``api_key`` if given, else the stack's service secret. Raises :class:`ExpertError`.
+    """
+    endpoint = _endpoint(url)
+    try:
+        if http is None:
+            async with httpx.AsyncClient(timeout=timeout_s, trust_env=False) as client:
+                response = await client.post(
+                    endpoint, json=chat_body(messages, **body), headers=_api_key(api_key, secret)
+                )
+        else:
+            response = await http.post(endpoint, json=chat_body(messages, **body), headers=_api_key(api_key, secret))
+        payload = response.json() if response.status_code == 200 else None
+    except httpx.TimeoutException as exc:
+        raise ExpertUnavailableError(f"the LLM at {url} timed out ({type(exc).__name__})") from None
+    except httpx.HTTPError as exc:
+        raise ExpertUnavailableError(f"the LLM at {url} could not be reached ({type(exc).__name__})") from None
+    except ValueError:
+        raise ExpertProtocolError(f"the LLM at {url} answered something that is not JSON") from None
+    return _reply(url, response.status_code, response.text, payload)
+
+
+def complete_sync(
+    url: str,
+    messages: list[dict[str, Any]],
+    *,
+    api_key: str | None = None,
+    secret: SecretSource | None = None,
+    timeout_s: float = 120.0,
+    transport: httpx.BaseTransport | None = None,
+    **body: Any,
+) -> ChatReply:
+    """:func:`complete` for code that runs in a thread."""
+    endpoint = _endpoint(url)
+    try:
+        with httpx.Client(timeout=timeout_s, transport=transport, trust_env=False) as client:
+            response = client.post(endpoint, json=chat_body(messages, **body), headers=_api_key(api_key, secret))
+        payload = response.json() if response.status_code == 200 else None
+    except httpx.TimeoutException as exc:
+        raise ExpertUnavailableError(f"the LLM at {url} timed out ({type(exc).__name__})") from None
+    except httpx.HTTPError as exc:
+        raise ExpertUnavailableError(f"the LLM at {url} could not be reached ({type(exc).__name__})") from None
+    except ValueError:
+        raise ExpertProtocolError(f"the LLM at {url} answered something that is not JSON") from None
+    return _reply(url, response.status_code, response.text, payload)
