@@ -176,8 +176,11 @@ class Inventory:
         ip: str,
         mac: str | None = None,
         facts: dict[str, Any] | None = None,
+        placement: dict[str, str] | None = None,
     ) -> bool:
-        """Put ``hostname`` in the ``role`` group (no other role group) with these vars; True if changed."""
+        """Put ``hostname`` in the ``role`` group (no other role group) with these vars; True if changed.
+
+        ``placement`` adds the node's class vars (:meth:`fleetmind.llm.node_class.Placement.host_vars`)."""
         if role not in self.roles:
             raise ValueError(f"role {role!r} is not one of {self.roles}")
         # every value is written !unsafe, the address included (an IPv6 scope id once carried Jinja through it)
@@ -186,6 +189,8 @@ class Inventory:
             hvars["fleetmind_mac"] = Unsafe(mac)
         if facts:
             hvars["fleetmind_facts"] = _unsafe(facts)
+        for key, value in (placement or {}).items():
+            hvars[key] = Unsafe(value)
         with self._locked():
             data = self._read()
             before = copy.deepcopy(data)

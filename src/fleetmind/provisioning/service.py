@@ -2,12 +2,15 @@
 
 A call-home is accepted in this order: the token and the node's free slot are checked and the job recorded in
 one database transaction; then the node is written into the inventory (under its lock); then the job is handed
-to the runner. A request refused at any step leaves no job, no inventory change and no run behind it. If the
-inventory write fails after the job was recorded, that job is closed as ``failed`` with the reason. A node bound
-to a MAC address (by an earlier call-home or in the inventory) is only accepted again with that same MAC."""
+to the runner. The node's placement (class, llama.cpp variant, quantisation, workload;
+:mod:`fleetmind.llm.node_class`) is computed from its facts and written with it. A request refused at any step
+leaves no job, no inventory change and no run behind it. If the inventory write fails after the job was recorded,
+that job is closed as ``failed`` with the reason. A node bound to a MAC address (by an earlier call-home or in the
+inventory) is only accepted again with that same MAC."""
 
 from __future__ import annotations
 
+from fleetmind.llm.node_class import classify
 from fleetmind.provisioning.errors import InvalidNodeError, NodeIdentityError, NotFoundError, ProvisioningError
 from fleetmind.provisioning.inventory import Inventory
 from fleetmind.provisioning.runner import JobRunner
@@ -48,8 +51,16 @@ class ProvisioningService:
         self.check_mac(request)
         job = self.store.accept_call_home(hash_key(token), request)
         facts = request.facts.model_dump(exclude_none=True, exclude_defaults=True)
+        placement = classify(request.facts.cpu_flags, cores=request.facts.cores, ram_mb=request.facts.ram_mb)
         try:
-            self.inventory.upsert(request.hostname, role=job.role, ip=request.ip, mac=request.mac, facts=facts)
+            self.inventory.upsert(
+                request.hostname,
+                role=job.role,
+                ip=request.ip,
+                mac=request.mac,
+                facts=facts,
+                placement=placement.host_vars(),
+            )
         except ProvisioningError as exc:
             self.store.finish(job.id, "failed", error=exc.message)
             raise
