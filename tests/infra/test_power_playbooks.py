@@ -76,3 +76,18 @@ def test_nomad_client_meta_carries_the_node_class(tmp_path: Path) -> None:
         "fleetmind_class": "avx2",
         "fleetmind_workload": "expert",
     }
+
+
+def test_power_role_records_why_wake_on_lan_is_not_armed(tmp_path: Path) -> None:
+    """The role in --check on this machine's loopback: no NIC to arm, so it records the reason instead of failing."""
+    play = tmp_path / "power.yml"
+    status = tmp_path / "state" / "power-wol.status"
+    play.write_text(
+        "- hosts: localhost\n  gather_facts: true\n  roles:\n    - role: power\n      vars:\n"
+        f"        power_wol_interface: lo\n        power_manage_service: false\n"
+        f"        power_wol_status_file: {status}\n"
+    )
+    run = run_playbook(play, local_inventory(tmp_path), "--check", "--diff")
+    run.check()
+    assert "+not armed on lo: " in run.output
+    assert "Arm Wake-on-LAN" in run.output and not status.exists()  # check mode writes nothing
