@@ -133,6 +133,27 @@ class ClusterClient:
             raise RegistryUnavailable(f"registry at {self.consul_addr} did not answer: {exc}") from exc
         return [self._instance(e) for e in entries]
 
+    def service_checks(self, name: str) -> list[dict[str, Any]]:
+        """Every instance of ``name``, healthy or not, with its checks (Consul ``/v1/health/service/:name``):
+        ``{"ServiceID", "Status"`` (the worst check: passing, warning or critical) ``, "Output"}`` each."""
+        try:
+            _, entries = self._consul.health.service(name)
+        except Exception as exc:
+            raise RegistryUnavailable(f"registry at {self.consul_addr} did not answer: {exc}") from exc
+        order = {"passing": 0, "warning": 1, "critical": 2}
+        out = []
+        for entry in entries:
+            checks = [c for c in entry.get("Checks") or [] if c.get("ServiceID")]
+            worst = max(checks, key=lambda c: order.get(str(c.get("Status")), 2), default=None)
+            out.append(
+                {
+                    "ServiceID": entry["Service"]["ID"],
+                    "Status": str(worst.get("Status")) if worst else "passing",
+                    "Output": str(worst.get("Output") or "")[:500] if worst else "",
+                }
+            )
+        return out
+
     def services_by_tag(self, tag: str) -> list[ServiceInstance]:
         """Healthy instances of every service carrying ``tag`` (catalog listing, then health per service)."""
         try:
@@ -194,6 +215,26 @@ class ClusterClient:
     def allocation(self, alloc_id: str) -> dict[str, Any]:
         """One allocation in full (``Allocation``)."""
         return dict(self._nomad_call(f"allocation {alloc_id}", lambda: self._nomad.allocation.get_allocation(alloc_id)))
+
+    def job_versions(self, job_id: str) -> list[dict[str, Any]]:
+        """Every kept version of the job (Nomad ``Job``), newest first."""
+        answer = self._nomad_call(f"versions of job {job_id}", lambda: self._nomad.job.get_versions(job_id))
+        return list(answer.get("Versions") or [])
+
+    def revert_job(self, job_id: str, version: int, *, enforce_prior_version: int | None = None) -> dict[str, Any]:
+        """Register an older version again (as a new version). Returns ``JobRegisterResponse``."""
+        return dict(
+            self._nomad_call(
+                f"revert job {job_id} to version {version}",
+                lambda: self._nomad.job.revert_job(job_id, version, enforce_prior_version),
+            )
+        )
+
+    def stop_allocation(self, alloc_id: str) -> dict[str, Any]:
+        """Stop one allocation; the scheduler places a replacement (``AllocStopResponse``: EvalID, Index)."""
+        return dict(
+            self._nomad_call(f"stop allocation {alloc_id}", lambda: self._nomad.allocation.stop_allocation(alloc_id))
+        )
 
     def stop_job(self, job_id: str, purge: bool = False) -> dict[str, Any]:
         """Stop every allocation of the job; ``purge`` also forgets it. Returns ``JobDeregisterResponse``."""

@@ -122,6 +122,7 @@ class AllocRunner:
             stderr=logs / f"{stem}.{task['Name']}.stderr.log",
             kill_timeout=seconds(int(task.get("KillTimeout") or 5 * 10**9)),
             kill_signal=sig,
+            memory_max_mb=int((task.get("Resources") or {}).get("MemoryMaxMB") or 0),
         )
 
     def start(self) -> None:

@@ -69,6 +69,7 @@ class TaskConfigSpec(_Shape):
 class ResourcesSpec(_Shape):
     CPU: StrictInt | None = None
     MemoryMB: StrictInt | None = None
+    MemoryMaxMB: StrictInt | None = None
 
 
 class TaskSpec(_Shape):

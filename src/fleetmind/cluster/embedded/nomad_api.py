@@ -98,6 +98,28 @@ def create_nomad_app(orchestrator: Orchestrator, *, token: str, advertise: str =
         result = orchestrator.deregister(job_id, purge=flag(request, "purge"))
         return _json(result, result["Index"])
 
+    @app.get("/v1/job/{job_id}/versions")
+    async def job_versions(job_id: str, request: Request) -> Response:
+        index = await block(request, clock)
+        return _json(orchestrator.job_versions(job_id), index)
+
+    @app.put("/v1/job/{job_id}/revert")
+    @app.post("/v1/job/{job_id}/revert")
+    async def revert_job(job_id: str, request: Request) -> Response:
+        try:
+            body = json.loads(await request.body() or b"null")
+        except (ValueError, RecursionError) as exc:
+            raise JobInvalid(f"Failed to decode request body: {exc}") from None
+        if not isinstance(body, dict) or not isinstance(body.get("JobVersion"), int) or body["JobVersion"] < 0:
+            raise JobInvalid("JobVersion must be a non-negative integer")
+        if body.get("JobID", job_id) != job_id:
+            raise JobInvalid("Job ID does not match")
+        prior = body.get("EnforcePriorVersion")
+        if prior is not None and not isinstance(prior, int):
+            raise JobInvalid("EnforcePriorVersion must be an integer")
+        result = orchestrator.revert(job_id, body["JobVersion"], prior)
+        return _json(result, result["Index"])
+
     @app.get("/v1/job/{job_id}/allocations")
     async def job_allocations(job_id: str, request: Request) -> Response:
         index = await block(request, clock)
@@ -117,6 +139,12 @@ def create_nomad_app(orchestrator: Orchestrator, *, token: str, advertise: str =
     async def allocation(alloc_id: str, request: Request) -> Response:
         index = await block(request, clock)
         return _json(orchestrator.allocation(alloc_id), index)
+
+    @app.put("/v1/allocation/{alloc_id}/stop")
+    @app.post("/v1/allocation/{alloc_id}/stop")
+    async def stop_allocation(alloc_id: str) -> Response:
+        result = orchestrator.stop_allocation(alloc_id)
+        return _json(result, result["Index"])
 
     @app.get("/v1/status/leader")
     async def leader() -> Response:

@@ -43,6 +43,7 @@ class JobRecord:
     version: int = 0
     stop: bool = False
     allocs: list[str] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)  # every version, oldest first (for revert)
 
 
 def _free_port(address: str, taken: set[int]) -> int:
@@ -134,7 +135,42 @@ class Orchestrator:
         record.job, record.stop, record.modify_index = job, False, index
         record.job["Version"] = record.version
         record.submit_time = time.time_ns()
+        if not record.history or record.history[-1]["Version"] != record.version:
+            record.history.append({**job, "SubmitTime": record.submit_time})
+        else:
+            record.history[-1] = {**job, "SubmitTime": record.submit_time}
         return self._evaluate(job["ID"], index)
+
+    def revert(self, job_id: str, version: int, enforce_prior: int | None = None) -> dict[str, Any]:
+        """Register version ``version`` of the job again (as a new version, as Nomad does)."""
+        record = self._record(job_id)
+        if enforce_prior is not None and enforce_prior != record.version:
+            raise JobInvalid(f"current job has version {record.version}; enforcing version {enforce_prior}")
+        if version == record.version:
+            raise JobInvalid(f"can't revert to current version {version}")
+        old = next((j for j in record.history if j["Version"] == version), None)
+        if old is None:
+            raise NotFound(f"job {job_id} has no version {version}")
+        job = {k: v for k, v in old.items() if k not in ("Version", "SubmitTime")}
+        return self.register(job)
+
+    def stop_allocation(self, alloc_id: str) -> dict[str, Any]:
+        """Stop one allocation; the job's next evaluation places a replacement (Nomad's ``alloc stop``)."""
+        alloc = self.allocs.get(alloc_id)
+        if alloc is None:
+            raise NotFound(f"alloc not found: {alloc_id}")
+        index = self.clock.bump()
+        job_id = alloc.job["ID"]
+        eval_id = str(uuid.uuid4())
+
+        async def stop_then_replace() -> None:
+            await alloc.stop("alloc was stopped through the API")
+            await self._reconcile(job_id, eval_id)
+
+        task = asyncio.get_running_loop().create_task(stop_then_replace(), name=f"stop {alloc_id}")
+        self._evals.add(task)
+        task.add_done_callback(self._evals.discard)
+        return {"EvalID": eval_id, "Index": index}
 
     def deregister(self, job_id: str, *, purge: bool = False) -> dict[str, Any]:
         """Stop the job's allocations (in the background); with ``purge`` forget the job too."""
@@ -275,6 +311,15 @@ class Orchestrator:
             "ParentID": "",
             "Dispatched": False,
         }
+
+    def job_versions(self, job_id: str) -> dict[str, Any]:
+        """Nomad's ``JobVersionsResponse``: every kept version, newest first."""
+        record = self._record(job_id)
+        versions = [
+            {**j, "Stable": False, "Status": self._status(record) if j["Version"] == record.version else "dead"}
+            for j in reversed(record.history)
+        ]
+        return {"Versions": versions, "Diffs": [], "KnownLeader": True, "LastContact": 0, "LastIndex": self.clock.index}
 
     def job_summary(self, job_id: str) -> dict[str, Any]:
         record = self._record(job_id)

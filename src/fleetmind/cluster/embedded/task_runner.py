@@ -21,14 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from fleetmind.cluster.durations import format_duration
-from fleetmind.cluster.embedded import process
+from fleetmind.cluster.embedded import memlimit, process
 from fleetmind.cluster.embedded.restarts import RestartTracker
 from fleetmind.exits import describe_exit, tail_lines
 
 log = logging.getLogger(__name__)
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time, what Nomad reports for "never"
 PENDING, RUNNING, DEAD = "pending", "running", "dead"
-_DETAILS = ("exit_code", "signal", "restart_reason", "kill_reason", "cause")  # what goes into an event's Details
+# what goes into an event's Details
+_DETAILS = ("exit_code", "signal", "restart_reason", "kill_reason", "cause", "oom_killed", "memory_limit")
 
 
 def _now_rfc3339() -> str:
@@ -68,6 +69,7 @@ class LaunchSpec:
     stderr: Path
     kill_timeout: float
     kill_signal: int = signal.SIGTERM
+    memory_max_mb: int = 0  # a hard limit (Resources.MemoryMaxMB), enforced with a memory cgroup; 0: none
 
 
 class TaskRunner:
@@ -194,13 +196,27 @@ class TaskRunner:
     async def _run_once(self) -> tuple[int, int, str | None]:
         """Start the process and wait for it to end; returns (exit code, signal, restart reason if asked)."""
         spec = self.launch
+        argv = list(spec.argv)
+        cgroup = memlimit.create(self.name, spec.memory_max_mb) if spec.memory_max_mb > 0 else None
+        if cgroup is not None:
+            argv = cgroup.wrap(argv)
+        elif spec.memory_max_mb > 0:
+            self._log_cause(f"task {self.name}: memory limit {spec.memory_max_mb} MB not enforced (no memory cgroup)")
         try:
-            self.proc = await process.spawn(
-                spec.argv, env=spec.env, cwd=spec.cwd, stdout=spec.stdout, stderr=spec.stderr
-            )
+            self.proc = await process.spawn(argv, env=spec.env, cwd=spec.cwd, stdout=spec.stdout, stderr=spec.stderr)
         except OSError as exc:
+            if cgroup is not None:
+                cgroup.remove()
             self.event("Driver Failure", f"failed to launch command with executor: {exc}", driver_error=exc)
             return -1, 0, None
+        try:
+            return await self._watch(spec, cgroup)
+        finally:
+            if cgroup is not None:
+                cgroup.remove()
+
+    async def _watch(self, spec: LaunchSpec, cgroup: memlimit.MemoryCgroup | None) -> tuple[int, int, str | None]:
+        assert self.proc is not None
         self.state.state = RUNNING
         self.state.started_at = _now_rfc3339()
         self.started_monotonic = time.monotonic()
@@ -237,13 +253,21 @@ class TaskRunner:
             # Nomad's event carries only the numbers; the cause in words goes beside them (Details["cause"]) and
             # into the task's own log, where a user reading it looks first.
             tail = "\n".join(x for x in tail_lines(spec.stderr).splitlines() if not x.startswith("[fleetmind]"))
+            oom = cgroup is not None and cgroup.oom_kills() > 0
             cause = describe_exit(exit_code, sig, tail)
+            extra: dict[str, Any] = {}
+            if oom and cgroup is not None:
+                cause = f"killed by the out-of-memory killer: over its memory limit of {cgroup.limit_mb} MB ({cause})"
+                extra = {"oom_killed": "true", "memory_limit": cgroup.limit_mb}
             self.event(
                 "Terminated",
-                f"Exit Code: {exit_code}" + (f", Signal: {sig}" if sig else ""),
+                f"Exit Code: {exit_code}"
+                + (f", Signal: {sig}" if sig else "")
+                + (', Exit Message: "OOM Killed"' if oom else ""),
                 exit_code=exit_code,
                 signal=sig,
                 cause=cause,
+                **extra,
             )
             self._log_cause(f"task {self.name} {cause}")
         return exit_code, sig, restart_reason

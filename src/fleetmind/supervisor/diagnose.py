@@ -1,0 +1,136 @@
+"""Diagnose: everything a decision needs about one fault, gathered through the cluster client, bounded in size.
+
+The allocation's status, the failing task's last events (type, message, exit code, signal, cause, OOM), the last
+lines of its log (when the task's log folder is on this machine, as in embedded mode), the job's version
+history, the task's resources, the free space in the state dir, and whether the model file it serves exists.
+Every text is cut, and the whole diagnosis is at most :data:`MAX_BYTES` of JSON, so neither the audit nor the
+LLM's prompt can be flooded by one noisy task.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fleetmind.cluster.client import ClusterClient
+from fleetmind.exits import tail_lines
+from fleetmind.supervisor.detect import Fault
+
+MAX_BYTES = 8192
+MAX_EVENTS = 6
+LOG_LINES = 15
+
+
+def _cut(text: Any, limit: int) -> str:
+    text = str(text or "")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def model_path(args: list[str]) -> str | None:
+    """The value of ``-m``/``--model`` in a llama-server command line, if it has one."""
+    for i, arg in enumerate(args[:-1]):
+        if arg in ("-m", "--model"):
+            return args[i + 1]
+    return None
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    fault: Fault
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.data
+
+    def text(self) -> str:
+        """Every text in the diagnosis, lower-cased (what the rules match against)."""
+        return json.dumps(self.data).lower()
+
+
+def find_task(job: dict[str, Any], task_name: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(group, task) of ``job`` for ``task_name``."""
+    for group in job.get("TaskGroups") or []:
+        for task in group.get("Tasks") or []:
+            if task.get("Name") == task_name:
+                return group, task
+    return None
+
+
+def diagnose(
+    client: ClusterClient,
+    fault: Fault,
+    *,
+    state_dir: Path | None = None,
+    logs_dir: Path | None = None,
+) -> Diagnosis:
+    alloc = client.allocation(fault.alloc)
+    job = alloc.get("Job") or client.job(fault.job)
+    current = client.job(fault.job)
+    state = (alloc.get("TaskStates") or {}).get(fault.task) or {}
+    events = [
+        {
+            "type": e.get("Type"),
+            "message": _cut(e.get("DisplayMessage"), 160),
+            "exit_code": e.get("ExitCode"),
+            "signal": e.get("Signal"),
+            "cause": _cut((e.get("Details") or {}).get("cause"), 400),
+            "oom_killed": (e.get("Details") or {}).get("oom_killed") == "true",
+        }
+        for e in (state.get("Events") or [])[-MAX_EVENTS:]
+    ]
+    versions = client.job_versions(fault.job)
+    found = find_task(job, fault.task)
+    group, task = found if found else ({}, {})
+    config = task.get("Config") or {}
+    args = [str(a) for a in config.get("args") or []]
+    model = model_path(args)
+    data: dict[str, Any] = {
+        "job": fault.job,
+        "fault": fault.to_dict(),
+        "allocation": {
+            "id": alloc.get("ID"),
+            "client_status": alloc.get("ClientStatus"),
+            "desired_status": alloc.get("DesiredStatus"),
+            "job_version": fault.job_version,
+            "task_state": state.get("State"),
+            "failed": bool(state.get("Failed")),
+            "restarts": int(state.get("Restarts") or 0),
+        },
+        "events": events,
+        "versions": {
+            "current": int(current.get("Version") or 0),
+            "history": [int(v.get("Version") or 0) for v in versions[:5]],
+            "last_update_age_s": round(time.time() - int(current.get("SubmitTime") or 0) / 1e9, 1),
+        },
+        "resources": {
+            "cpu": int((task.get("Resources") or {}).get("CPU") or 0),
+            "memory_mb": int((task.get("Resources") or {}).get("MemoryMB") or 0),
+            "memory_max_mb": int((task.get("Resources") or {}).get("MemoryMaxMB") or 0),
+        },
+        "command": _cut(" ".join([str(config.get("command") or ""), *args]), 400),
+        "static_ports": [
+            int(p.get("Value") or 0) for n in group.get("Networks") or [] for p in n.get("ReservedPorts") or []
+        ],
+        "meta": {k: _cut(v, 200) for k, v in sorted((job.get("Meta") or {}).items()) if k.startswith("fleetmind_")},
+    }
+    if model is not None:
+        data["model"] = {"path": _cut(model, 300), "exists": Path(model).is_file()}
+    if state_dir is not None:
+        try:
+            usage = shutil.disk_usage(state_dir)
+            data["state_dir"] = {"free_mb": usage.free // 2**20, "total_mb": usage.total // 2**20}
+        except OSError as exc:
+            data["state_dir"] = {"error": _cut(exc, 200)}
+    if logs_dir is not None:
+        stem = f"{fault.job}.{group.get('Name', '')}"
+        tail = tail_lines(Path(logs_dir) / f"{stem}.{fault.task}.stderr.log", LOG_LINES)
+        data["log_tail"] = _cut(tail, 1500)
+    while len(json.dumps(data)) > MAX_BYTES and data["events"]:
+        data["events"] = data["events"][1:]
+    if len(json.dumps(data)) > MAX_BYTES:
+        data["log_tail"] = _cut(data.get("log_tail"), 200)
+    return Diagnosis(fault, data)
