@@ -165,11 +165,7 @@ class PowerAgent:
                 self.recorder.record(d.action, f"{d.action} {d.node}: {d.reason}", base)
             elif d.action == "sleep":
                 self._sleep(d, node, nomad, base)
-        except (PowerError, OSError) as exc:
-            self.recorder.record(
-                "failed", f"{d.action} {d.node} failed: {exc}", {"action": d.action, **base}, level="error"
-            )
-        except Exception as exc:  # the cluster client's errors: one failed action must not stop the agent
+        except Exception as exc:  # PowerError, OSError, the cluster client's: one failure must not stop the agent
             self.recorder.record(
                 "failed", f"{d.action} {d.node} failed: {exc}", {"action": d.action, **base}, level="error"
             )
@@ -197,8 +193,6 @@ class PowerAgent:
         while True:
             try:
                 self.step()
-            except PowerError as exc:
-                self.recorder.record("error", f"power agent step failed: {exc}", level="error")
             except Exception as exc:  # an unreachable orchestrator: say so, try again next round
                 self.recorder.record("error", f"power agent step failed: {exc}", level="error")
             if once or stop():
