@@ -14,6 +14,8 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+KEYS_FILE = "keys.json"
+
 
 def default_state_dir() -> Path:
     """``$XDG_STATE_HOME/fleetmind`` or ``~/.local/state/fleetmind``."""
@@ -42,7 +44,7 @@ class Settings(BaseSettings):
 
     @property
     def keys_file(self) -> Path:
-        return self.state_dir / "keys.json"
+        return self.state_dir / KEYS_FILE
 
     @property
     def logs_dir(self) -> Path:

@@ -2,30 +2,30 @@
 
 It starts the embedded orchestrator and registry, submits the job specs from ``jobs/`` through the same Nomad API
 client a cluster would get, waits until every service passes its health check (showing progress), and on Ctrl-C or
-SIGTERM stops every task so that no process is left behind. Job files are found in ``FLEETMIND_JOBS_DIR`` or in the
-checkout's ``jobs/``.
+SIGTERM stops every task so that no process is left behind. Every host, port, size and folder comes from
+:class:`fleetmind.stack_settings.StackSettings`; the job files from its ``jobs_dir`` (``FLEETMIND_JOBS_DIR`` or the
+specs installed with fleetmind).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fleetmind.cluster.client import ClusterClient
 from fleetmind.cluster.embedded import EmbeddedCluster
 from fleetmind.cluster.jobspec import load_job
-from fleetmind.cluster.token import ensure_token, token_file
+from fleetmind.cluster.token import ensure_token
 from fleetmind.contracts.names import AGENT_SERVICE, GATEWAY_SERVICE
 from fleetmind.llm import LlmError, binaries
 from fleetmind.llm.models import DEFAULT_MODEL, resolve
 from fleetmind.security.service import ensure_secret, proof
+from fleetmind.stack_settings import JobsFolderMissing, StackSettings
 
 # The services `up` waits for, in the order they come up.
 EMBEDDINGS_SERVICE = "embeddings"
@@ -46,44 +46,18 @@ class StackError(RuntimeError):
     """The stack could not start; the message says why and what to do."""
 
 
-def jobs_dir() -> Path:
-    override = os.environ.get("FLEETMIND_JOBS_DIR")
-    path = Path(override) if override else Path(__file__).resolve().parents[2] / "jobs"
-    if not path.is_dir():
-        raise StackError(f"no job specs at {path}: set FLEETMIND_JOBS_DIR to the fleetmind checkout's jobs/ folder")
-    return path
+def jobs_dir(cfg: StackSettings) -> Path:
+    try:
+        return cfg.jobs_dir
+    except JobsFolderMissing as exc:
+        raise StackError(str(exc)) from None
 
 
-@dataclass
-class StackConfig:
-    state_dir: Path
-    model: str = DEFAULT_MODEL
-    host: str = "127.0.0.1"
-    gateway_port: int = 8080
-    ui_port: int = 8000
-    expert_port: int = 8090
-    embeddings_port: int = 8091
-    coding_port: int = 8092
-    nomad_port: int = 4646
-    consul_port: int = 8500
-    threads: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
-    ctx_size: int = 4096
-    ready_timeout_s: float = 180.0
-
-    @property
-    def gateway_url(self) -> str:
-        return f"http://{self.host}:{self.gateway_port}/v1"
-
-    @property
-    def ui_url(self) -> str:
-        return f"http://{self.host}:{self.ui_port}/"
-
-
-def plan(cfg: StackConfig, cluster_vars: dict[str, Any]) -> list[dict[str, Any]]:
+def plan(cfg: StackSettings, cluster_vars: dict[str, Any]) -> list[dict[str, Any]]:
     """The Nomad jobs (API JSON) of the embedded stack. Raises StackError/LlmError with the fix on a missing part."""
     from fleetmind.llm.gguf_convert import ensure_gguf
 
-    model = resolve(cfg.model, cache_dir=cfg.state_dir)
+    model = resolve(cfg.model or DEFAULT_MODEL, cache_dir=cfg.state_dir)
     # A model of the user's may not fit this machine: the packaged one is then the light fallback (design: graceful
     # LLM failover), so the expert still starts.
     try:
@@ -103,7 +77,7 @@ def plan(cfg: StackConfig, cluster_vars: dict[str, Any]) -> list[dict[str, Any]]
         "service_secret": secret,
         **cluster_vars,
     }
-    folder = jobs_dir()
+    folder = jobs_dir(cfg)
     jobs = [
         load_job(
             folder / "llama-embedder.nomad.hcl",
@@ -126,7 +100,7 @@ def plan(cfg: StackConfig, cluster_vars: dict[str, Any]) -> list[dict[str, Any]]
                 "system_prompt": EXPERT_PROMPTS[name],
                 "host": cfg.host,
                 "port": port,
-                "threads": cfg.threads,
+                "threads": cfg.llama_threads,
                 "ctx_size": cfg.ctx_size,
                 "fallback_model": fallback,
                 "python": sys.executable,
@@ -138,7 +112,7 @@ def plan(cfg: StackConfig, cluster_vars: dict[str, Any]) -> list[dict[str, Any]]
             # One job file, one job per expert: Nomad job ids must differ (`nomad job run` would need a copy).
             job["ID"] = job["Name"] = f"{job['ID']}-{name}"
         jobs.append(job)
-    embeddings_url = f"http://{cfg.host}:{cfg.embeddings_port}"
+    embeddings_url = cfg.embeddings_url
     jobs.append(
         load_job(
             folder / "pipecatapp.nomad.hcl",
@@ -172,10 +146,10 @@ def crashed_tasks(client: ClusterClient, logs: Path) -> list[str]:
     return found
 
 
-async def _wait_ready(client: ClusterClient, cfg: StackConfig, progress: Callable[[str], None]) -> None:
+async def _wait_ready(client: ClusterClient, cfg: StackSettings, progress: Callable[[str], None]) -> None:
     """Wait until every service is healthy; fail at the deadline, or at once when a task cannot come up."""
     deadline = time.monotonic() + cfg.ready_timeout_s
-    logs = cfg.state_dir / "logs"
+    logs = cfg.logs_dir
     next_crash_check = 0.0
     for service in SERVICES:
         progress(f"waiting for {service} to pass its health check")
@@ -201,21 +175,24 @@ async def _wait_ready(client: ClusterClient, cfg: StackConfig, progress: Callabl
 
 
 async def run(
-    cfg: StackConfig,
+    cfg: StackSettings,
     stop: asyncio.Event,
     *,
     progress: Callable[[str], None] = lambda _msg: None,
     on_ready: Callable[[], None] = lambda: None,
+    on_cluster: Callable[[str, str], None] = lambda _nomad, _consul: None,
 ) -> None:
-    """Run the stack until ``stop`` is set; always stops every task before returning."""
-    logs = cfg.state_dir / "logs"
+    """Run the stack until ``stop`` is set; always stops every task before returning. ``on_cluster`` gets the
+    addresses the embedded Nomad and Consul APIs listen on, once they do (port 0 in ``cfg`` means any free port)."""
+    logs = cfg.logs_dir
     logs.mkdir(parents=True, exist_ok=True)
-    token = ensure_token(token_file(cfg.state_dir))
+    token = ensure_token(cfg.cluster_token_file)
     cluster = EmbeddedCluster(
         logs_dir=logs, host=cfg.host, nomad_port=cfg.nomad_port, consul_port=cfg.consul_port, token=token
     )
     await cluster.start()
     try:
+        on_cluster(cluster.nomad_addr, cluster.consul_addr)
         client = ClusterClient(consul_addr=cluster.consul_addr, nomad_addr=cluster.nomad_addr, token=token)
         # The jobs that talk to the cluster get its address and token in their env (NOMAD_TOKEN, CONSUL_HTTP_TOKEN).
         cluster_vars = {"consul_addr": cluster.consul_addr, "nomad_addr": cluster.nomad_addr}

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from fleetmind.stack import StackConfig
+from fleetmind.stack_settings import default
 from tests.cli.test_cli import run
 
 
 @pytest.fixture
 def gateway_port_taken() -> Iterator[int]:
     """Something else listens on the stack's default gateway port (or already did: then it is taken either way)."""
-    port = StackConfig(state_dir=Path()).gateway_port
+    port: int = default("gateway_port")
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

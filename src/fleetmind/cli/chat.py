@@ -7,8 +7,9 @@ import sys
 import typer
 
 from fleetmind.contracts.names import ROUTED_MODEL
+from fleetmind.stack_settings import default
 
-DEFAULT_BASE_URL = "http://127.0.0.1:8080/v1"
+DEFAULT_BASE_URL = f"http://{default('host')}:{default('gateway_port')}/v1"
 
 
 def chat(

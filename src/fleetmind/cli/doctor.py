@@ -2,8 +2,10 @@
 
 Checks, in the order a start needs them: the CPU and the instruction sets it reports (and which llama.cpp CPU variant
 was proven on it), memory and disk, the stack's ports, the models, a real llama.cpp generation (load the model,
-generate tokens) and, when a stack runs, its services. The verdict is the last line; the exit code is 1 when any
-check fails, so ``make run`` can print it when a start fails.
+generate tokens) and, when a stack runs, its services. The ports and host come from the stack settings (the same
+options as ``fleetmind up``); a running stack is found through the record ``up`` keeps (``stack.json``), so its own
+ports count as in use by it, not as taken, and its registry is asked at its recorded address. The verdict is the
+last line; the exit code is 1 when any check fails, so ``make run`` can print it when a start fails.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from pathlib import Path
 
 import typer
 
-from fleetmind.config import get_settings
+from fleetmind.cli.stack import recorded_stack, setting_option, stack_settings
+from fleetmind.llm.models import DEFAULT_MODEL
+from fleetmind.stack_record import Found
+from fleetmind.stack_settings import PORTS
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 _MARK = {OK: "[green]✓[/]", WARN: "[yellow]![/]", FAIL: "[red]✗[/]"}
@@ -103,16 +108,21 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def check_ports(host: str, ports: dict[str, int], stack_running: bool) -> Check:
-    taken = [f"{name} {port}" for name, port in ports.items() if port_in_use(host, port)]
+def check_ports(host: str, ports: dict[str, int], running: Found | None) -> Check:
+    """``ports`` (who listens there -> port) must be free on ``host``, or held by the live stack ``running``."""
+    taken = {name: port for name, port in ports.items() if port_in_use(host, port)}
     if not taken:
         return Check("ports", OK, f"free on {host}: " + ", ".join(str(p) for p in ports.values()))
-    if stack_running:
-        return Check("ports", OK, f"in use by the running stack: {', '.join(taken)}")
+    ours = set(running.record.ports.values()) if running is not None and not running.stale else set()
+    by_stack = [f"{name} {port}" for name, port in taken.items() if port in ours]
+    others = [f"{name} {port}" for name, port in taken.items() if port not in ours]
+    if not others:
+        assert running is not None
+        return Check("ports", OK, f"in use by the running stack (pid {running.record.pid}): {', '.join(by_stack)}")
     return Check(
         "ports",
         FAIL,
-        f"taken on {host} by another program: {', '.join(taken)}",
+        f"taken on {host} by another program: {', '.join(others)}",
         "stop that program (`ss -ltnp` shows it), or give `fleetmind up` other ports (--gateway-port ...)",
     )
 
@@ -152,16 +162,19 @@ def check_llama(model: Path | None) -> Check:
     return Check("llama.cpp", OK, f"generated {attempt.tokens} tokens at {attempt.tokens_per_s:.0f}/s ({variant})")
 
 
-def check_services() -> Check:
-    from fleetmind.cli.stack import running_pid
+def check_services(running: Found | None) -> Check:
     from fleetmind.cluster.client import ClusterClient
     from fleetmind.stack import SERVICES
 
-    pid = running_pid()
-    if pid is None:
+    if running is None:
         return Check("services", OK, "no stack running (start it with `fleetmind up`)")
+    pid = running.record.pid
+    if running.stale:
+        return Check("services", WARN, f"{running.path} names pid {pid}, which is gone (stale: not trusted)",
+                     "`fleetmind down` removes it; `fleetmind up` replaces it")  # fmt: skip
+    record = running.record
     try:
-        with ClusterClient() as client:
+        with ClusterClient(nomad_addr=record.nomad_addr, consul_addr=record.consul_addr) as client:
             down = [s for s in SERVICES if not client.healthy_services(s)]
     except Exception as exc:  # any failure to ask is the finding
         return Check("services", FAIL, f"stack pid {pid} runs, but its registry does not answer: {exc}",
@@ -171,44 +184,51 @@ def check_services() -> Check:
     return Check("services", OK, f"stack pid {pid}: all {len(SERVICES)} services healthy")
 
 
-def run_checks(model_name: str, host: str, ports: dict[str, int]) -> list[Check]:
-    from fleetmind.cli.stack import running_pid
-
-    settings = get_settings()
+def run_checks(
+    model_name: str, host: str, ports: dict[str, int], state_dir: Path, running: Found | None
+) -> list[Check]:
     models, model = check_models(model_name)
     return [
         check_cpu(),
         check_memory(model),
-        check_disk(settings.state_dir),
-        check_ports(host, ports, running_pid() is not None),
+        check_disk(state_dir),
+        check_ports(host, ports, running),
         models,
         check_llama(model),
-        check_services(),
+        check_services(running),
     ]
 
 
 def doctor(
-    model: str = typer.Option("", "--model", "-m", help="Model to check (default: the stack's default model)."),
-    host: str = typer.Option("127.0.0.1", help="Address the stack binds to."),
+    model: str | None = setting_option("model", "--model", "-m", shown=DEFAULT_MODEL),
+    host: str = setting_option("host"),
+    gateway_port: int = setting_option("gateway_port"),
+    ui_port: int = setting_option("ui_port"),
+    expert_port: int = setting_option("expert_port"),
+    coding_port: int = setting_option("coding_port"),
+    embeddings_port: int = setting_option("embeddings_port"),
+    nomad_port: int = setting_option("nomad_port"),
+    consul_port: int = setting_option("consul_port"),
 ) -> None:
-    """Check this machine for fleetmind (CPU, memory, disk, ports, models, llama.cpp, services); exit 1 on a problem."""
+    """Check this machine for fleetmind (CPU, memory, disk, ports, models, llama.cpp, services); exit 1 on a problem.
+
+    The port options name the ports `fleetmind up` would be given (the same defaults)."""
     from rich.console import Console
 
-    from fleetmind.llm.models import DEFAULT_MODEL
-    from fleetmind.stack import StackConfig
-
-    cfg = StackConfig(state_dir=get_settings().state_dir)
-    ports = {
-        "gateway": cfg.gateway_port,
-        "Mission Control": cfg.ui_port,
-        "expert": cfg.expert_port,
-        "embeddings": cfg.embeddings_port,
-        "coding": cfg.coding_port,
-        "Nomad API": cfg.nomad_port,
-        "Consul API": cfg.consul_port,
-    }
+    cfg = stack_settings(
+        model=model,
+        host=host,
+        gateway_port=gateway_port,
+        ui_port=ui_port,
+        expert_port=expert_port,
+        coding_port=coding_port,
+        embeddings_port=embeddings_port,
+        nomad_port=nomad_port,
+        consul_port=consul_port,
+    )
+    ports = {PORTS[name]: port for name, port in cfg.ports().items()}
     console = Console(soft_wrap=True)
-    checks = run_checks(model or DEFAULT_MODEL, host, ports)
+    checks = run_checks(cfg.model or DEFAULT_MODEL, cfg.host, ports, cfg.state_dir, recorded_stack(cfg))
     for c in checks:
         console.print(f"{_MARK[c.status]} {c.name:<10} {c.detail}", markup=True, highlight=False)
         if c.fix:

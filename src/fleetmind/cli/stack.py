@@ -1,4 +1,10 @@
-"""``fleetmind up``, ``down`` and ``status``: run the embedded stack on this machine and see what runs where."""
+"""``fleetmind up``, ``down`` and ``status``: run the embedded stack on this machine and see what runs where.
+
+Every option's default and help come from :class:`fleetmind.stack_settings.StackSettings` (an option not given
+falls back to its ``FLEETMIND_STACK_*`` variable, then to the default). ``up`` records where it listens in
+``<state dir>/stack.json`` (:mod:`fleetmind.stack_record`); ``status`` and ``down`` read it, so they find a stack
+started on any ports.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +14,19 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from fleetmind.cluster.errors import ClusterError
-from fleetmind.config import get_settings
 from fleetmind.llm import LlmError
 from fleetmind.llm.models import DEFAULT_MODEL
 from fleetmind.security import KeyStore
+from fleetmind.stack_record import Found, RecordError, StackRecord, find_stack, pid_alive, remove_record, write_record
+from fleetmind.stack_settings import StackSettings, default
 
 if TYPE_CHECKING:
     from fleetmind.cluster.client import ClusterClient
@@ -27,41 +34,58 @@ if TYPE_CHECKING:
 console = Console(stderr=True, log_path=False, soft_wrap=True)
 
 
-def _pid_file() -> Path:
-    return get_settings().state_dir / "up.pid"
+def setting_option(name: str, *flags: str, shown: str | None = None) -> Any:
+    """A typer option for the ``StackSettings`` field ``name``: its default, help and ``FLEETMIND_STACK_*`` variable.
+    With ``shown``, the option's value is None unless given, and ``shown`` is the default its help names."""
+    field = StackSettings.model_fields[name]
+    env = f"{StackSettings.model_config.get('env_prefix', '')}{name}".upper()
+    if shown is not None:
+        return typer.Option(None, *flags, envvar=env, help=field.description, show_default=shown)
+    return typer.Option(default(name), *flags, envvar=env, help=field.description)
+
+
+def stack_settings(**given: object) -> StackSettings:
+    """The settings from the options (None: not given), then the environment and the defaults; exit 2 if bad."""
+    try:
+        return StackSettings(**{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        console.print(f"[red]error:[/] bad stack settings: {problems}")
+        raise typer.Exit(2) from None
+
+
+def recorded_stack(cfg: StackSettings) -> Found | None:
+    """The stack recorded in the state dir (live or stale); an unreadable record is an error (exit 1)."""
+    try:
+        return find_stack(cfg.record_file)
+    except RecordError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
 
 
 def running_pid() -> int | None:
-    try:
-        pid = int(_pid_file().read_text().strip())
-        os.kill(pid, 0)
-    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
-        return None
-    return pid
+    """The pid of the live ``up`` recorded in the state dir, or None."""
+    found = recorded_stack(stack_settings())
+    return None if found is None or found.stale else found.record.pid
 
 
 def up(
-    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Catalogue name or path of a GGUF file."),
-    host: str = typer.Option("127.0.0.1", help="Address every service binds to."),
-    gateway_port: int = typer.Option(8080, help="Port of the OpenAI-compatible gateway (/v1)."),
-    ui_port: int = typer.Option(8000, help="Port of Mission Control (the agent's web UI and API)."),
-    expert_port: int = typer.Option(8090, help="Port of the llama-server expert 'general'."),
-    coding_port: int = typer.Option(8092, help="Port of the llama-server expert 'coding'."),
-    embeddings_port: int = typer.Option(8091, help="Port of the embedding server (long-term memory, routing)."),
-    nomad_port: int = typer.Option(4646, help="Port of the embedded orchestrator's Nomad API."),
-    consul_port: int = typer.Option(8500, help="Port of the embedded registry's Consul API."),
-    threads: int = typer.Option(0, help="llama-server threads (0: up to 4, by CPU count)."),
+    model: str | None = setting_option("model", "--model", "-m", shown=DEFAULT_MODEL),
+    host: str = setting_option("host"),
+    gateway_port: int = setting_option("gateway_port"),
+    ui_port: int = setting_option("ui_port"),
+    expert_port: int = setting_option("expert_port"),
+    coding_port: int = setting_option("coding_port"),
+    embeddings_port: int = setting_option("embeddings_port"),
+    nomad_port: int = setting_option("nomad_port"),
+    consul_port: int = setting_option("consul_port"),
+    threads: int = setting_option("threads"),
+    ctx_size: int = setting_option("ctx_size"),
 ) -> None:
     """Start the whole stack on this machine (llama-server, agent, gateway, Mission Control); Ctrl-C stops it."""
     from fleetmind import stack  # the embedded orchestrator pulls in the web stack: only `up` pays for it
 
-    settings = get_settings()
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    if (pid := running_pid()) is not None:
-        console.print(f"[red]error:[/] fleetmind is already running (pid {pid}); stop it with `fleetmind down`")
-        raise typer.Exit(1)
-    cfg = stack.StackConfig(
-        state_dir=settings.state_dir,
+    cfg = stack_settings(
         model=model,
         host=host,
         gateway_port=gateway_port,
@@ -71,10 +95,21 @@ def up(
         embeddings_port=embeddings_port,
         nomad_port=nomad_port,
         consul_port=consul_port,
+        threads=threads,
+        ctx_size=ctx_size,
     )
-    if threads > 0:
-        cfg.threads = threads
-    keys = KeyStore(settings.keys_file)
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    found = recorded_stack(cfg)
+    if found is not None and not found.stale:
+        console.print(
+            f"[red]error:[/] fleetmind is already running (pid {found.record.pid}, "
+            f"gateway {found.record.gateway_url}); stop it with `fleetmind down`"
+        )
+        raise typer.Exit(1)
+    record = StackRecord.of(cfg)
+    if found is not None:
+        console.print(f"replacing a stale record {found.path} (its `up`, pid {found.record.pid}, is gone)")
+    keys = KeyStore(cfg.keys_file)
     new_key = None
     if keys.is_empty():
         new_key, _ = keys.create("first-run", scope="admin")  # the person who starts the stack owns it
@@ -83,11 +118,19 @@ def up(
             f"API key (made now, shown once; it is needed for the API and Mission Control): [bold]{new_key}[/]"
         )
 
+    def on_cluster(nomad_addr: str, consul_addr: str) -> None:
+        # the addresses the APIs really listen on (a port given as 0 is the system's choice)
+        nonlocal record
+        ports = {**record.ports, "nomad_port": _port_of(nomad_addr), "consul_port": _port_of(consul_addr)}
+        record = record.model_copy(update={"nomad_addr": nomad_addr, "consul_addr": consul_addr, "ports": ports})
+        write_record(cfg.record_file, record)
+
     def ready() -> None:
-        console.print(f"[green]fleetmind is up[/] (state in {settings.state_dir})")
+        write_record(cfg.record_file, record.model_copy(update={"ready": True}))
+        console.print(f"[green]fleetmind is up[/] (state in {cfg.state_dir})")
         console.print(f"  OpenAI-compatible API  {cfg.gateway_url}")
         console.print(f"  Mission Control        {cfg.ui_url}")
-        console.print(f"  orchestrator (Nomad)   http://{host}:{nomad_port}   registry (Consul) {host}:{consul_port}")
+        console.print(f"  orchestrator (Nomad)   {record.nomad_addr}   registry (Consul) {record.consul_addr}")
         if new_key:
             console.print(f"  API key (shown once)   [bold]{new_key}[/] (the same as above)")
         else:
@@ -109,46 +152,93 @@ def up(
                 status.stop()
                 ready()
 
-            await stack.run(cfg, stop, progress=progress, on_ready=on_ready)
+            await stack.run(cfg, stop, progress=progress, on_ready=on_ready, on_cluster=on_cluster)
 
-    _pid_file().write_text(str(os.getpid()))
+    # Recorded before anything starts, so `status` and `down` find even a stack that is still coming up.
+    write_record(cfg.record_file, record)
     try:
         asyncio.run(main())
     except (stack.StackError, LlmError, ClusterError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            _pid_file().unlink()
+        remove_record(cfg.record_file, record.pid)
     console.print("fleetmind stopped")
 
 
-def down(timeout: float = typer.Option(30.0, help="Seconds to wait for a clean stop.")) -> None:
-    """Stop a stack started by `fleetmind up` (SIGTERM; it stops every task it runs)."""
-    pid = running_pid()
-    if pid is None:
-        typer.echo("fleetmind is not running")
+def _port_of(addr: str) -> int:
+    return int(addr.rstrip("/").rsplit(":", 1)[1])
+
+
+def down(timeout: float = typer.Option(30.0, min=0.1, help="Seconds to wait for a clean stop.")) -> None:
+    """Stop the stack `fleetmind up` recorded in the state dir (SIGTERM; it stops every task it runs) and wait."""
+    cfg = stack_settings()
+    found = recorded_stack(cfg)
+    if found is None:
+        typer.echo(f"fleetmind is not running (no record at {cfg.record_file})")
         return
-    os.kill(pid, signal.SIGTERM)
+    pid = found.record.pid
+    if found.stale:
+        remove_record(found.path, pid)
+        typer.echo(f"fleetmind is not running: removed a stale record {found.path} (its `up`, pid {pid}, is gone)")
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if running_pid() is None:
-            typer.echo(f"stopped (pid {pid})")
+        if not pid_alive(pid):
+            remove_record(found.path, pid)  # normally gone already: `up` removes it on a clean stop
+            typer.echo(f"stopped (pid {pid}, gateway was {found.record.gateway_url})")
             return
         time.sleep(0.2)
-    typer.echo(f"pid {pid} did not stop within {timeout:.0f}s", err=True)
+    typer.echo(f"pid {pid} did not stop within {timeout:.0f}s; its tasks may still be stopping", err=True)
     raise typer.Exit(1)
 
 
-def status() -> None:
-    """What runs and where: each job's tasks, their state, restarts and health (from NOMAD_ADDR/CONSUL_HTTP_ADDR)."""
+def cluster_addresses(nomad_addr: str | None, consul_addr: str | None) -> tuple[str, str, str]:
+    """The Nomad and Consul addresses to ask, and where they came from: the options (or NOMAD_ADDR and
+    CONSUL_HTTP_ADDR), else the live stack's record, else the settings' defaults. A stale record is refused."""
+    cfg = stack_settings()
+    if nomad_addr and consul_addr:
+        return nomad_addr, consul_addr, "given"
+    found = recorded_stack(cfg)
+    if found is not None and found.stale:
+        typer.echo(
+            f"fleetmind is not running: {found.path} is stale (its `up`, pid {found.record.pid}, is gone); "
+            "`fleetmind down` removes it",
+            err=True,
+        )
+        raise typer.Exit(1)
+    if found is not None:
+        rec = found.record
+        return nomad_addr or rec.nomad_addr, consul_addr or rec.consul_addr, f"the stack of pid {rec.pid}"
+    return nomad_addr or cfg.nomad_addr, consul_addr or cfg.consul_addr, "the default addresses"
+
+
+def status(
+    nomad_addr: str | None = typer.Option(
+        None, envvar="NOMAD_ADDR", help="Nomad API URL (default: the running stack's, from its record)."
+    ),
+    consul_addr: str | None = typer.Option(
+        None, envvar="CONSUL_HTTP_ADDR", help="Consul API host:port (default: the running stack's, from its record)."
+    ),
+) -> None:
+    """What runs and where: each job's tasks, their state, restarts and health (the stack `up` recorded, or the
+    cluster at NOMAD_ADDR/CONSUL_HTTP_ADDR)."""
     from fleetmind.cluster.client import ClusterClient
 
-    client = ClusterClient()
+    nomad, consul, source = cluster_addresses(nomad_addr, consul_addr)
+    try:
+        client = ClusterClient(nomad_addr=nomad, consul_addr=consul)
+    except ValueError as exc:
+        typer.echo(f"bad address: {exc}", err=True)
+        raise typer.Exit(2) from None
     try:
         jobs = client.jobs()
     except ClusterError as exc:
-        typer.echo(f"fleetmind is not running: no orchestrator answers at {client.nomad_addr} ({exc})", err=True)
+        typer.echo(
+            f"fleetmind is not running: no orchestrator answers at {client.nomad_addr} ({source}; {exc})", err=True
+        )
         raise typer.Exit(1) from None
     from fleetmind.cluster.causes import task_cause
     from fleetmind.exits import signal_name

@@ -16,11 +16,12 @@ from pathlib import Path
 
 from fleetmind.atomic import write_atomic
 from fleetmind.cluster.errors import ClusterError
+from fleetmind.stack_settings import CLUSTER_TOKEN_FILE
 
 NOMAD_TOKEN_ENV = "NOMAD_TOKEN"
 CONSUL_TOKEN_ENV = "CONSUL_HTTP_TOKEN"
 TOKEN_MODE = 0o600
-TOKEN_FILE = "cluster.token"
+TOKEN_FILE = CLUSTER_TOKEN_FILE
 
 
 def token_file(state_dir: Path) -> Path:

@@ -1,9 +1,9 @@
 """Layer 6: the OpenAI-compatible gateway (``/v1/chat/completions``, ``/v1/models``) in front of the agent.
 
-Any OpenAI client points ``base_url`` at ``http://HOST:8080/v1``; the gateway checks the API key, validates
-the request, turns it into an :class:`~fleetmind.contracts.protocol.AgentRequest`, sends it to the agent process
-found in the registry (or at a fixed URL) and answers in OpenAI's shapes, streamed or not. Every failure
-leaves as one JSON envelope ``{"error": {"message", "type", "param", "code"}}``.
+Any OpenAI client points ``base_url`` at ``http://HOST:PORT/v1`` (``fleetmind up`` prints it); the gateway checks
+the API key, validates the request, turns it into an :class:`~fleetmind.contracts.protocol.AgentRequest`, sends it
+to the agent process found in the registry (or at a fixed URL) and answers in OpenAI's shapes, streamed or not.
+Every failure leaves as one JSON envelope ``{"error": {"message", "type", "param", "code"}}``.
 
 Exceptions (each carries the HTTP status and envelope fields it is answered with)::
 

@@ -11,6 +11,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fleetmind.contracts.names import AGENT_SERVICE
+from fleetmind.stack_settings import default, default_consul_addr
 
 
 class GatewaySettings(BaseSettings):
@@ -18,14 +19,14 @@ class GatewaySettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FLEETMIND_GATEWAY_", extra="ignore")
 
-    host: str = Field(default="127.0.0.1", description="Address to listen on.")
-    port: int = Field(default=8080, ge=1, le=65535, description="Port to listen on.")
+    host: str = Field(default=default("host"), description="Address to listen on.")
+    port: int = Field(default=default("gateway_port"), ge=1, le=65535, description="Port to listen on.")
     agent_url: str | None = Field(
         default=None, description="Fixed agent base URL (http://host:port); unset = find it in the registry."
     )
     agent_service: str = Field(default=AGENT_SERVICE, description="Registry service name of the agent.")
     consul_addr: str | None = Field(
-        default=None, description="Registry address; unset = CONSUL_HTTP_ADDR or 127.0.0.1:8500."
+        default=None, description=f"Registry address; unset = CONSUL_HTTP_ADDR or {default_consul_addr()}."
     )
     request_timeout_s: float = Field(
         default=120.0, gt=0, le=3600, description="Longest a chat request may take, first byte to last."

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from fleetmind.config import get_settings
 from fleetmind.power.policy import PolicyConfig, Window
 from fleetmind.power.wake import Mode
+from fleetmind.stack_settings import default
 
 
 def _state() -> Path:
@@ -34,10 +35,12 @@ class PowerSettings(BaseSettings):
     wol_mode: Mode = Field(default="broadcast", description="broadcast (own segment) or directed (node's subnet).")
     wol_port: int = Field(default=9, ge=1, le=65535, description="UDP port of the magic packet.")
     metrics_url: str | None = Field(
-        default="http://127.0.0.1:8080/metrics", description="The gateway's Prometheus metrics ('' for none)."
+        default=f"http://{default('host')}:{default('gateway_port')}/metrics",
+        description="The gateway's Prometheus metrics ('' for none).",
     )
     events_url: str | None = Field(
-        default=None, description="Mission Control's event intake, e.g. http://127.0.0.1:8000/api/events."
+        default=None,
+        description=f"Mission Control's event intake, e.g. http://{default('host')}:{default('ui_port')}/api/events.",
     )
     events_key: SecretStr | None = Field(default=None, description="Operator API key for events_url.")
     interval_s: float = Field(default=10.0, gt=0, le=3600, description="Seconds between two decisions.")

@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fleetmind.config import get_settings
+from fleetmind.stack_settings import default
 
 # an Ansible group name we are willing to create: no dashes or dots, so it can never look like a host pattern
 GROUP_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -28,8 +29,8 @@ class ProvisionSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FLEETMIND_PROVISION_", extra="ignore")
 
-    host: str = Field(default="127.0.0.1", description="Address to listen on.")
-    port: int = Field(default=8001, ge=1, le=65535, description="Port to listen on.")
+    host: str = Field(default=default("host"), description="Address to listen on.")
+    port: int = Field(default=default("provisioning_port"), ge=1, le=65535, description="Port to listen on.")
     inventory_path: Path = Field(
         default_factory=lambda: _base() / "inventory.yaml",
         description="Ansible inventory (YAML) we maintain.",
@@ -49,7 +50,8 @@ class ProvisionSettings(BaseSettings):
     events_url: str | None = Field(
         default=None,
         pattern=r"^https?://[^\s]+$",
-        description="Mission Control's event intake (e.g. http://127.0.0.1:8000/api/events); unset: no forwarding.",
+        description=f"Mission Control's event intake (e.g. http://{default('host')}:{default('ui_port')}/api/events); "
+        "unset: no forwarding.",
     )
     events_key: SecretStr | None = Field(
         default=None, description="API key for events_url, of scope operator (Mission Control's events want one)."

@@ -28,7 +28,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-SECRET_FILE = "service.secret"
+from fleetmind.stack_settings import SERVICE_SECRET_FILE
+
+SECRET_FILE = SERVICE_SECRET_FILE
 SECRET_ENV = "FLEETMIND_SERVICE_SECRET"
 PROOF_META = "fleetmind_proof"
 SERVICE_HEADER = "X-Fleetmind-Service"

@@ -22,6 +22,7 @@ from fleetmind.cluster.embedded.orchestrator import Orchestrator
 from fleetmind.cluster.embedded.registry import Registry
 from fleetmind.cluster.errors import ClusterError
 from fleetmind.cluster.token import new_token
+from fleetmind.stack_settings import default
 
 log = logging.getLogger(__name__)
 _ANY = ("0.0.0.0", "::", "")
@@ -59,9 +60,9 @@ class EmbeddedCluster:
         self,
         *,
         logs_dir: Path,
-        host: str = "127.0.0.1",
-        nomad_port: int = 4646,
-        consul_port: int = 8500,
+        host: str = default("host"),
+        nomad_port: int = default("nomad_port"),
+        consul_port: int = default("consul_port"),
         token: str | None = None,
     ) -> None:
         """``token`` is the one both APIs answer to (``fleetmind up`` keeps it in the state dir); without it a
