@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fleetmind.agent.profiles import ProfileError, profile
 from fleetmind.cluster.client import ClusterClient
 from fleetmind.cluster.embedded import EmbeddedCluster
 from fleetmind.cluster.jobspec import load_job
@@ -35,11 +36,8 @@ SERVICES = (EMBEDDINGS_SERVICE, EXPERT_SERVICE, CODING_SERVICE, AGENT_SERVICE, G
 # Abnormal ends of one task (of the last 10 events) that make `up` give up on it as crash-looping.
 CRASH_LOOP = 3
 
-# Each expert of the embedded stack: the same job file with its own name, port and system prompt.
-EXPERT_PROMPTS = {
-    "general": "You are a helpful assistant.",
-    "coding": "You are a careful programming assistant. Answer with short, correct code and one line of explanation.",
-}
+# Each expert of the embedded stack: the same job file with its own name, port and system prompt (its profile in
+# fleetmind/agent/experts.yaml).
 
 
 class StackError(RuntimeError):
@@ -90,14 +88,19 @@ def plan(cfg: StackSettings, cluster_vars: dict[str, Any]) -> list[dict[str, Any
             },
         )
     ]
-    for name, port in (("general", cfg.expert_port), ("coding", cfg.coding_port)):
+    experts = (("general", cfg.expert_port), ("coding", cfg.coding_port))
+    try:
+        prompts = {name: profile(name).prompt for name, _ in experts}
+    except ProfileError as exc:
+        raise StackError(str(exc)) from None
+    for name, port in experts:
         job = load_job(
             folder / "llama-expert.nomad.hcl",
             {
                 "llama_server": llama_server,
                 "model": str(model),
                 "expert_name": name,
-                "system_prompt": EXPERT_PROMPTS[name],
+                "system_prompt": prompts[name],
                 "host": cfg.host,
                 "port": port,
                 "threads": cfg.llama_threads,
