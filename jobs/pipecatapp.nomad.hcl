@@ -1,4 +1,4 @@
-# The agent: the pipecat pipeline (TwinService) and Mission Control, served by `python -m fleetmind.agent`.
+# The agent: the pipecat pipeline (TwinService) and Mission Control, served by `python -m fleetmind.apps.agent_process`.
 # It finds experts and the orchestrator through CONSUL_HTTP_ADDR and NOMAD_ADDR, as every fleetmind client does.
 
 variable "datacenters" {
@@ -130,7 +130,7 @@ job "pipecatapp" {
 
       config {
         command = var.python
-        args    = ["-m", "fleetmind.agent", "--host", var.host, "--port", "${NOMAD_PORT_http}"]
+        args    = ["-m", "fleetmind.apps.agent_process", "--host", var.host, "--port", "${NOMAD_PORT_http}"]
       }
 
       env {

@@ -32,7 +32,7 @@ def test_a_malformed_expert_list_is_a_value_error() -> None:
 
 def test_the_process_refuses_a_malformed_expert_list(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "FLEETMIND_STATE_DIR": str(tmp_path), "FLEETMIND_AGENT_EXPERTS": "oops"}
-    cmd = [sys.executable, "-m", "fleetmind.agent", "--port", "1"]
+    cmd = [sys.executable, "-m", "fleetmind.apps.agent_process", "--port", "1"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "bad agent configuration" in out.stderr and "oops" in out.stderr

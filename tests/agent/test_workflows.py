@@ -97,7 +97,11 @@ def test_the_process_exits_on_a_malformed_workflow(tmp_path: Path) -> None:
     path = write(tmp_path, "name: x\nsteps:\n  - id: a\n    use: respond\n    with: {loud: true}\n")
     env = {"PATH": "/usr/bin:/bin", "FLEETMIND_STATE_DIR": str(tmp_path), "FLEETMIND_AGENT_WORKFLOW": str(path)}
     out = subprocess.run(
-        [sys.executable, "-m", "fleetmind.agent", "--port", "1"], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "fleetmind.apps.agent_process", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 2
     assert "bad agent configuration" in out.stderr and f"{path}:5" in out.stderr

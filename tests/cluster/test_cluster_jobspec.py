@@ -103,7 +103,7 @@ def test_llama_expert_contract() -> None:
 @pytest.mark.parametrize(
     ("name", "module", "service", "tags", "port"),
     [
-        ("pipecatapp.nomad.hcl", "fleetmind.agent", "pipecatapp", ["agent", "mission-control"], 8000),
+        ("pipecatapp.nomad.hcl", "fleetmind.apps.agent_process", "pipecatapp", ["agent", "mission-control"], 8000),
         ("moe_gateway.nomad.hcl", "fleetmind.gateway", "moe-gateway", ["gateway"], 8080),
     ],
 )

@@ -1,7 +1,7 @@
 """Gateway fixtures: an API key, a registry double, the app in-process over ASGI, the real agent and gateway.
 
 The registry double stands in for Consul, which cannot run here; everything else is real. The process
-fixtures start ``python -m fleetmind.agent`` on the tiny llama-server and ``python -m fleetmind.gateway``
+fixtures start ``python -m fleetmind.apps.agent_process`` on the tiny llama-server and ``python -m fleetmind.gateway``
 in front of it.
 """
 
@@ -105,7 +105,7 @@ def running_stack(expert_url: str, tmp: Path) -> Iterator[Stack]:
     agent_port, gateway_port = free_tcp_port(), free_tcp_port()
     agent_url = f"http://127.0.0.1:{agent_port}"
     agent_log, gateway_log = tmp / "agent.log", tmp / "gateway.log"
-    agent = spawn("fleetmind.agent", agent_port, env, agent_log)
+    agent = spawn("fleetmind.apps.agent_process", agent_port, env, agent_log)
     gateway = None
     try:
         wait_ready(agent_url + "/health", agent, agent_log)

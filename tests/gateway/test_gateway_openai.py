@@ -243,7 +243,7 @@ async def test_a_request_waits_for_an_agent_that_is_still_starting(llama_server_
                 await asyncio.wait({pending, waiting}, return_when=asyncio.FIRST_COMPLETED)
                 waiting.cancel()
                 assert not pending.done(), "the request should still be waiting for the agent"
-                agent = spawn("fleetmind.agent", port, env, tmp_path / "agent.log")
+                agent = spawn("fleetmind.apps.agent_process", port, env, tmp_path / "agent.log")
                 try:
                     response = await pending
                 finally:

@@ -25,8 +25,8 @@ from agent_testkit import HungServer, run_hung_server
 
 from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.agent.settings import AgentSettings
+from fleetmind.apps.agent_process import create_app, detach_logging
 from fleetmind.config import Settings
-from fleetmind.mission_control.app import create_app, detach_logging
 from fleetmind.security import KeyStore, Scope
 from fleetmind.tools.approvals import ApprovalBroker
 from fleetmind.tools.base import ToolCall, tool
@@ -147,7 +147,8 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: flo
 def run_agent(
     state_dir: Path, experts: str, *, scope: Scope = "operator", env: dict[str, str] | None = None
 ) -> Iterator[tuple[str, str, subprocess.Popen[bytes], Path]]:
-    """``python -m fleetmind.agent`` over ``state_dir`` with ``experts`` and a new key of ``scope``, plus ``env``:
+    """The agent process (``python -m fleetmind.apps.agent_process``) over ``state_dir`` with ``experts`` and a new
+    key of ``scope``, plus ``env``:
     its URL, the key, the process and its log (killed, with its process group, on the way out)."""
     key, _ = KeyStore(state_dir / "keys.json").create("tests", scope=scope)
     port = _free_port()
@@ -159,7 +160,7 @@ def run_agent(
         "CONSUL_HTTP_ADDR": "127.0.0.1:1",  # never asked: the expert list is fixed
         "HF_HUB_OFFLINE": "1",
     }
-    cmd = [sys.executable, "-m", "fleetmind.agent", "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [sys.executable, "-m", "fleetmind.apps.agent_process", "--host", "127.0.0.1", "--port", str(port)]
     with log.open("wb") as fh:
         proc = subprocess.Popen(
             cmd, env=base | (env or {}), stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
@@ -175,7 +176,7 @@ def run_agent(
 
 @pytest.fixture(scope="module")
 def agent_process(tmp_path_factory: pytest.TempPathFactory, llama_server_url: str) -> Iterator[AgentProcess]:
-    """``python -m fleetmind.agent`` as a real process, with a general expert and a hung one."""
+    """``python -m fleetmind.apps.agent_process`` as a real process, with a general expert and a hung one."""
     state_dir = tmp_path_factory.mktemp("agent-state")
     with run_hung_server() as hung, run_agent(state_dir, f"general={llama_server_url},hung={hung.url}") as agent:
         url, key, proc, log = agent

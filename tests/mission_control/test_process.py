@@ -1,4 +1,4 @@
-"""``python -m fleetmind.agent`` as a real process on a real socket: auth, streaming, disconnect, shutdown."""
+"""The agent process (``python -m fleetmind.apps.agent_process``) on a real socket: auth, streaming, shutdown."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """A node calls home and a person watching Mission Control sees its playbook run live.
 
 Two real processes share one state directory (and so one key file): the agent with Mission Control
-(``python -m fleetmind.agent``) and the provisioning API (``python -m fleetmind.provisioning serve``) with
+(``python -m fleetmind.apps.agent_process``) and the provisioning API (``python -m fleetmind.provisioning serve``) with
 ``FLEETMIND_PROVISION_EVENTS_URL`` pointing at Mission Control's ``/api/events``. A WebSocket client, as the page
 is, reads ``/api/ws/events`` while a real ansible-playbook run happens.
 """
@@ -42,7 +42,7 @@ def mission_control(tmp_path: Path, llama_server_url: str) -> Iterator[tuple[str
     log = tmp_path / "agent.log"
     with log.open("wb") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "fleetmind.agent", "--port", str(port)],
+            [sys.executable, "-m", "fleetmind.apps.agent_process", "--port", str(port)],
             env=env,
             stdout=fh,
             stderr=subprocess.STDOUT,

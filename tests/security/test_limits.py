@@ -14,10 +14,10 @@ import pytest
 from fleetmind.contracts.protocol import AgentRequest, ChatMessage
 from fleetmind.gateway.app import create_app
 from fleetmind.gateway.settings import GatewaySettings
+from fleetmind.http.throttle import AuthThrottle
 from fleetmind.llm.budget import MAX_MESSAGES, PromptTooLargeError, check_prompt
 from fleetmind.llm.chat import Expert, ExpertClient, ExpertRejectedError
 from fleetmind.security import KeyStore
-from fleetmind.security.throttle import AuthThrottle
 from tests.conftest import serve_http
 
 

@@ -28,9 +28,9 @@ from starlette.testclient import TestClient
 
 from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.agent.settings import AgentSettings
+from fleetmind.apps.agent_process import create_app, detach_logging
 from fleetmind.config import Settings
 from fleetmind.memory.long_term import LongTermMemory
-from fleetmind.mission_control.app import create_app, detach_logging
 from fleetmind.security import KeyStore
 from fleetmind.tools.approvals import MAX_CODE_TRIES, ApprovalBroker
 from fleetmind.tools.runner import build_runner

@@ -122,8 +122,8 @@ async def test_only_fakes_in_the_registry_is_no_agent(tmp_path: Path) -> None:
 async def test_the_agent_takes_the_service_credential_and_never_a_guess(tmp_path: Path, llama_server_url: str) -> None:
     from fleetmind.agent.runtime import AgentRuntime
     from fleetmind.agent.settings import AgentSettings
+    from fleetmind.apps.agent_process import create_app, detach_logging
     from fleetmind.config import Settings
-    from fleetmind.mission_control.app import create_app, detach_logging
 
     secret = ensure_secret(tmp_path)
     assert (tmp_path / "service.secret").stat().st_mode & 0o777 == 0o600

@@ -22,8 +22,8 @@ import pytest
 
 from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.agent.settings import AgentSettings
+from fleetmind.apps.agent_process import create_app, detach_logging
 from fleetmind.config import Settings
-from fleetmind.mission_control.app import create_app, detach_logging
 from fleetmind.security import KeyStore
 from fleetmind.tools.approvals import ApprovalBroker
 from fleetmind.tools.base import ToolCall, ToolContext, tool

@@ -135,8 +135,8 @@ async def test_vision_expert_is_found_by_name(llama_server_url: str) -> None:
 async def test_describe_route_needs_a_key_and_answers_json(tmp_path) -> None:
     from fleetmind.agent.runtime import AgentRuntime
     from fleetmind.agent.settings import AgentSettings
+    from fleetmind.apps.agent_process import create_app, detach_logging
     from fleetmind.config import Settings
-    from fleetmind.mission_control.app import create_app, detach_logging
     from fleetmind.security import KeyStore
 
     settings = Settings(state_dir=tmp_path)

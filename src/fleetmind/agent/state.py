@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fleetmind.agent import AgentError
+from fleetmind.contracts.names import ANY_OWNER
 from fleetmind.contracts.protocol import ChatMessage
-from fleetmind.memory.short_term import ANY_OWNER, ConversationHistory
+from fleetmind.memory.short_term import ConversationHistory
 
 if TYPE_CHECKING:
     from fleetmind.agent.runtime import AgentRuntime

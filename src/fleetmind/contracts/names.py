@@ -19,6 +19,8 @@ RPC_SERVICE: Final = "llamacpp-rpc"
 #: The agent's (and Mission Control's) service name, and the gateway's.
 AGENT_SERVICE: Final = "pipecatapp"
 GATEWAY_SERVICE: Final = "moe-gateway"
+#: The owner an admin sees: every owner's conversations and memories.
+ANY_OWNER: Final = "*"
 
 
 def expert_name(service_name: str, tags: list[str] | tuple[str, ...]) -> str:
@@ -31,6 +33,7 @@ def expert_name(service_name: str, tags: list[str] | tuple[str, ...]) -> str:
 
 __all__ = [
     "AGENT_SERVICE",
+    "ANY_OWNER",
     "EMBEDDER_SERVICE",
     "EXPERT_SERVICE_PREFIX",
     "EXPERT_TAG",

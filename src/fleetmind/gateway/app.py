@@ -24,9 +24,9 @@ from fleetmind.gateway.routes import chat, health, models
 from fleetmind.gateway.service import ChatService
 from fleetmind.gateway.settings import GatewaySettings, get_gateway_settings
 from fleetmind.http import install
+from fleetmind.http.throttle import AuthThrottleMiddleware
 from fleetmind.security import KeyStore
 from fleetmind.security.service import SecretSource
-from fleetmind.security.throttle import AuthThrottleMiddleware
 
 
 def create_app(

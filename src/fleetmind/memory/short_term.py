@@ -18,11 +18,10 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import Any
 
+from fleetmind.contracts.names import ANY_OWNER
 from fleetmind.contracts.protocol import ChatMessage
 
 SUMMARY_NAME = "summary"
-# :meth:`ConversationHistory.entries`'s default: every owner's conversations
-ANY_OWNER = "*"
 
 _Key = tuple[str | None, str]
 

@@ -6,8 +6,7 @@ hashes from the environment); a missing, malformed or unknown key gets the same 
 nothing about which keys exist. A valid key yields a :class:`Caller` (the key's id, name and scope), which is what
 approvals record as "who" and what owns conversations and memories. A key whose scope is too low gets a 403
 (:data:`ChatKeyDep` < :data:`OperatorDep` < :data:`AdminDep`; Mission Control's routes want ``operator``).
-:data:`AgentCallerDep` (the agent's chat endpoint) also takes the gateway's service credential
-(:mod:`fleetmind.security.service`) with the caller it speaks for. The WebSocket's auth (:func:`websocket_key`)
+The caller itself is the HTTP kit's (:mod:`fleetmind.http.auth`). The WebSocket's auth (:func:`websocket_key`)
 takes the same header or, because a browser cannot set headers on a WebSocket, the key as a
 ``Sec-WebSocket-Protocol`` value ``fleetmind.key.<key>``; never a query parameter (URLs end up in logs).
 """
@@ -15,8 +14,6 @@ takes the same header or, because a browser cannot set headers on a WebSocket, t
 from __future__ import annotations
 
 import logging
-import re
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, WebSocket
@@ -24,12 +21,10 @@ from fastapi import Depends, Request, WebSocket
 from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.config import Settings
 from fleetmind.events import EventHub
-from fleetmind.memory.short_term import ANY_OWNER
+from fleetmind.http.auth import Caller, caller_of
 from fleetmind.mission_control.errors import ApiError
 from fleetmind.mission_control.toolruns import ToolRuns
-from fleetmind.security import KeyStore, Scope, scope_allows
-from fleetmind.security.keys import check_scope
-from fleetmind.security.service import CALLER_ID_HEADER, CALLER_SCOPE_HEADER, SERVICE_HEADER, same
+from fleetmind.security import KeyStore, Scope
 from fleetmind.tools.approvals import ApprovalBroker
 from fleetmind.tools.runner import ToolRunner
 
@@ -38,8 +33,6 @@ WS_PROTOCOL = "fleetmind.events.v1"
 WS_KEY_PREFIX = "fleetmind.key."
 
 log = logging.getLogger(__name__)
-# what a key id looks like (``key_…``, ``env-…``): never ``*``, which means "every owner"
-_KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 
 # The dependencies are ``async def`` although none awaits: FastAPI runs a plain ``def`` dependency in its thread
 # pool, a worker-thread hop per dependency per request (chat used four), far more than what they do (an attribute
@@ -90,51 +83,6 @@ ToolsDep = Annotated[ToolRunner, Depends(get_tools)]
 ToolRunsDep = Annotated[ToolRuns, Depends(get_tool_runs)]
 
 
-@dataclass(frozen=True)
-class Caller:
-    """Whose key made a request: the key's id, name and scope from the key file (``env-…`` for a key from the
-    env); ``via`` names the service that vouched for it (``gateway``), empty for a key shown here directly."""
-
-    key_id: str
-    name: str
-    scope: Scope = "chat"
-    via: str = ""
-
-    @property
-    def label(self) -> str:
-        return f"{self.name} ({self.key_id})"
-
-    def allows(self, need: Scope) -> bool:
-        return scope_allows(self.scope, need)
-
-    @property
-    def is_admin(self) -> bool:
-        return self.allows("admin")
-
-    @property
-    def tenant(self) -> str:
-        """Whose conversations and memories this caller may see: its own, or everyone's (``*``) for an admin."""
-        return ANY_OWNER if self.is_admin else self.key_id
-
-
-def identify(store: KeyStore, key: str | None) -> Caller | None:
-    """The caller ``key`` belongs to, or None (:meth:`KeyStore.identify`: every hash compared in constant time)."""
-    try:
-        record = store.identify(key)
-    except ValueError as exc:
-        # An unreadable key file denies everyone; the operator sees why in the log, the caller does not.
-        log.error("API key store unreadable: %s", exc, extra={"event": "key_store_unreadable"})
-        return None
-    return Caller(record.id, record.name, record.scope) if record is not None else None
-
-
-def bearer_token(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
-
-
 def _unauthenticated() -> ApiError:
     return ApiError(
         401,
@@ -157,7 +105,7 @@ def forbidden(caller: Caller, need: Scope) -> ApiError:
 
 def _require(need: Scope) -> Any:
     async def dependency(request: Request, store: KeyStoreDep) -> Caller:
-        caller = identify(store, bearer_token(request))
+        caller = caller_of(request, store)
         if caller is None:
             raise _unauthenticated()
         if not caller.allows(need):
@@ -171,27 +119,10 @@ def _require(need: Scope) -> Any:
 require_api_key = _require("chat")
 
 
-async def require_agent_caller(request: Request, store: KeyStoreDep) -> Caller:
-    """A key (any scope), or the service credential with the caller it speaks for (the gateway's calls)."""
-    offered = request.headers.get(SERVICE_HEADER)
-    if offered is None:
-        return await require_api_key(request, store)
-    secret: str | None = getattr(request.app.state, "service_secret", None)
-    key_id = request.headers.get(CALLER_ID_HEADER, "").strip()
-    if not same(secret, offered) or not _KEY_ID.fullmatch(key_id):
-        raise _unauthenticated()
-    try:
-        scope = check_scope(request.headers.get(CALLER_SCOPE_HEADER, "chat"))
-    except ValueError:
-        raise _unauthenticated() from None
-    return Caller(key_id, key_id, scope, via="gateway")
-
-
 # Any valid key: the voice page's helpers (vision) and the agent's chat; Mission Control proper needs operator.
 ChatKeyDep = Annotated[Caller, Depends(require_api_key)]
 OperatorDep = Annotated[Caller, Depends(_require("operator"))]
 AdminDep = Annotated[Caller, Depends(_require("admin"))]
-AgentCallerDep = Annotated[Caller, Depends(require_agent_caller)]
 
 
 def websocket_key(websocket: WebSocket) -> tuple[str | None, str | None]:

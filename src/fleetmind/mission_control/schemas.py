@@ -7,10 +7,6 @@ from typing import Literal
 from pydantic import BaseModel
 
 
-class HealthResponse(BaseModel):
-    status: Literal["ok", "starting"]
-
-
 class ExpertStatus(BaseModel):
     name: str
     url: str

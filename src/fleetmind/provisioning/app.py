@@ -16,6 +16,7 @@ from fastapi import FastAPI
 import fleetmind
 from fleetmind.config import get_settings
 from fleetmind.http import install
+from fleetmind.http.throttle import AuthThrottleMiddleware
 from fleetmind.provisioning.errors import ConfigurationError, install_error_handlers
 from fleetmind.provisioning.events import EventBus
 from fleetmind.provisioning.forward import EventForwarder
@@ -28,7 +29,6 @@ from fleetmind.provisioning.settings import ProvisionSettings, get_provision_set
 from fleetmind.provisioning.store import JobStore
 from fleetmind.provisioning.todo import TodoWriter
 from fleetmind.security import KeyStore
-from fleetmind.security.throttle import AuthThrottleMiddleware
 
 
 def create_app(

@@ -1,12 +1,10 @@
-"""Mission Control's routes, one module per resource: health, chat, status, state, events, approvals, tools,
-conversations, vision and the home page."""
+"""Mission Control's routes, one module per resource: status, state, events, approvals, tools, conversations,
+vision and the home page. (The agent's own routes, chat and health, are :mod:`fleetmind.agent.server`.)"""
 
 from fleetmind.mission_control.routes import (
     approvals,
-    chat,
     conversations,
     events,
-    health,
     home,
     state,
     status,
@@ -14,4 +12,4 @@ from fleetmind.mission_control.routes import (
     vision,
 )
 
-__all__ = ["approvals", "chat", "conversations", "events", "health", "home", "state", "status", "tools", "vision"]
+__all__ = ["approvals", "conversations", "events", "home", "state", "status", "tools", "vision"]

@@ -15,7 +15,8 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from fleetmind.mission_control.deps import ApprovalsDep, Caller, OperatorDep
+from fleetmind.http.auth import Caller
+from fleetmind.mission_control.deps import ApprovalsDep, OperatorDep
 from fleetmind.mission_control.errors import AUTH, ApiError, error_responses
 from fleetmind.tools.approvals import ApprovalBroker
 from fleetmind.tools.errors import ApprovalNotFoundError, SelfApprovalError

@@ -10,8 +10,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from fleetmind.memory.short_term import ANY_OWNER
-from fleetmind.mission_control.deps import Caller, OperatorDep, RuntimeDep, forbidden
+from fleetmind.contracts.names import ANY_OWNER
+from fleetmind.http.auth import Caller
+from fleetmind.mission_control.deps import OperatorDep, RuntimeDep, forbidden
 from fleetmind.mission_control.errors import AUTH, ApiError, error_responses
 
 router = APIRouter(tags=["conversations"])

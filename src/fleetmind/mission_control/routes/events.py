@@ -26,8 +26,9 @@ from pydantic import BaseModel, Field, field_validator
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from fleetmind.events import MAX_DATA_BYTES, EventHub, Subscription
-from fleetmind.mission_control.bodies import parse_body, read_body
-from fleetmind.mission_control.deps import Caller, HubDep, OperatorDep, identify, websocket_key
+from fleetmind.http.auth import Caller, identify
+from fleetmind.http.bodies import parse_body, read_body
+from fleetmind.mission_control.deps import HubDep, OperatorDep, websocket_key
 from fleetmind.mission_control.errors import AUTH, error_responses
 
 router = APIRouter(tags=["events"])

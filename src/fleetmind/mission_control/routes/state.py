@@ -12,7 +12,7 @@ import time
 
 from fastapi import APIRouter, Request, Response
 
-from fleetmind.mission_control.bodies import read_body
+from fleetmind.http.bodies import read_body
 from fleetmind.mission_control.deps import OperatorDep, RuntimeDep
 from fleetmind.mission_control.errors import AUTH, ApiError, error_responses
 

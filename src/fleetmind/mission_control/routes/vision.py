@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from fleetmind.mission_control.bodies import read_body
+from fleetmind.http.bodies import read_body
 from fleetmind.mission_control.deps import ChatKeyDep
 from fleetmind.mission_control.errors import ApiError, error_responses
 from fleetmind.vision import ImageDecodeError, describe, find_vision_expert
