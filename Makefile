@@ -39,14 +39,16 @@ test: test-setup ## set everything up, then run lint, types and the whole test s
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/pytest
 
 test-fast: test-setup ## the test suite without the slow (packaged-model) tests
 	$(VENV)/bin/pytest -m "not slow"
 
-lint: $(STAMP)/dev-deps ## ruff and mypy
+lint: $(STAMP)/dev-deps ## ruff, mypy and the layer rules
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 format: $(STAMP)/dev-deps ## format the code
 	$(VENV)/bin/ruff format src tests bench

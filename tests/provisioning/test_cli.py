@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from fleetmind.cli.provision import app
+from fleetmind.provisioning.cli import app
 from fleetmind.provisioning.settings import get_provision_settings
 from tests.provisioning.conftest import server_env
 

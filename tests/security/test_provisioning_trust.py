@@ -189,7 +189,7 @@ async def test_a_node_bound_to_a_mac_by_hand_cannot_be_taken_over(api: Api) -> N
 def test_enrolment_tokens_are_single_use_and_short_lived_by_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fleetmind.cli.provision import app
+    from fleetmind.provisioning.cli import app
     from fleetmind.provisioning.settings import get_provision_settings
 
     for name, value in server_env(tmp_path, "quick.yaml").items():

@@ -8,8 +8,9 @@ from __future__ import annotations
 import typer
 
 from fleetmind import __version__
-from fleetmind.cli import approvals, chat, doctor, keys, models, power, provision, stack
+from fleetmind.cli import approvals, chat, doctor, keys, models, power, stack
 from fleetmind.cli import tools as tools_cli
+from fleetmind.provisioning import cli as provision
 
 app = typer.Typer(
     name="fleetmind",
