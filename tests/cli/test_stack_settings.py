@@ -143,3 +143,18 @@ def test_doctor_counts_the_recorded_stack_ports_as_its_own(tmp_path: Path) -> No
         assert mixed.status == FAIL and f"coding {theirs}" in mixed.detail and str(ours) not in mixed.detail
         stale = Found(record=record, path=tmp_path / "stack.json", stale=True)
         assert check_ports("127.0.0.1", {"gateway": ours}, stale).status == FAIL
+
+
+def test_no_default_port_is_spelled_outside_the_settings() -> None:
+    """Every default port lives in stack_settings.py; another module that needs one asks for it."""
+    ports = "|".join(str(default(name)) for name in (*PORTS, "provisioning_port"))
+    as_port = re.compile(rf"[\w\]]:({ports})\b|port.*\b({ports})\b", re.IGNORECASE)
+    src = REPO / "src" / "fleetmind"
+    found = [
+        f"{path.relative_to(src)}:{n}: {line.strip()}"
+        for path in sorted(src.rglob("*.py"))
+        if path.name != "stack_settings.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if as_port.search(line)
+    ]
+    assert not found, "\n".join(found)

@@ -70,16 +70,18 @@ def wait_healthy(
         time.sleep(0.2)
 
 
-def start_stack(tmp: Path, model: str, timeout: float = 120) -> Stack:
-    ports = {name: free_port() for name in ("gateway", "ui", "expert", "coding", "embeddings", "nomad", "consul")}
+def start_stack(
+    tmp: Path, model: str, timeout: float = 120, *, ports: dict[str, int] | None = None, cluster_env: bool = True
+) -> Stack:
+    """`fleetmind up` on free ports (or the ``ports`` given). With ``cluster_env``, the CLI calls of the stack get
+    NOMAD_ADDR/CONSUL_HTTP_ADDR; without, they find the stack the way a user's do: through the record `up` keeps."""
+    names = ("gateway", "ui", "expert", "coding", "embeddings", "nomad", "consul")
+    ports = {name: free_port() for name in names} | (ports or {})
     state = tmp / "state"
-    env = {
-        **os.environ,
-        "FLEETMIND_STATE_DIR": str(state),
-        "NOMAD_ADDR": f"http://127.0.0.1:{ports['nomad']}",
-        "CONSUL_HTTP_ADDR": f"127.0.0.1:{ports['consul']}",
-        "HF_HUB_OFFLINE": "1",
-    }
+    env = {k: v for k, v in os.environ.items() if k not in ("NOMAD_ADDR", "CONSUL_HTTP_ADDR")}
+    env |= {"FLEETMIND_STATE_DIR": str(state), "HF_HUB_OFFLINE": "1"}
+    if cluster_env:
+        env |= {"NOMAD_ADDR": f"http://127.0.0.1:{ports['nomad']}", "CONSUL_HTTP_ADDR": f"127.0.0.1:{ports['consul']}"}
     # A key made with the CLI, as a user would; `up` then prints no first-run key.
     key = subprocess.run(
         [sys.executable, "-m", "fleetmind", "keys", "create", "--name", "e2e", "--scope", "operator"],
@@ -91,7 +93,7 @@ def start_stack(tmp: Path, model: str, timeout: float = 120) -> Stack:
     ensure_token(token_file(state))  # made here so the test's client has it before `up` is ready; `up` keeps it
     log = tmp / "up.log"
     cmd = [sys.executable, "-m", "fleetmind", "up", "--model", model, "--threads", "1"]
-    for name in ("gateway", "ui", "expert", "coding", "embeddings", "nomad", "consul"):
+    for name in names:
         cmd += [f"--{name}-port", str(ports[name])]
     with log.open("wb") as fh:
         proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)

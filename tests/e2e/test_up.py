@@ -122,7 +122,7 @@ def test_ctrl_c_stops_everything(tiny_model: object, tmp_path_factory: pytest.Te
 
     stack = start_stack(tmp_path_factory.mktemp("ctrlc"), str(tiny_model))
     expert = _pids_of(f"llama-server.*--port {stack.ports['expert']}")
-    agent = _pids_of(f"fleetmind.agent.*--port {stack.ports['ui']}")
+    agent = _pids_of(f"fleetmind.apps.agent_process.*--port {stack.ports['ui']}")
     gateway = _pids_of(f"fleetmind.gateway.*--port {stack.ports['gateway']}")
     assert expert and agent and gateway
     assert stop_stack(stack) == 0

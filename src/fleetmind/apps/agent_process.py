@@ -38,6 +38,7 @@ from fleetmind.mission_control import app as mission_control
 from fleetmind.mission_control.errors import install_error_handlers
 from fleetmind.security import KeyStore
 from fleetmind.security.service import service_secret
+from fleetmind.stack_settings import default
 
 if TYPE_CHECKING:
     from fleetmind.agent.runtime import AgentRuntime
@@ -145,8 +146,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m fleetmind.apps.agent_process",
         description="Run the fleetmind agent: its pipecat pipeline and Mission Control's API.",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
+    parser.add_argument("--host", default=default("host"), help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=default("ui_port"), help="port to listen on (default: %(default)s)")
     parser.add_argument("--log-level", default=None, help="log level (default: FLEETMIND_LOG_LEVEL or INFO)")
     parser.add_argument(
         "--graceful-timeout",

@@ -33,6 +33,7 @@ from fleetmind.cluster.errors import (
     RegistryUnavailable,
 )
 from fleetmind.cluster.token import CONSUL_TOKEN_ENV, NOMAD_TOKEN_ENV, client_token
+from fleetmind.stack_settings import default_consul_addr, default_nomad_addr
 
 __all__ = [
     "ClusterClient",
@@ -46,8 +47,8 @@ __all__ = [
     "split_addr",
 ]
 
-DEFAULT_CONSUL_ADDR = "127.0.0.1:8500"
-DEFAULT_NOMAD_ADDR = "http://127.0.0.1:4646"
+DEFAULT_CONSUL_ADDR = default_consul_addr()
+DEFAULT_NOMAD_ADDR = default_nomad_addr()
 
 
 @dataclass(frozen=True)
