@@ -69,7 +69,7 @@ def decision_schema(actions: tuple[str, ...] = LLM_ACTIONS) -> dict[str, Any]:
         "type": "object",
         "properties": {
             "action": {"type": "string", "enum": list(actions)},
-            "reason": {"type": "string", "maxLength": MAX_REASON},
+            "reason": {"type": "string", "maxLength": 160},
         },
         "required": ["action", "reason"],
         "additionalProperties": False,

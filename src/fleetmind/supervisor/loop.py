@@ -206,37 +206,36 @@ class Supervisor:
     def _newest_index(self, job: str) -> int:
         return max((int(a.get("CreateIndex") or 0) for a in self.client.job_allocations(job)), default=0)
 
-    def _healthy_now(self, job: str, before: int) -> bool:
+    def _healthy_now(self, job: str, before: int) -> tuple[tuple[str, int], ...] | None:
+        """The new allocations and their restart counts when all run with passing checks, else None."""
         allocs = [
             a
             for a in self.client.job_allocations(job)
             if a.get("DesiredStatus") == "run" and int(a.get("CreateIndex") or 0) > before
         ]
         if not allocs or any(a.get("ClientStatus") != "running" for a in allocs):
-            return False
-        for alloc in allocs:
-            for state in (alloc.get("TaskStates") or {}).values():
-                if any(e.get("Type") == "Terminated" for e in state.get("Events") or []):
-                    return False
+            return None
         spec = self.client.job(job)
         names = {s["Name"] for g in spec.get("TaskGroups") or [] for s in g.get("Services") or [] if s.get("Checks")}
         checks = [c for n in names for c in self.client.service_checks(n)]
         for alloc in allocs:
             mine = [c for c in checks if alloc["ID"] in c["ServiceID"]]
             if names and (not mine or any(c["Status"] != "passing" for c in mine)):
-                return False
-        return True
+                return None
+        return tuple(
+            (a["ID"], sum(int(t.get("Restarts") or 0) for t in (a.get("TaskStates") or {}).values())) for a in allocs
+        )
 
     def verify(self, job: str, before: int) -> bool:
-        """Whether the job has new allocations that run (checks passing) for ``settle_s`` within the timeout."""
+        """Whether the job has new allocations that run (checks passing, no restart) for ``settle_s``."""
         deadline = time.monotonic() + self.options.verify_timeout_s
-        good_since: float | None = None
+        good: tuple[tuple[str, int], ...] | None = None
+        good_since = 0.0
         while time.monotonic() < deadline:
-            if self._healthy_now(job, before):
-                good_since = good_since or time.monotonic()
-                if time.monotonic() - good_since >= self.options.settle_s:
-                    return True
-            else:
-                good_since = None
+            now = self._healthy_now(job, before)
+            if now is None or now != good:
+                good, good_since = now, time.monotonic()
+            elif time.monotonic() - good_since >= self.options.settle_s:
+                return True
             time.sleep(0.2)
         return False

@@ -80,7 +80,7 @@ class Reflector:
         api_key: str | None = None,
         schema: dict[str, Any] | None = None,
         timeout_s: float = 60.0,
-        max_tokens: int = 80,
+        max_tokens: int = 128,
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"the reflection LLM url must be http(s)://..., got {url!r}")
