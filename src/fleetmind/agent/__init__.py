@@ -10,6 +10,7 @@ Exceptions::
 
     AgentError (CodedError)                   base; ``code`` is the wire error code it becomes
       +-- NoExpertError                       no expert is known for the request ("no_expert")
+      |     +-- UnknownModelError             the model names no expert ("model_not_found")
       +-- AllExpertsFailedError               every candidate expert failed ("expert_error")
       +-- RuntimeNotRunningError              a request was submitted to a runtime that is not running
       +-- WorkflowError                       (fleetmind.agent.workflows) the workflow engine's errors
@@ -40,6 +41,12 @@ class NoExpertError(AgentError):
     code: AgentErrorCode = "no_expert"
 
 
+class UnknownModelError(NoExpertError):
+    """The request's model is neither the routed model nor an expert's name."""
+
+    code: AgentErrorCode = "model_not_found"
+
+
 class AllExpertsFailedError(AgentError):
     """Every candidate expert failed before producing text."""
 
@@ -57,4 +64,5 @@ __all__ = [
     "AllExpertsFailedError",
     "NoExpertError",
     "RuntimeNotRunningError",
+    "UnknownModelError",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from fleetmind.agent import NoExpertError
+from fleetmind.agent import NoExpertError, UnknownModelError
 from fleetmind.agent.settings import GENERIC_MODEL
 from fleetmind.llm.chat import Expert
 
@@ -46,7 +46,8 @@ def plan_route(
     elif model in names:
         preferred = model
     else:
-        raise NoExpertError(f"unknown model {model!r}; known: {', '.join(sorted([GENERIC_MODEL, *names]))}")
+        known = ", ".join(sorted([GENERIC_MODEL, *names]))
+        raise UnknownModelError(f"The model '{model}' does not exist. Known models: {known}.")
 
     def rank(item: tuple[int, Expert]) -> tuple[int, int, int]:
         index, expert = item

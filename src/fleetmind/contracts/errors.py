@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Literal
 
 #: The ``code`` of an agent ``error`` event (:class:`~fleetmind.contracts.protocol.AgentEvent`):
-#: ``timeout`` (no answer in time), ``no_expert`` (none is known for the request), ``expert_error`` (every expert
-#: tried failed), ``cancelled``, ``invalid_request`` (the request itself is wrong, e.g. a bad response_format, or
-#: its id is already in flight), ``approval_denied`` (a tool the answer needed was denied), ``unavailable`` (the
-#: agent is stopping), ``internal`` (a bug; see the log).
+#: ``timeout`` (no answer in time), ``no_expert`` (none is available), ``model_not_found`` (the model names no
+#: expert), ``expert_error`` (every expert tried failed), ``cancelled``, ``invalid_request`` (the request itself is
+#: wrong, e.g. a bad response_format, or its id is already in flight), ``approval_denied`` (a tool the answer
+#: needed was denied), ``unavailable`` (the agent is stopping), ``internal`` (a bug; see the log).
 AgentErrorCode = Literal[
     "timeout",
     "no_expert",
+    "model_not_found",
     "expert_error",
     "cancelled",
     "invalid_request",

@@ -77,9 +77,9 @@ class ModelNotFoundError(GatewayError):
     type = INVALID_REQUEST
     code = "model_not_found"
 
-    def __init__(self, model: str, known: Sequence[str]) -> None:
+    def __init__(self, model: str = "", known: Sequence[str] = (), *, message: str | None = None) -> None:
         listing = ", ".join(known) if known else "(none)"
-        super().__init__(f"The model '{model}' does not exist. Known models: {listing}.", param="model")
+        super().__init__(message or f"The model '{model}' does not exist. Known models: {listing}.", param="model")
         self.known = list(known)
 
 

@@ -88,6 +88,10 @@ class RequestMeter:
         self.started = started
         self._first_seen = False
 
+    def accepted(self, model: str) -> None:
+        """The agent took the request for ``model``: from now on it is this request's label."""
+        self.model = model
+
     def first_token(self) -> None:
         if not self._first_seen:
             self._first_seen = True

@@ -95,6 +95,8 @@ def event_error(event: AgentEvent) -> GatewayError:
             return UpstreamTimeoutError(message)
         case "no_expert":
             return AgentUnavailableError(message, code="no_expert")
+        case "model_not_found":
+            return ModelNotFoundError(message=message)
         case "invalid_request":
             # every expert refused the request itself (a bad response_format, say): the client's to fix
             return InvalidRequestError(message)
@@ -221,11 +223,6 @@ class ChatService:
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    async def check_model(self, model: str) -> None:
-        known = await self.locator.models()
-        if model not in known:
-            raise ModelNotFoundError(model, known)
-
     def _agent_headers(self, identity: Identity) -> dict[str, str]:
         secret = self.secret.get()
         if not secret:
@@ -306,12 +303,14 @@ class ChatService:
                 event = await upstream.next_event()
                 if event is None:
                     raise UpstreamError("The agent closed the stream before it finished.")
+                if event.type == "error":
+                    raise event_error(event)
+                if meter is not None:
+                    meter.accepted(req.model)
                 if event.type == "delta":
                     if meter is not None and event.text:
                         meter.first_token()
                     parts.append(event.text)
-                elif event.type == "error":
-                    raise event_error(event)
                 else:
                     usage = event.usage
                     if meter is not None and usage is not None:
@@ -346,6 +345,8 @@ class ChatService:
                 raise UpstreamError("The agent closed the stream before it finished.")
             if first.type == "error":
                 raise event_error(first)
+            if meter is not None:
+                meter.accepted(req.model)
         except BaseException:
             await upstream.aclose()
             raise

@@ -19,7 +19,7 @@ from starlette.types import Send
 
 from fleetmind.gateway.deps import Authorization, Metrics, Service
 from fleetmind.gateway.errors import ClientDisconnected, documented
-from fleetmind.gateway.metrics import RequestMeter
+from fleetmind.gateway.metrics import NO_LABEL, RequestMeter
 from fleetmind.gateway.schemas import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -144,20 +144,20 @@ async def create_chat_completion(
     """Create a model response for the given chat conversation (OpenAI's API)."""
     request.state.stream = body.stream
     check_supported(body)
-    await service.check_model(body.model)
-    # only now is the model one we know: a made-up name never becomes a metrics label
-    request.state.model_label = body.model
+    # The agent checks the model (it routes by it, from its own directory): one check, no registry call here. The
+    # model becomes a metrics label only once the agent took it, so a made-up name never mints a series.
     meter = RequestMeter(
         metrics,
         request.app.state.limiter,
         key_hash=caller.key_hash,
         key_label=caller.key_label,
-        model=body.model,
+        model=NO_LABEL,
         started=request.state.started,
     )
     identity = caller.identity
     if body.stream:
         events: AsyncIterator[str] = await service.stream(body, identity=identity, meter=meter)
+        request.state.model_label = meter.model
         return ClosingStreamingResponse(
             events,
             media_type="text/event-stream",
@@ -165,5 +165,6 @@ async def create_chat_completion(
         )
     work = asyncio.ensure_future(service.complete(body, identity=identity, meter=meter))
     completion = await _unless_disconnected(request, work)
+    request.state.model_label = meter.model
     headers = {"X-Fleetmind-Expert": completion.expert} if completion.expert else None
     return JSONResponse(completion.body.model_dump(mode="json"), headers=headers)
