@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from fleetmind import __version__
-from fleetmind.cli import approvals, chat, doctor, keys, models, power, stack
+from fleetmind.cli import approvals, chat, doctor, keys, models, power, stack, supervise
 from fleetmind.cli import tools as tools_cli
 from fleetmind.provisioning import cli as provision
 
@@ -22,6 +22,7 @@ app = typer.Typer(
 stack.register(app)
 chat.register(app)
 doctor.register(app)
+supervise.register(app)
 app.add_typer(approvals.app, name="approvals")
 app.add_typer(keys.app, name="keys")
 app.add_typer(models.app, name="models")

@@ -97,7 +97,7 @@ class Reflector:
         reply = complete_sync(
             self.url,
             self.variant.messages(diagnostics),
-            api_key=self.api_key or "",
+            api_key=self.api_key,  # None: the stack's service secret (llama-server's --api-key)
             timeout_s=self.timeout_s,
             json_schema=self.schema,
             max_tokens=self.max_tokens,
