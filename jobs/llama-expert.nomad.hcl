@@ -5,6 +5,12 @@
 # healthy "llamacpp-rpc" workers in Consul (jobs/llamacpp-rpc.nomad.hcl) and then execs this same llama-server
 # command with `--rpc host:port,... -ngl 99`; if none appear within rpc_wait seconds it starts locally instead.
 
+variable "node_classes" {
+  type        = string
+  default     = ".*"
+  description = "Regular expression over the node's placement class (meta fleetmind_class: avx512, avx2, avx, sse42, legacy; see fleetmind.llm.node_class) a node must match to run this job; the default allows any class, so one weak box still runs it. E.g. \"^(avx512|avx2)$\"."
+}
+
 variable "datacenters" {
   type        = list(string)
   default     = ["*"]
@@ -122,6 +128,13 @@ job "llama-expert" {
   datacenters = var.datacenters
   type        = "service"
 
+  # Place by node class (the provisioning run writes meta.fleetmind_class; the embedded node classifies itself).
+  constraint {
+    attribute = "${meta.fleetmind_class}"
+    operator  = "regexp"
+    value     = var.node_classes
+  }
+
   group "expert" {
     count = 1
 
@@ -157,6 +170,8 @@ job "llama-expert" {
         model           = basename(var.model)
         system_prompt   = var.system_prompt
         fleetmind_proof = var.service_proof
+        # the node's placement class, shown in the agent's expert directory
+        node_class = "${meta.fleetmind_class}"
       }
 
       check {

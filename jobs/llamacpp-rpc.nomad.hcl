@@ -8,6 +8,12 @@
 # (Consul "warning") while an expert is connected, so busy workers drop out of discovery without being restarted.
 # The ggml RPC protocol has no authentication: bind it to a private network only.
 
+variable "node_classes" {
+  type        = string
+  default     = ".*"
+  description = "Regular expression over the node's placement class (meta fleetmind_class: avx512, avx2, avx, sse42, legacy; see fleetmind.llm.node_class) a node must match to run this job; the default allows any class, so one weak box still runs it. E.g. \"^(avx512|avx2)$\"."
+}
+
 variable "datacenters" {
   type        = list(string)
   default     = ["*"]
@@ -59,6 +65,13 @@ variable "memory" {
 job "llamacpp-rpc" {
   datacenters = var.datacenters
   type        = "service"
+
+  # Place by node class (the provisioning run writes meta.fleetmind_class; the embedded node classifies itself).
+  constraint {
+    attribute = "${meta.fleetmind_class}"
+    operator  = "regexp"
+    value     = var.node_classes
+  }
 
   group "worker" {
     count = var.workers

@@ -145,12 +145,12 @@ def nomad_openapi() -> OpenAPIContract:
 class RunningCluster:
     """An EmbeddedCluster on free ports in a background event loop, plus a ClusterClient for it."""
 
-    def __init__(self, logs_dir: Path) -> None:
+    def __init__(self, logs_dir: Path, *, node_meta: dict[str, str] | None = None) -> None:
         self.logs_dir = logs_dir
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="embedded-cluster", daemon=True)
         self.thread.start()
-        self.cluster = EmbeddedCluster(logs_dir=logs_dir, nomad_port=0, consul_port=0)
+        self.cluster = EmbeddedCluster(logs_dir=logs_dir, nomad_port=0, consul_port=0, node_meta=node_meta)
         self.call(self.cluster.start())
         self.client = ClusterClient(
             consul_addr=self.cluster.consul_addr, nomad_addr=self.cluster.nomad_addr, token=self.cluster.token

@@ -74,6 +74,7 @@ def test_llama_expert_contract() -> None:
         "model": "SmolLM2.gguf",
         "system_prompt": "You are a helpful assistant.",
         "fleetmind_proof": "abc123",
+        "node_class": "${meta.fleetmind_class}",  # filled in by the scheduler from the node's meta
     }
     assert service["PortLabel"] == "http"
     check = service["Checks"][0]

@@ -269,6 +269,28 @@ class ClusterClient:
             )
         )
 
+    def node(self, node_id: str) -> dict[str, Any]:
+        """One node in full (``Node``: Meta with the placement class, Attributes, SchedulingEligibility ...)."""
+        return dict(self._nomad_call(f"node {node_id}", lambda: self._nomad.node.get_node(node_id)))
+
+    def set_node_eligibility(self, node_id: str, *, eligible: bool) -> dict[str, Any]:
+        """Let the scheduler place new work on a node, or not (``NodeEligibilityUpdateResponse``)."""
+        return dict(
+            self._nomad_call(
+                f"set eligibility of node {node_id}",
+                lambda: self._nomad.node.eligible_node(node_id, eligible=eligible),
+            )
+        )
+
+    # -- evaluations (Nomad API): why a job was or was not placed ----------------------------------------
+    def evaluation(self, eval_id: str) -> dict[str, Any]:
+        """One evaluation (``Evaluation``: Status, StatusDescription, FailedTGAllocs with ConstraintFiltered)."""
+        return dict(self._nomad_call(f"evaluation {eval_id}", lambda: self._nomad.evaluation.get_evaluation(eval_id)))
+
+    def job_evaluations(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's evaluations, newest first."""
+        return list(self._nomad_call(f"evaluations of job {job_id}", lambda: self._nomad.job.get_evaluations(job_id)))
+
     # -- KV and service registration (Consul API) ---------------------------------------------------------
     def _consul_call(self, what: str, call: Callable[[], Any]) -> Any:
         try:

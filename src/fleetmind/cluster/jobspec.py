@@ -18,6 +18,7 @@ import hcl2
 from hcl2.utils import SerializationOptions
 
 from fleetmind.cluster import variables as hclvars
+from fleetmind.cluster.constraints import NO_VALUE, OPERATORS, check_regexp
 from fleetmind.cluster.errors import JobSpecError
 from fleetmind.cluster.hcl import Evaluator, HclEvalError
 from fleetmind.cluster.hclblocks import BlockReader, Ctx
@@ -68,6 +69,7 @@ class _JobBuilder(BlockReader):
                 "group",
                 "node_pool",
                 "all_at_once",
+                "constraint",
             },
             ctx,
         )
@@ -86,6 +88,8 @@ class _JobBuilder(BlockReader):
                 job[field] = self.get(body, key, ctx, str)
         if (meta := self.str_map(body, "meta", ctx)) is not None:
             job["Meta"] = meta
+        if constraints := self.constraints(body, ctx):
+            job["Constraints"] = constraints
         groups = self.blocks(body, "group", ctx)
         if not groups:
             raise self.error(ctx, None, "a job needs at least one group block")
@@ -96,7 +100,7 @@ class _JobBuilder(BlockReader):
         ctx: Ctx = (*parent, ("group", name))
         self.check_fields(
             body,
-            {"count", "restart", "reschedule", "network", "service", "task", "meta", "shutdown_delay"},
+            {"count", "restart", "reschedule", "network", "service", "task", "meta", "shutdown_delay", "constraint"},
             ctx,
         )
         group: dict[str, Any] = {"Name": name, "Count": self.get(body, "count", ctx, int, 1)}
@@ -112,6 +116,8 @@ class _JobBuilder(BlockReader):
             group["Meta"] = meta
         if (delay := self.duration(body, "shutdown_delay", ctx)) is not None:
             group["ShutdownDelay"] = delay
+        if constraints := self.constraints(body, ctx):
+            group["Constraints"] = constraints
         tasks = self.blocks(body, "task", ctx)
         if not tasks:
             raise self.error(ctx, None, "a group needs at least one task block")
@@ -280,6 +286,7 @@ class _JobBuilder(BlockReader):
                 "service",
                 "user",
                 "leader",
+                "constraint",
             },
             ctx,
         )
@@ -319,7 +326,34 @@ class _JobBuilder(BlockReader):
         services = [self.service(b, ctx) for _, b in self.blocks(body, "service", ctx)]
         if services:
             task["Services"] = services
+        if constraints := self.constraints(body, ctx):
+            task["Constraints"] = constraints
         return task
+
+    def constraints(self, body: dict[str, Any], parent: Ctx) -> list[dict[str, str]]:
+        """``constraint { attribute, operator, value }`` blocks as Nomad's ``Constraints`` (the operator
+        defaults to ``=``, as in Nomad; ``${meta.*}``, ``${attr.*}`` and ``${node.*}`` stay for the scheduler)."""
+        out: list[dict[str, str]] = []
+        for _, block in self.blocks(body, "constraint", parent):
+            ctx: Ctx = (*parent, ("constraint", None))
+            self.check_fields(block, {"attribute", "operator", "value"}, ctx)
+            operand = self.get(block, "operator", ctx, str, "=")
+            if operand not in OPERATORS:
+                raise self.error(
+                    ctx, "operator", f"unknown operator {operand!r} (Nomad's: {', '.join(sorted(OPERATORS))})"
+                )
+            ltarget = self.get(block, "attribute", ctx, str, "")
+            rtarget = self.get(block, "value", ctx, (str, bool), "")
+            rtarget = hclvars.coerce(rtarget, "string") if isinstance(rtarget, bool) else rtarget
+            if not ltarget and operand not in ("distinct_hosts",):
+                raise self.error(ctx, "attribute", f"is required for the {operand!r} operator")
+            if not rtarget and operand not in NO_VALUE:
+                raise self.error(ctx, "value", f"is required for the {operand!r} operator")
+            constraint = {"LTarget": ltarget, "RTarget": rtarget, "Operand": operand}
+            if "${" not in rtarget and (problem := check_regexp(constraint)):
+                raise self.error(ctx, "value", problem)
+            out.append(constraint)
+        return out
 
 
 def load_job(path: Path, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:

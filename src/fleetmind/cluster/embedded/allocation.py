@@ -14,8 +14,8 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,8 @@ class Placement:
     logs_dir: Path
     data_dir: Path
     ports: dict[str, int]
+    # the node's ``${meta.*}``, ``${attr.*}`` and ``${node.*}`` values, interpolated like Nomad's (never exported)
+    node_vars: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -100,17 +102,18 @@ class AllocRunner:
 
     def _launch_spec(self, task: dict[str, Any]) -> LaunchSpec:
         nomad_env = self._env_for(task)
+        names = {**self.placement.node_vars, **nomad_env}
         task_dir = Path(nomad_env["NOMAD_TASK_DIR"])
         task_dir.mkdir(parents=True, exist_ok=True)
         self.alloc_dir.mkdir(parents=True, exist_ok=True)
         (task_dir.parent / "secrets").mkdir(exist_ok=True)
         config = task.get("Config") or {}
         argv = [
-            interpolate(str(config["command"]), nomad_env),
-            *interpolate([str(a) for a in config.get("args", [])], nomad_env),
+            interpolate(str(config["command"]), names),
+            *interpolate([str(a) for a in config.get("args", [])], names),
         ]
         # raw_exec tasks inherit the client's environment, then Nomad's variables, then the job's env block.
-        env = {**os.environ, **nomad_env, **interpolate(dict(task.get("Env") or {}), nomad_env)}
+        env = {**os.environ, **nomad_env, **interpolate(dict(task.get("Env") or {}), names)}
         stem = f"{self.job['ID']}.{self.group['Name']}" + (f".{self.index}" if self.index else "")
         logs = self.placement.logs_dir
         sig = getattr(signal, str(task.get("KillSignal") or "SIGTERM"), signal.SIGTERM)
@@ -149,7 +152,7 @@ class AllocRunner:
             entries += [(s, task["Name"], [task["Name"]]) for s in task.get("Services") or []]
         for service, task_name, tasks in entries:
             env = self._env_for(next(t for t in self.group["Tasks"] if t["Name"] == tasks[0]))
-            service = interpolate(service, env)
+            service = interpolate(service, {**self.placement.node_vars, **env})
             label = service.get("PortLabel") or ""
             port = self._port(label)
             owner = f"group-{self.group['Name']}" if task_name is None else task_name

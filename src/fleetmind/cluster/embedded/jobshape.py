@@ -2,7 +2,8 @@
 
 Every field the orchestrator, allocations and task runners read is typed here, so a malformed body (a string
 where a list belongs, a huge ``Count``, a check without an interval, an ID that is a path) is a 400 with the
-field's name before anything is stored or started, never a crash later. Fields fleetmind does not read pass
+field's name before anything is stored or started, never a crash later (constraints included: their operators are
+checked by the orchestrator). Fields fleetmind does not read pass
 through untouched (``extra="allow"``). :func:`check_job` validates and fills the defaults Nomad's API fills
 (a restart policy per group).
 """
@@ -61,6 +62,12 @@ class ServiceSpec(_Shape):
     CheckRestart: CheckRestartSpec | None = None
 
 
+class ConstraintSpec(_Shape):
+    LTarget: Annotated[StrictStr, Field(max_length=1024)] | None = None
+    RTarget: Annotated[StrictStr, Field(max_length=1024)] | None = None
+    Operand: Annotated[StrictStr, Field(max_length=32)] | None = None
+
+
 class TaskConfigSpec(_Shape):
     command: StrictStr
     args: list[StrictStr] | None = None
@@ -81,6 +88,7 @@ class TaskSpec(_Shape):
     KillSignal: StrictStr | None = None
     Resources: ResourcesSpec | None = None
     Services: list[ServiceSpec] | None = None
+    Constraints: list[ConstraintSpec] | None = None
 
 
 class RestartPolicySpec(_Shape):
@@ -97,6 +105,7 @@ class TaskGroupSpec(_Shape):
     Networks: list[NetworkSpec] | None = None
     Services: list[ServiceSpec] | None = None
     RestartPolicy: RestartPolicySpec | None = None
+    Constraints: list[ConstraintSpec] | None = None
 
 
 class JobSpec(_Shape):
@@ -107,6 +116,7 @@ class JobSpec(_Shape):
     Datacenters: list[StrictStr] | None = None
     Priority: StrictInt | None = None
     Meta: dict[str, StrictStr] | None = None
+    Constraints: list[ConstraintSpec] | None = None
     TaskGroups: Annotated[list[TaskGroupSpec], Field(min_length=1)]
 
 

@@ -1,8 +1,11 @@
 """Nomad HTTP API subset served by the embedded orchestrator (the routes python-nomad calls for fleetmind).
 
 Jobs: ``GET/PUT/POST /v1/jobs``, ``GET/POST/PUT/DELETE /v1/job/:id``, ``GET /v1/job/:id/allocations``, ``GET
-/v1/job/:id/summary``; allocations: ``GET /v1/allocations``, ``GET /v1/allocation/:id``; plus
-``/v1/status/leader``, ``/v1/status/peers``, ``/v1/regions`` and ``/v1/nodes``. Shapes follow HashiCorp's
+/v1/job/:id/summary``, ``GET /v1/job/:id/evaluations``; allocations: ``GET /v1/allocations``, ``GET
+/v1/allocation/:id``; evaluations: ``GET /v1/evaluations``, ``GET /v1/evaluation/:id``; the node: ``GET /v1/nodes``,
+``GET /v1/node/:id``, ``GET /v1/node/:id/allocations``, ``POST /v1/node/:id/drain`` and ``POST
+/v1/node/:id/eligibility`` (stop placing on it, as the power agent does before a sleep); plus
+``/v1/status/leader``, ``/v1/status/peers`` and ``/v1/regions``. Shapes follow HashiCorp's
 OpenAPI description (tests/cluster/contracts/nomad-openapi-v1.yaml); errors are plain text with Nomad's status
 codes. Like Nomad with ACLs on, every route but the leader status wants the cluster token (``X-Nomad-Token``);
 bodies must be JSON, and a job is checked against :mod:`.jobshape` before it is stored (400, never a crash).
@@ -11,7 +14,6 @@ bodies must be JSON, and a job is checked against :mod:`.jobshape` before it is 
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -36,6 +38,62 @@ JOB_BODY = {
         },
     }
 }
+
+
+DRAIN_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "NodeID": {"type": "string"},
+                        "DrainSpec": {
+                            "type": "object",
+                            "nullable": True,
+                            "properties": {
+                                "Deadline": {"type": "integer"},
+                                "IgnoreSystemJobs": {"type": "boolean"},
+                            },
+                        },
+                        "MarkEligible": {"type": "boolean"},
+                        "Meta": {"type": "object", "additionalProperties": {"type": "string"}},
+                    },
+                }
+            }
+        },
+    }
+}
+ELIGIBILITY_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"NodeID": {"type": "string"}, "Eligibility": {"type": "string"}},
+                    "required": ["Eligibility"],
+                }
+            }
+        },
+    }
+}
+
+
+async def _object_body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"null")
+    except (ValueError, RecursionError) as exc:
+        raise JobInvalid(f"Failed to decode request body: {exc}") from None
+    if not isinstance(body, dict):
+        raise JobInvalid("the request body must be a JSON object")
+    return body
+
+
+def _node_id_matches(body: dict[str, Any], node_id: str) -> None:
+    if body.get("NodeID") not in (None, "", node_id):
+        raise JobInvalid("NodeID in the body does not match the path")
 
 
 def _json(body: Any, index: int) -> JSONResponse:
@@ -160,29 +218,63 @@ def create_nomad_app(orchestrator: Orchestrator, *, token: str, advertise: str =
 
     @app.get("/v1/nodes")
     async def nodes() -> Response:
-        node = {
-            "ID": orchestrator.node_id,
-            "Name": orchestrator.node_name,
-            "Address": orchestrator.address,
-            "Datacenter": orchestrator.datacenter,
-            "NodeClass": "",
-            "NodePool": "default",
-            "Drain": False,
-            "SchedulingEligibility": "eligible",
-            "Status": "ready",
-            "StatusDescription": "",
-            "Version": "embedded",
-            "CreateIndex": 1,
-            "ModifyIndex": 1,
-            "Drivers": {
-                "raw_exec": {
-                    "Detected": True,
-                    "Healthy": True,
-                    "HealthDescription": "Healthy",
-                    "UpdateTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                }
-            },
-        }
-        return _json([node], clock.index)
+        return _json([orchestrator.node.stub()], clock.index)
+
+    @app.get("/v1/node/{node_id}")
+    async def node(node_id: str, request: Request) -> Response:
+        index = await block(request, clock)
+        return _json(orchestrator.node_info(node_id), index)
+
+    @app.get("/v1/node/{node_id}/allocations")
+    async def node_allocations(node_id: str, request: Request) -> Response:
+        index = await block(request, clock)
+        return _json(orchestrator.node_allocations(node_id), index)
+
+    @app.put("/v1/node/{node_id}/drain", openapi_extra=DRAIN_BODY)
+    @app.post("/v1/node/{node_id}/drain", openapi_extra=DRAIN_BODY)
+    async def drain(node_id: str, request: Request) -> Response:
+        body = await _object_body(request)
+        _node_id_matches(body, node_id)
+        spec, mark, meta = body.get("DrainSpec"), body.get("MarkEligible", False), body.get("Meta")
+        if spec is not None and (
+            not isinstance(spec, dict)
+            or not isinstance(spec.get("Deadline", 0), int)
+            or not isinstance(spec.get("IgnoreSystemJobs", False), bool)
+        ):
+            raise JobInvalid("DrainSpec must be an object with an integer Deadline and a boolean IgnoreSystemJobs")
+        if not isinstance(mark, bool):
+            raise JobInvalid("MarkEligible must be a boolean")
+        if meta is not None and (
+            not isinstance(meta, dict) or not all(isinstance(v, str) and len(v) < 1024 for v in meta.values())
+        ):
+            raise JobInvalid("Meta must map names to strings")
+        result = orchestrator.drain(node_id, spec, mark_eligible=mark, meta=meta)
+        return _json(result, result["Index"])
+
+    @app.put("/v1/node/{node_id}/eligibility", openapi_extra=ELIGIBILITY_BODY)
+    @app.post("/v1/node/{node_id}/eligibility", openapi_extra=ELIGIBILITY_BODY)
+    async def eligibility(node_id: str, request: Request) -> Response:
+        body = await _object_body(request)
+        _node_id_matches(body, node_id)
+        value = body.get("Eligibility")
+        if not isinstance(value, str):
+            raise JobInvalid('Eligibility must be "eligible" or "ineligible"')
+        result = orchestrator.set_eligibility(node_id, value)
+        return _json(result, result["Index"])
+
+    @app.get("/v1/evaluations")
+    async def evaluations(request: Request) -> Response:
+        index = await block(request, clock)
+        return _json(orchestrator.evaluation_list(request.query_params.get("prefix", "")), index)
+
+    @app.get("/v1/evaluation/{eval_id}")
+    async def evaluation(eval_id: str, request: Request) -> Response:
+        index = await block(request, clock)
+        return _json(orchestrator.evaluation(eval_id), index)
+
+    @app.get("/v1/job/{job_id}/evaluations")
+    async def job_evaluations(job_id: str, request: Request) -> Response:
+        index = await block(request, clock)
+        return _json(orchestrator.job_evaluations(job_id), index)
 
     return app

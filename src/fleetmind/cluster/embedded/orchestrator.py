@@ -2,9 +2,13 @@
 
 Registering a job records it and runs an evaluation in the background (as Nomad does): allocations of an
 older version are stopped, missing ones are placed with their ports (static ones reserved, dynamic ones
-picked free), and each runs as an :class:`AllocRunner`. Deregistering stops every allocation; ``purge`` also
-forgets the job. Reads return Nomad's API shapes (``Job``, ``JobListStub``, ``AllocationListStub``,
-``Allocation``).
+picked free), and each runs as an :class:`AllocRunner`. A group is placed only while the node is eligible and
+every constraint of the job, the group and its tasks holds on the node (:mod:`fleetmind.cluster.constraints`
+against :class:`.node.EmbeddedNode`); otherwise it stays queued and the evaluation (``FailedTGAllocs``,
+``StatusDescription``) and the job's ``StatusDescription`` say why, e.g. ``constraint not met:
+${meta.fleetmind_class} regexp ^avx512$ ...``. Making the node eligible again re-evaluates every job.
+Deregistering stops every allocation; ``purge`` also forgets the job. Reads return Nomad's API shapes (``Job``,
+``JobListStub``, ``AllocationListStub``, ``Allocation``, ``Evaluation``, ``Node``).
 """
 
 from __future__ import annotations
@@ -14,12 +18,16 @@ import logging
 import socket
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fleetmind.cluster.constraints import EVALUATED, check_regexp, describe
 from fleetmind.cluster.embedded.allocation import DRIVERS, AllocRunner, Placement
+from fleetmind.cluster.embedded.evals import Evaluations
 from fleetmind.cluster.embedded.index import IndexClock
+from fleetmind.cluster.embedded.node import ELIGIBLE, INELIGIBLE, EmbeddedNode
 from fleetmind.cluster.embedded.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -44,6 +52,7 @@ class JobRecord:
     stop: bool = False
     allocs: list[str] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)  # every version, oldest first (for revert)
+    blocked: dict[str, str] = field(default_factory=dict)  # group -> why it could not be placed
 
 
 def _free_port(address: str, taken: set[int]) -> int:
@@ -58,7 +67,15 @@ def _free_port(address: str, taken: set[int]) -> int:
 
 def _spec(job: dict[str, Any]) -> dict[str, Any]:
     """The parts of a job that, when changed, call for new allocations."""
-    return {k: v for k, v in job.items() if k in ("TaskGroups", "Type", "Meta")}
+    return {k: v for k, v in job.items() if k in ("TaskGroups", "Type", "Meta", "Constraints")}
+
+
+def _constraints(job: Mapping[str, Any], group: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every constraint that applies to a group: the job's, the group's and its tasks' (as Nomad combines them)."""
+    found = [*(job.get("Constraints") or []), *(group.get("Constraints") or [])]
+    for task in group.get("Tasks") or []:
+        found += task.get("Constraints") or []
+    return [c for c in found if isinstance(c, dict)]
 
 
 class Orchestrator:
@@ -73,7 +90,9 @@ class Orchestrator:
         address: str = "127.0.0.1",
         datacenter: str = "dc1",
         region: str = "global",
+        node_meta: Mapping[str, str] | None = None,
     ) -> None:
+        """``node_meta`` overrides entries of the node's meta (by default this machine's placement facts)."""
         self.logs_dir = Path(logs_dir)
         self.data_dir = Path(data_dir) if data_dir else self.logs_dir / "allocs"
         self.registry = registry
@@ -83,6 +102,15 @@ class Orchestrator:
         self.node_name = registry.node_name
         self.node_id = registry.node_id
         self.address, self.datacenter, self.region = address, datacenter, region
+        self.node = EmbeddedNode.this_machine(
+            node_id=self.node_id,
+            name=self.node_name,
+            address=address,
+            datacenter=datacenter,
+            region=region,
+            meta=node_meta,
+        )
+        self.evals = Evaluations()
         self._lock = asyncio.Lock()
         self._evals: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -109,6 +137,15 @@ class Orchestrator:
                     )
                 if not isinstance((task.get("Config") or {}).get("command"), str):
                     raise JobInvalid(f"task {task.get('Name')!r}: config.command is required")
+            for constraint in _constraints(job, group):
+                operand = str(constraint.get("Operand") or "=")
+                if operand not in EVALUATED:
+                    raise JobInvalid(
+                        f"constraint {describe(constraint)}: operator {operand!r} is not supported by the embedded "
+                        f"orchestrator (one node; use {', '.join(sorted(EVALUATED))})"
+                    )
+                if problem := check_regexp(constraint):
+                    raise JobInvalid(problem)
         job = dict(job)
         job.setdefault("Name", job["ID"])
         job.setdefault("Type", "service")
@@ -161,7 +198,7 @@ class Orchestrator:
             raise NotFound(f"alloc not found: {alloc_id}")
         index = self.clock.bump()
         job_id = alloc.job["ID"]
-        eval_id = str(uuid.uuid4())
+        eval_id = self._new_eval(job_id, index, "alloc-stop")
 
         async def stop_then_replace() -> None:
             await alloc.stop("alloc was stopped through the API")
@@ -183,8 +220,18 @@ class Orchestrator:
             del self.jobs[job_id]
         return self._evaluate(job_id, index)
 
-    def _evaluate(self, job_id: str, index: int) -> dict[str, Any]:
-        eval_id = str(uuid.uuid4())
+    def _new_eval(self, job_id: str, index: int, triggered_by: str) -> str:
+        record = self.jobs.get(job_id)
+        job = record.job if record else {}
+        return self.evals.open(job, job_id, index, record.job_modify_index if record else index, triggered_by)
+
+    def _finish_eval(
+        self, eval_id: str, failed: Mapping[str, tuple[dict[str, Any], str]], queued: dict[str, int]
+    ) -> None:
+        self.evals.finish(eval_id, self.clock.bump(), failed, queued)
+
+    def _evaluate(self, job_id: str, index: int, triggered_by: str = "job-register") -> dict[str, Any]:
+        eval_id = self._new_eval(job_id, index, triggered_by)
         task = asyncio.get_running_loop().create_task(self._reconcile(job_id, eval_id), name=f"eval {eval_id}")
         self._evals.add(task)
         task.add_done_callback(self._evals.discard)
@@ -209,15 +256,32 @@ class Orchestrator:
                     for alloc in [a for a in self.allocs.values() if a.job["ID"] == job_id]:
                         del self.allocs[alloc.id]
                     self.clock.bump()
+                else:
+                    record.blocked = {}
+                self._finish_eval(eval_id, {}, {})
                 return
             current = [a for a in live if a.job.get("Version") == record.version and not a.terminal]
             outdated = [a for a in live if a not in current]
             await asyncio.gather(*(a.stop("alloc is being updated due to job update") for a in outdated))
+            failed: dict[str, tuple[dict[str, Any], str]] = {}
+            queued: dict[str, int] = {}
+            record.blocked = {}
             for group in record.job["TaskGroups"]:
                 have = {a.index for a in current if a.group["Name"] == group["Name"]}
-                for index in range(int(group.get("Count", 1))):
-                    if index not in have:
-                        self._place(record, group, index, eval_id)
+                missing = [i for i in range(int(group.get("Count", 1))) if i not in have]
+                queued[group["Name"]] = 0
+                if not missing:
+                    continue
+                refusal = self.node.refusal(_constraints(record.job, group), len(missing))
+                if refusal is not None:
+                    failed[group["Name"]] = refusal
+                    queued[group["Name"]] = len(missing)
+                    record.blocked[group["Name"]] = refusal[1]
+                    log.warning("not placing %s.%s: %s", job_id, group["Name"], refusal[1])
+                    continue
+                for index in missing:
+                    self._place(record, group, index, eval_id)
+            self._finish_eval(eval_id, failed, queued)
 
     def _check_static_ports(self, job: dict[str, Any]) -> None:
         taken = {
@@ -253,6 +317,7 @@ class Orchestrator:
             self.logs_dir,
             self.data_dir,
             ports,
+            self.node.variables,
         )
         alloc = AllocRunner(
             alloc_id=str(uuid.uuid4()),
@@ -299,7 +364,7 @@ class Orchestrator:
         return {
             **record.job,
             "Status": self._status(record),
-            "StatusDescription": "",
+            "StatusDescription": "; ".join(f"group {g}: {why}" for g, why in record.blocked.items()),
             "Stop": record.stop,
             "Version": record.version,
             "CreateIndex": record.create_index,
@@ -332,6 +397,13 @@ class Orchestrator:
         for alloc in self._job_allocs(job_id):
             if alloc.group["Name"] in summary:
                 summary[alloc.group["Name"]][keys[alloc.client_status]] += 1
+        for group in record.blocked:
+            if group in summary:
+                summary[group]["Queued"] = (
+                    int(next((g.get("Count", 1) for g in record.job["TaskGroups"] if g["Name"] == group), 1))
+                    - summary[group]["Running"]
+                    - summary[group]["Starting"]
+                )
         return {
             "JobID": job_id,
             "Namespace": record.job["Namespace"],
@@ -360,7 +432,7 @@ class Orchestrator:
                     "ParentID": "",
                     "Stop": record.stop,
                     "Status": self._status(record),
-                    "StatusDescription": "",
+                    "StatusDescription": "; ".join(f"group {g}: {why}" for g, why in record.blocked.items()),
                     "JobSummary": self.job_summary(job_id),
                     "CreateIndex": record.create_index,
                     "ModifyIndex": record.modify_index,
@@ -383,3 +455,89 @@ class Orchestrator:
         if alloc is None:
             raise NotFound(f"alloc not found: {alloc_id}")
         return alloc.to_api()
+
+    def evaluation(self, eval_id: str) -> dict[str, Any]:
+        evaluation = self.evals.get(eval_id)
+        if evaluation is None:
+            raise NotFound(f"eval not found: {eval_id}")
+        return evaluation
+
+    def evaluation_list(self, prefix: str = "") -> list[dict[str, Any]]:
+        return self.evals.listing(prefix)
+
+    def job_evaluations(self, job_id: str) -> list[dict[str, Any]]:
+        self._record(job_id)
+        return self.evals.listing(job_id=job_id)
+
+    # -- the node: eligibility and drain ------------------------------------------------------------------
+    def _node(self, node_id: str) -> EmbeddedNode:
+        if node_id != self.node.node_id and node_id != self.node.name:
+            raise NotFound(f"node not found: {node_id}")
+        return self.node
+
+    def node_info(self, node_id: str) -> dict[str, Any]:
+        return self._node(node_id).to_api()
+
+    def node_allocations(self, node_id: str) -> list[dict[str, Any]]:
+        """Every allocation on the node, in full (``Allocation``), newest first."""
+        self._node(node_id)
+        return [a.to_api() for a in sorted(self.allocs.values(), key=lambda a: -a.create_index)]
+
+    def _node_changed(self, eligible_before: bool) -> dict[str, Any]:
+        index = self.clock.bump()
+        self.node.modify_index = index
+        eval_ids: list[str] = []
+        if self.node.eligible and not eligible_before:
+            # Nomad re-runs the blocked evaluations when a node can take work again
+            for job_id, record in list(self.jobs.items()):
+                if not record.stop:
+                    eval_ids.append(self._evaluate(job_id, index, "node-update")["EvalID"])
+        return {
+            "EvalIDs": eval_ids,
+            "EvalCreateIndex": index if eval_ids else 0,
+            "NodeModifyIndex": index,
+            "LastIndex": index,
+            "Index": index,
+            "RequestTime": time.time_ns(),
+        }
+
+    def set_eligibility(self, node_id: str, eligibility: str) -> dict[str, Any]:
+        """Mark the node eligible or ineligible for new placements (Nomad's ``/v1/node/:id/eligibility``)."""
+        node = self._node(node_id)
+        if eligibility not in (ELIGIBLE, INELIGIBLE):
+            raise JobInvalid(f'invalid scheduling eligibility {eligibility!r} ("eligible" or "ineligible")')
+        if node.drain_strategy is not None and eligibility == ELIGIBLE:
+            raise JobInvalid("can not set node's scheduling eligibility to eligible while it is draining")
+        before = node.eligible
+        node.eligibility = eligibility
+        log.info("node %s is now %s", node.name, eligibility)
+        return self._node_changed(before)
+
+    def drain(
+        self,
+        node_id: str,
+        spec: Mapping[str, Any] | None,
+        *,
+        mark_eligible: bool = False,
+        meta: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Start (``spec``) or cancel (None) a drain (Nomad's ``/v1/node/:id/drain``).
+
+        Draining makes the node ineligible. There is no other node to move allocations to, and this node is
+        the control node, so they keep running and the drain completes at once; cancelling with
+        ``mark_eligible`` makes the node eligible again (and re-evaluates every job)."""
+        node = self._node(node_id)
+        before = node.eligible
+        if spec is not None:
+            node.eligibility = INELIGIBLE
+            node.drain_strategy = None  # completed at once: nothing can move
+            node.last_drain = node.drain_metadata("complete", meta)
+            log.info("node %s drained: no new placements (its allocations keep running)", node.name)
+        else:
+            if node.last_drain is not None and node.last_drain.get("Status") == "draining":
+                node.last_drain = node.drain_metadata("canceled", meta)
+            node.drain_strategy = None
+            if mark_eligible:
+                node.eligibility = ELIGIBLE
+            log.info("node %s drain cancelled; now %s", node.name, node.eligibility)
+        return self._node_changed(before)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import uvicorn
@@ -64,9 +64,11 @@ class EmbeddedCluster:
         nomad_port: int = default("nomad_port"),
         consul_port: int = default("consul_port"),
         token: str | None = None,
+        node_meta: Mapping[str, str] | None = None,
     ) -> None:
         """``token`` is the one both APIs answer to (``fleetmind up`` keeps it in the state dir); without it a
-        fresh one is made for this run (read it from :attr:`token`)."""
+        fresh one is made for this run (read it from :attr:`token`). ``node_meta`` overrides entries of the node's
+        meta, which by default holds this machine's placement class (:mod:`.node`)."""
         self.logs_dir = Path(logs_dir)
         self.token = token or new_token()
         self.host = host
@@ -74,7 +76,9 @@ class EmbeddedCluster:
         # Services are advertised on an address peers can dial, never the wildcard.
         self.advertise = "127.0.0.1" if host in _ANY else host
         self.registry = Registry(node_address=self.advertise)
-        self.orchestrator = Orchestrator(logs_dir=self.logs_dir, registry=self.registry, address=self.advertise)
+        self.orchestrator = Orchestrator(
+            logs_dir=self.logs_dir, registry=self.registry, address=self.advertise, node_meta=node_meta
+        )
         self._servers: list[tuple[_Server, asyncio.Task[None]]] = []
 
     @property
