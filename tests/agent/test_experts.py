@@ -67,7 +67,7 @@ class FakeRegistry:
 @pytest.mark.asyncio
 async def test_registry_discovery_is_cached_and_tracks_health() -> None:
     now = [100.0]
-    proof = {PROOF_META: service_proof("s3cret", "expert-general", 8090)}
+    proof = {PROOF_META: service_proof("s3cret", "expert-general", 8090), "node_class": "avx2"}
     general = ServiceInstance("expert-general", "g1", "10.0.0.5", 8090, tags=("expert", "expert:general"), meta=proof)
     other = ServiceInstance("gateway", "gw", "10.0.0.6", 8080, tags=("http",))
     # registered under a known name without the proof (a local process's fake): never listed, never called
@@ -81,7 +81,7 @@ async def test_registry_discovery_is_cached_and_tracks_health() -> None:
     )
 
     experts = await directory.experts()
-    assert experts == [Expert("general", "http://10.0.0.5:8090", "registry")]
+    assert experts == [Expert("general", "http://10.0.0.5:8090", "registry", node_class="avx2")]
     await directory.experts()
     assert registry.calls == 1  # answered from the cache
     now[0] += 2.5
@@ -90,6 +90,7 @@ async def test_registry_discovery_is_cached_and_tracks_health() -> None:
     assert registry.calls == 2
     (health, healthy), *_ = directory.snapshot()
     assert health.name == "general" and not health.listed and not healthy
+    assert health.node_class == "avx2"  # the status page shows where each expert runs
 
     # A registry outage keeps what was known and says so.
     registry.instances = [general]

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 
 import httpx
 
 from conftest import JOBS_DIR, RunningCluster, group_alive, wait_for
+from fleetmind.agent.experts import ExpertDirectory
 from fleetmind.cluster.jobspec import load_job
 from fleetmind.llm import binaries
-from fleetmind.security.service import PROOF_META, bearer, proof, proven
+from fleetmind.security.service import PROOF_META, SecretSource, bearer, proof, proven
 
 SECRET = "test-service-secret"
 
@@ -47,7 +49,12 @@ def test_llama_expert_job_serves_and_registers(running_cluster: RunningCluster, 
         "expert": "tiny",
         "model": "tiny.gguf",
         "system_prompt": "You are a helpful assistant.",
+        # the node's class, interpolated from its meta (this machine's, classified by the embedded node)
+        "node_class": rc.client.node(rc.client.nodes()[0]["ID"])["Meta"]["fleetmind_class"],
     }
+    # the agent's expert directory carries it to Mission Control's status
+    directory = ExpertDirectory(cluster=rc.client, secret=SecretSource(SECRET))
+    assert [(e.name, e.node_class) for e in asyncio.run(directory.experts())] == [("tiny", meta["node_class"])]
     assert proven(SECRET, found[0]) and not proven("another-secret", found[0])
     assert httpx.get(f"{found[0].url}/v1/models", timeout=10).status_code == 401  # the expert wants the secret
     models = httpx.get(f"{found[0].url}/v1/models", headers=bearer(SECRET), timeout=10).json()

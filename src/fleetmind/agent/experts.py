@@ -41,6 +41,7 @@ class ExpertHealth:
     name: str
     url: str
     source: Source
+    node_class: str | None = None
     listed: bool = True
     last_ok: float | None = None
     last_failure: float | None = None
@@ -73,6 +74,14 @@ def parse_experts(spec: str) -> dict[str, str]:
 def expert_name(instance: ServiceInstance) -> str:
     """The expert's name from its ``expert:<name>`` tag, else from its ``expert-<name>`` service name."""
     return contract_expert_name(instance.name, instance.tags)
+
+
+def _node_class(value: str | None) -> str | None:
+    """The node class an expert registered (its job's ``node_class = "${meta.fleetmind_class}"``); None when
+    absent or left uninterpolated (a node without the meta)."""
+    if not value or "${" in value:
+        return None
+    return value[:32]
 
 
 class ExpertDirectory:
@@ -113,6 +122,8 @@ class ExpertDirectory:
         key = (expert.name, expert.url)
         if key not in self._health:
             self._health[key] = ExpertHealth(name=expert.name, url=expert.url, source=expert.source)
+        if expert.node_class is not None:
+            self._health[key].node_class = expert.node_class
         return self._health[key]
 
     async def experts(self) -> list[Expert]:
@@ -152,6 +163,7 @@ class ExpertDirectory:
                 "registry",
                 i.meta.get("system_prompt") or None,
                 i.meta.get("description") or None,
+                _node_class(i.meta.get("node_class")),
             )
             for i in instances
         ]

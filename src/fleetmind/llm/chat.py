@@ -65,6 +65,8 @@ class Expert:
     system_prompt: str | None = None
     # What the expert is good at (registry meta ``description``), for routing by meaning.
     description: str | None = None
+    # The placement class of the node it runs on (registry meta ``node_class``: avx512, avx2, avx, sse42, legacy).
+    node_class: str | None = None
 
 
 @dataclass(frozen=True)

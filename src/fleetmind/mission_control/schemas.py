@@ -11,6 +11,7 @@ class ExpertStatus(BaseModel):
     name: str
     url: str
     source: Literal["env", "registry"]
+    node_class: str | None = None  # the placement class of the expert's node (registry meta), when known
     healthy: bool
     listed: bool
     served: int

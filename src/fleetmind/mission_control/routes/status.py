@@ -26,6 +26,7 @@ async def status(request: Request, runtime: RuntimeDep, _auth: OperatorDep) -> S
             name=h.name,
             url=h.url,
             source=h.source,
+            node_class=h.node_class,
             healthy=healthy,
             listed=h.listed,
             served=h.served,
