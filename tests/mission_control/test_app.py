@@ -86,7 +86,7 @@ async def test_bad_bodies_are_400_or_422(in_process: InProcess) -> None:
     assert no_messages.json()["error"]["param"] == "messages"
     bad_role = {"messages": [{"role": "wizard", "content": "x"}]}
     resp = await in_process.chat(bad_role)
-    assert resp.status_code == 422 and resp.json()["error"]["param"] == "messages.0.role"
+    assert resp.status_code == 422 and resp.json()["error"]["param"] == "messages[0].role"
 
 
 async def test_status_reports_experts_and_requests(in_process: InProcess) -> None:
@@ -98,9 +98,9 @@ async def test_status_reports_experts_and_requests(in_process: InProcess) -> Non
     (expert,) = status["experts"]
     assert expert["name"] == "general" and expert["healthy"] is True and expert["served"] == 1
     assert status["requests"]["served"] == 1 and status["requests"]["failed"] == 1
-    assert status["requests"]["errors"] == {"no_expert": 1}
+    assert status["requests"]["errors"] == {"model_not_found": 1}
     assert status["requests"]["by_expert"] == {"general": 1}
-    assert [r["outcome"] for r in status["recent"]] == ["no_expert", "done"]
+    assert [r["outcome"] for r in status["recent"]] == ["model_not_found", "done"]
     assert status["recent"][1] | {"at": 0} == {
         "id": "req-s1",
         "outcome": "done",

@@ -88,7 +88,7 @@ async def test_body_limits_and_junk(api: Api) -> None:
         content=b"{not json",
         headers={**api.token_headers, "content-type": "application/json"},
     )
-    assert r.status_code == 422 and "JSON" in r.json()["error"]["message"]
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"  # one mapping for every app
     assert_nothing_left(api)
 
 

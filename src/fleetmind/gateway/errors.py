@@ -2,8 +2,9 @@
 
 OpenAI clients parse ``{"error": {"message", "type", "param", "code"}}`` to build their exceptions, so every
 path out of the app -- our own errors, FastAPI's validation errors, Starlette's 404/405 and any crash -- goes
-through :func:`install_error_handlers` and leaves in that shape. Validation errors become 400 as OpenAI
-answers them, with ``param`` naming the offending field the way OpenAI spells it (``messages[0].content``).
+through :func:`install_error_handlers` (the HTTP kit's :func:`~fleetmind.http.envelope.install_errors`) and leaves in
+that shape. Validation errors become 400 as OpenAI answers them, with ``param`` naming the offending field the way
+OpenAI spells it (``messages[0].content``): the kit's one mapping (:func:`fleetmind.http.bodies.invalid_body`).
 """
 
 from __future__ import annotations
@@ -12,23 +13,16 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fleetmind.http.envelope import (
-    INVALID_REQUEST,
-    SERVER_ERROR,
-    error_body,
-    http_exception_handler,
-    unhandled_handler,
-)
+from fleetmind.http.bodies import invalid_body
+from fleetmind.http.envelope import INVALID_REQUEST, SERVER_ERROR, ServiceError, error_body, install_errors
 
 log = logging.getLogger(__name__)
 
 
-class GatewayError(Exception):
+class GatewayError(ServiceError):
     """Base class: an error with the HTTP status and envelope fields it is answered with."""
 
     status_code = 500
@@ -36,20 +30,7 @@ class GatewayError(Exception):
     code: str | None = "internal_error"
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        if code is not None:
-            self.code = code
-
-    def envelope(self) -> dict[str, Any]:
-        return error_body(self.message, type_=self.type, param=self.param, code=self.code)
-
-    def headers(self) -> dict[str, str] | None:
-        return {"WWW-Authenticate": "Bearer"} if self.status_code == 401 else None
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.envelope(), status_code=self.status_code, headers=self.headers())
+        super().__init__(message, param=param, code=code)
 
 
 class AuthenticationError(GatewayError):
@@ -95,6 +76,7 @@ class RateLimitedError(GatewayError):
         self.type = limit
         self.retry_after_s = retry_after_s
 
+    @property
     def headers(self) -> dict[str, str] | None:
         return {"Retry-After": str(self.retry_after_s)}
 
@@ -144,57 +126,10 @@ def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-def openai_param(loc: Sequence[int | str]) -> str | None:
-    """``("body", "messages", 0, "content")`` -> ``"messages[0].content"``; ``None`` for the body itself."""
-    parts = list(loc[1:] if loc and loc[0] == "body" else loc)
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or None
-
-
-def _validation_error(exc: RequestValidationError) -> GatewayError:
-    errors = exc.errors()
-    first = errors[0] if errors else {}
-    if first.get("type") == "json_invalid":
-        detail = (first.get("ctx") or {}).get("error", "")
-        return InvalidRequestError(
-            f"We could not parse the JSON body of your request ({detail}). The body must be valid JSON.",
-            code="invalid_json",
-        )
-    param = openai_param(first.get("loc", ()))
-    message = str(first.get("msg", "invalid request"))
-    if first.get("type") == "missing":
-        message = f"Missing required parameter: '{param}'."
-    elif param:
-        message = f"Invalid value for '{param}': {message}"
-    more = len(errors) - 1
-    if more > 0:
-        message += f" (and {more} more error{'s' if more > 1 else ''})"
-    return InvalidRequestError(message, param=param, code="invalid_value")
-
-
-async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, GatewayError)
-    request.state.error_code = exc.code  # for the metrics middleware
-    if exc.status_code >= 500:
-        log.warning("%s %s -> %d %s", request.method, request.url.path, exc.status_code, exc.message)
-    return exc.response()
-
-
-async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    error = _validation_error(exc)
-    request.state.error_code = error.code
-    return error.response()
+def _validation_error(exc: RequestValidationError) -> ServiceError:
+    return invalid_body(exc.errors(), status=400)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Route every kind of failure to the OpenAI error envelope."""
-    app.add_exception_handler(GatewayError, _gateway_error)
-    app.add_exception_handler(RequestValidationError, _request_validation)
-    app.add_exception_handler(StarletteHTTPException, http_exception_handler)
-    app.add_exception_handler(Exception, unhandled_handler)
+    install_errors(app, on_validation=_validation_error)

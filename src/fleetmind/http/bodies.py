@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from fleetmind.http.envelope import ServiceError
 from fleetmind.security.text import unencodable_path
 
-__all__ = ["inline_refs", "invalid_body", "parse_body", "read_body"]
+__all__ = ["field_path", "inline_refs", "invalid_body", "parse_body", "read_body"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -63,13 +63,35 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def invalid_body(errors: Sequence[Any]) -> ServiceError:
-    """The error for a body that failed validation: 400 when it is not JSON at all (a bad request), 422 naming the
-    first wrong field when it is JSON of the wrong shape (unprocessable)."""
-    if any(e.get("type") == "json_invalid" for e in errors):
-        return ServiceError("the request body is not valid JSON", code="invalid_json")
+def field_path(loc: Sequence[int | str]) -> str | None:
+    """``("body", "messages", 0, "content")`` -> ``"messages[0].content"`` (OpenAI's spelling); None for the body."""
+    parts = list(loc[1:] if loc and loc[0] in ("body", "path", "query", "header") else loc)
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or None
+
+
+def invalid_body(errors: Sequence[Any], *, status: int = 422) -> ServiceError:
+    """The one validation mapping of every app: 400 ``invalid_json`` for a body that is not JSON at all; else
+    ``status`` (422; the gateway answers 400, as OpenAI does) with code ``invalid_value``, ``param`` naming the first
+    wrong field and a message a person can act on. Never the offending value: it may be hostile and it is logged."""
     first = errors[0] if errors else {}
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    param = ".".join(loc) or None
-    message = f"{param}: {first.get('msg', 'invalid value')}" if param else str(first.get("msg", "invalid request"))
-    return ServiceError(message, status_code=422, code="invalid_request", param=param)
+    if first.get("type") == "json_invalid":
+        detail = (first.get("ctx") or {}).get("error", "")
+        reason = f" ({detail})" if detail else ""
+        return ServiceError(f"The request body is not valid JSON{reason}.", code="invalid_json")
+    param = field_path(first.get("loc", ()))
+    if first.get("type") == "missing":
+        message = f"Missing required parameter: '{param}'."
+    elif param:
+        message = f"Invalid value for '{param}': {first.get('msg', 'invalid value')}"
+    else:
+        message = str(first.get("msg", "invalid request"))
+    more = len(errors) - 1
+    if more > 0:
+        message += f" (and {more} more error{'s' if more > 1 else ''})"
+    return ServiceError(message, status_code=status, code="invalid_value", param=param)

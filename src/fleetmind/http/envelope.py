@@ -106,6 +106,9 @@ class ServiceError(Exception):
 
     @property
     def headers(self) -> dict[str, str] | None:
+        """The answer's headers: as given, else ``WWW-Authenticate: Bearer`` on a 401 (RFC 6750)."""
+        if self._headers is None and self.status_code == 401:
+            return {"WWW-Authenticate": "Bearer"}
         return self._headers
 
     def envelope(self) -> dict[str, Any]:
@@ -117,7 +120,9 @@ class ServiceError(Exception):
 
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    request.state.error_code = exc.code
+    request.state.error_code = exc.code  # for a metrics middleware
+    if exc.status_code >= 500:
+        log.warning("%s %s -> %d %s", request.method, request.url.path, exc.status_code, exc.message)
     return exc.response()
 
 

@@ -8,40 +8,24 @@ act on."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
 
-from fleetmind.http.envelope import (
-    INVALID_REQUEST,
-    SERVER_ERROR,
-    error_body,
-    http_exception_handler,
-    unhandled_handler,
-)
+from fleetmind.http.bodies import invalid_body
+from fleetmind.http.envelope import INVALID_REQUEST, SERVER_ERROR, ServiceError, install_errors
 
 log = logging.getLogger(__name__)
 
 
-class ProvisioningError(Exception):
+class ProvisioningError(ServiceError):
     """Base class: an error with the HTTP status and envelope fields it is answered with."""
 
     status_code = 500
     type = SERVER_ERROR
-    code = "internal_error"
+    code: str | None = "internal_error"
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-
-    def response(self) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if self.status_code == 401 else None
-        body = error_body(self.message, type_=self.type, param=self.param, code=self.code)
-        return JSONResponse(body, status_code=self.status_code, headers=headers)
+        super().__init__(message, param=param)
 
 
 class ConfigurationError(ProvisioningError, ValueError):
@@ -101,49 +85,6 @@ class InventoryError(ProvisioningError):
     code = "inventory_unavailable"
 
 
-def field_path(loc: Sequence[int | str]) -> str | None:
-    """``("body", "facts", "disks", 0, "name")`` -> ``"facts.disks[0].name"``; ``None`` for the body."""
-    parts = list(loc[1:] if loc and loc[0] in ("body", "path", "query", "header") else loc)
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or None
-
-
-def _validation_response(exc: RequestValidationError) -> JSONResponse:
-    errors = exc.errors()
-    first = errors[0] if errors else {}
-    param = field_path(first.get("loc", ()))
-    if first.get("type") == "json_invalid":
-        message = "The request body is not valid JSON."
-    elif first.get("type") == "missing":
-        message = f"Missing required field '{param}'."
-    else:
-        # pydantic's message, never the offending value: it may be hostile and it is echoed into logs
-        message = f"Invalid value for '{param}': {first.get('msg', 'invalid')}" if param else str(first.get("msg"))
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more)"
-    return JSONResponse(error_body(message, param=param, code="invalid_value"), status_code=422)
-
-
-async def _provisioning_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ProvisioningError)
-    if exc.status_code >= 500:
-        log.warning("%s %s -> %d %s", request.method, request.url.path, exc.status_code, exc.message)
-    return exc.response()
-
-
-async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    return _validation_response(exc)
-
-
 def install_error_handlers(app: FastAPI) -> None:
-    """Route every kind of failure to the one error envelope."""
-    app.add_exception_handler(ProvisioningError, _provisioning_error)
-    app.add_exception_handler(RequestValidationError, _request_validation)
-    app.add_exception_handler(StarletteHTTPException, http_exception_handler)
-    app.add_exception_handler(Exception, unhandled_handler)
+    """Route every kind of failure to the one error envelope (validation: 422 naming the field)."""
+    install_errors(app, on_validation=lambda exc: invalid_body(exc.errors()))
