@@ -121,22 +121,42 @@ def agent(
     inventory: InventoryOpt = None,
     once: Annotated[bool, typer.Option("--once", help="Take one decision round, then exit.")] = False,
     interval: Annotated[float | None, typer.Option(help="Seconds between rounds (FLEETMIND_POWER_INTERVAL_S).")] = None,
+    health_host: Annotated[
+        str | None, typer.Option(help="Address of GET /health (FLEETMIND_POWER_HEALTH_HOST, default 127.0.0.1).")
+    ] = None,
+    health_port: Annotated[
+        int | None,
+        typer.Option(help="Serve GET /health on this port, for a service check (FLEETMIND_POWER_HEALTH_PORT)."),
+    ] = None,
 ) -> None:
     """Run the power agent: wake nodes when demand grows, drain and sleep idle ones (every decision audited)."""
     from fleetmind.cluster.client import ClusterClient
     from fleetmind.power.agent import PowerAgent
     from fleetmind.power.audit import Recorder
+    from fleetmind.power.health import serve_health
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = _settings(inventory=inventory, interval_s=interval)
+    settings = _settings(inventory=inventory, interval_s=interval, health_host=health_host, health_port=health_port)
     key = settings.events_key.get_secret_value() if settings.events_key else None
     recorder = Recorder(settings.audit_log, events_url=settings.events_url, events_key=key)
     stopping: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
     with ClusterClient() as client:
         power = PowerAgent(settings, client, recorder)
+        health = None
+        if settings.health_port is not None:
+            try:
+                health = serve_health(power, settings.interval_s, settings.health_host, settings.health_port)
+            except OSError as exc:
+                typer.echo(
+                    f"error: cannot serve /health on {settings.health_host}:{settings.health_port}: {exc}", err=True
+                )
+                raise typer.Exit(1) from None
         try:
             power.run(once=once, stop=lambda: bool(stopping))
         except KeyboardInterrupt:
             pass
+        finally:
+            if health is not None:
+                health.shutdown()
     recorder.record("stopped", "power agent stopped")

@@ -9,8 +9,11 @@ on it, its allocations moved). ``sleep`` runs ``sleep_command`` for a drained no
 that no allocation runs on it and that it is not a control node. Every decision and its outcome is recorded
 (:class:`.audit.Recorder`).
 
-On the embedded single-node orchestrator the only node is the control node, so the agent never drains or
-sleeps it; it still observes and records.
+The drain is one code path on both backends: the embedded orchestrator answers the same ``/v1/node/:id/drain``
+and ``/eligibility`` routes (there a drain stops placing on the node and leaves its work running). On one box the
+only node is the control node, so the agent never drains or sleeps it; it still observes and records. Its
+progress (rounds, the last one's time and error) is what ``--health-port`` serves (:mod:`.health`), the check of
+``jobs/power.nomad.hcl``.
 """
 
 from __future__ import annotations
@@ -88,6 +91,11 @@ class PowerAgent:
         self.clock = clock
         self.runner = runner or _run
         self.track = Tracking()
+        # progress, for the health endpoint (:mod:`.health`)
+        self.rounds = 0
+        self.last_round_s: float | None = None
+        self.last_error: str | None = None
+        self.started_s = time.time()
 
     def observe(self, now: float) -> tuple[Observation, dict[str, Node], dict[str, dict[str, Any]]]:
         nodes = read_inventory(self.settings.inventory)
@@ -193,11 +201,20 @@ class PowerAgent:
         while True:
             try:
                 self.step()
+                self.last_error = None
             except Exception as exc:  # an unreachable orchestrator: say so, try again next round
+                self.last_error = str(exc)[:500]
                 self.recorder.record("error", f"power agent step failed: {exc}", level="error")
+            self.rounds += 1
+            self.last_round_s = time.time()
             if once or stop():
                 return
-            time.sleep(self.settings.interval_s)
+            # wait in short slices so a stop request (SIGTERM from the orchestrator) ends the agent promptly
+            deadline = time.monotonic() + self.settings.interval_s
+            while (left := deadline - time.monotonic()) > 0:
+                if stop():
+                    return
+                time.sleep(min(left, 0.5))
 
 
 def _system(alloc: dict[str, Any]) -> bool:

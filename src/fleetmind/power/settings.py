@@ -55,6 +55,10 @@ class PowerSettings(BaseSettings):
     idle_before_sleep_s: float = Field(default=600.0, ge=0)
     cooldown_s: float = Field(default=300.0, ge=0)
     schedule: str = Field(default="", description="Windows like '08:00-18:00=3,18:00-22:00=2' ('' for none).")
+    health_host: str = Field(default="127.0.0.1", description="Address of the agent's GET /health (its job's check).")
+    health_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Port of GET /health (0: any free one; unset: no endpoint)."
+    )
 
     @field_validator("metrics_url", "events_url")
     @classmethod
