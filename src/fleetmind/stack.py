@@ -128,6 +128,11 @@ def plan(cfg: StackSettings, cluster_vars: dict[str, Any]) -> list[dict[str, Any
         )
     )
     jobs.append(load_job(folder / "moe_gateway.nomad.hcl", {**common, "port": cfg.gateway_port}))
+    # The self-healing supervisor watches every job above through the same APIs (it needs no service of its own to
+    # be healthy before the stack is ready: `up` does not wait for it).
+    supervisor_vars = {k: v for k, v in common.items() if k not in ("host", "state_dir")}
+    supervisor_vars |= {"state_dir": str(cfg.state_dir), "logs_dir": str(cfg.logs_dir), "fallback_model": str(light)}
+    jobs.append(load_job(folder / "supervisor.nomad.hcl", {**supervisor_vars, "host": cfg.host}))
     return jobs
 
 

@@ -132,3 +132,12 @@ def test_crash_loop_goes_to_the_packaged_llm(
         assert entry["outcome"] == "escalated" and load_cases(state)
     else:
         assert entry["outcome"] in ("healed", "not_healed", "escalated")
+
+
+def test_the_model_is_the_llama_server_one_behind_a_launcher() -> None:
+    from fleetmind.supervisor.diagnose import model_path
+
+    launcher = ["-m", "fleetmind.cluster.expert_launcher", "--min-workers", "0", "--", "/bin/llama-server"]
+    assert model_path([*launcher, "-m", "/m/a.gguf", "--port", "1"]) == "/m/a.gguf"
+    assert model_path(launcher) is None
+    assert model_path(["-m", "/m/b.gguf"]) == "/m/b.gguf"

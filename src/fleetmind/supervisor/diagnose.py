@@ -30,12 +30,22 @@ def _cut(text: Any, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def model_path(args: list[str]) -> str | None:
-    """The value of ``-m``/``--model`` in a llama-server command line, if it has one."""
+def model_index(args: list[str]) -> int | None:
+    """Where the model path of a llama-server command line is: the value of its *last* ``-m``/``--model`` (a
+    launcher in front, ``python -m fleetmind.cluster.expert_launcher ... -- llama-server -m M``, has its own
+    ``-m``), or None."""
+    found = None
     for i, arg in enumerate(args[:-1]):
         if arg in ("-m", "--model"):
-            return args[i + 1]
-    return None
+            found = i + 1
+    if found is None or "--" in args[found:]:
+        return None
+    return found
+
+
+def model_path(args: list[str]) -> str | None:
+    index = model_index(args)
+    return args[index] if index is not None else None
 
 
 @dataclass(frozen=True)

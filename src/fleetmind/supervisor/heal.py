@@ -18,7 +18,7 @@ from typing import Any
 from fleetmind.cluster.client import ClusterClient, ClusterError
 from fleetmind.supervisor import HealFailed
 from fleetmind.supervisor.actions import RISK, RISK_ORDER, Decision, Risk
-from fleetmind.supervisor.diagnose import Diagnosis, find_task
+from fleetmind.supervisor.diagnose import Diagnosis, find_task, model_index
 from fleetmind.supervisor.rules import PORTABLE_META
 
 # What Nomad fills in or owns; a job sent back to register must not carry them.
@@ -105,12 +105,12 @@ def plan(
         args = [str(a) for a in config.get("args") or []]
         if not fallback_model:
             raise HealFailed("no fallback model is known for this job")
-        for i, arg in enumerate(args[:-1]):
-            if arg in ("-m", "--model"):
-                args[i + 1] = fallback_model
-                config["args"] = args
-                return Plan(decision, risk, job, f"model → {fallback_model}")
-        raise HealFailed("the task's command names no -m/--model to replace")
+        index = model_index(args)
+        if index is None:
+            raise HealFailed("the task's command names no -m/--model to replace")
+        args[index] = fallback_model
+        config["args"] = args
+        return Plan(decision, risk, job, f"model → {fallback_model}")
     if action == "switch_to_portable_binary":
         portable = (job.get("Meta") or {}).get(PORTABLE_META)
         if not portable:

@@ -64,6 +64,7 @@ class Supervisor:
         self.approvals = approvals
         self.audit = audit or Audit(options.state_dir)
         self.rule_context = RuleContext(fallback_model=options.fallback_model)
+        self.last_tick = time.monotonic()  # when the loop last finished a look at the cluster (its health)
 
     # -- the loop -----------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -71,6 +72,7 @@ class Supervisor:
         while not stop.is_set():
             try:
                 self.tick()
+                self.last_tick = time.monotonic()
             except ClusterError as exc:
                 log.warning("supervisor cannot read the cluster: %s", exc)
             stop.wait(self.options.interval_s)

@@ -6,9 +6,12 @@ supervise``, ``python -m fleetmind.supervisor``, the ``supervisor`` job of ``fle
 
 from __future__ import annotations
 
+import http.server
+import json
 import logging
 import signal
 import threading
+import time
 from typing import Any
 
 from fleetmind.cluster.client import ClusterClient, ClusterError
@@ -73,13 +76,48 @@ def build(settings: SupervisorSettings, client: ClusterClient | None = None) -> 
     )
 
 
-def run_forever(settings: SupervisorSettings) -> None:
+class _Health(http.server.BaseHTTPRequestHandler):
+    supervisor: Supervisor
+    stale_s: float
+
+    def do_GET(self) -> None:
+        if self.path != "/health":
+            self._send(404, {"error": "not found"})
+            return
+        age = time.monotonic() - self.supervisor.last_tick
+        ok = age <= self.stale_s
+        self._send(200 if ok else 503, {"status": "ok" if ok else "stale", "last_tick_age_s": round(age, 1)})
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *_args: Any) -> None:  # a check every few seconds is not worth a log line
+        return
+
+
+def serve_health(supervisor: Supervisor, host: str, port: int) -> http.server.ThreadingHTTPServer:
+    """``GET /health``: 200 while the loop has looked at the cluster recently, else 503 (nothing else is served)."""
+    handler = type("Health", (_Health,), {"supervisor": supervisor, "stale_s": supervisor.options.interval_s * 3 + 60})
+    server = http.server.ThreadingHTTPServer((host, port), handler)
+    threading.Thread(target=server.serve_forever, name="supervisor-health", daemon=True).start()
+    return server
+
+
+def run_forever(settings: SupervisorSettings, *, health: tuple[str, int] | None = None) -> None:
     """Run the loop until SIGINT or SIGTERM."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     supervisor = build(settings)
+    server = serve_health(supervisor, *health) if health else None
     try:
         supervisor.run(stop)
     finally:
+        if server is not None:
+            server.shutdown()
         supervisor.client.close()

@@ -18,7 +18,7 @@ from fleetmind.config import get_settings
 
 
 class SupervisorSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FLEETMIND_SUPERVISOR_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="FLEETMIND_SUPERVISOR_", extra="ignore", env_ignore_empty=True)
 
     state_dir: Path = Field(default_factory=lambda: get_settings().state_dir, description="The stack's state dir.")
     logs_dir: Path | None = Field(default=None, description="Task logs (default: <state dir>/logs).")
@@ -36,7 +36,7 @@ class SupervisorSettings(BaseSettings):
     cooldown_s: float = Field(default=5.0, ge=0, description="Least seconds between two actions on one job.")
     budget: int = Field(default=3, ge=1, le=20, description="Actions per job before it is escalated.")
     storm_window_s: float = Field(default=120.0, ge=0, description="A failure back within this of a fix escalates.")
-    unhealthy_after_s: float = Field(default=5.0, ge=0, description="A check failing this long is a hung task.")
+    unhealthy_after_s: float = Field(default=3.0, ge=0, description="A check failing this long is a hung task.")
 
     @field_validator("llm_url", "events_url")
     @classmethod

@@ -1,0 +1,52 @@
+"""From outside: with `fleetmind up` running (its supervisor job included), a SIGSTOP of an expert's
+llama-server is healed by the supervisor, the audit names it, and the stack still stops cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.launcher import start_stack, stop_stack, wait_healthy
+
+
+def _pids_of(pattern: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+@pytest.mark.slow
+def test_sigstopped_expert_is_healed_by_the_supervisor(tiny_model: Path, tmp_path: Path) -> None:
+    stack = start_stack(tmp_path, str(tiny_model))
+    try:
+        wait_healthy(stack.client, ("supervisor",), 60, stack.proc)
+        pattern = f"llama-server.*--port {stack.ports['expert']}"
+        (pid,) = _pids_of(pattern)
+        time.sleep(3)  # the supervisor has seen the expert's check pass (a check never seen passing gets a grace)
+        os.kill(pid, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        entries: list[dict[str, object]] = []
+        while time.monotonic() - stopped_at < 60 and not any(e.get("outcome") == "healed" for e in entries):
+            out = stack.cli("supervise", "log", "--json", "--state-dir", str(stack.state_dir), "--job", "llama-expert")
+            entries = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+            time.sleep(1)
+        healed = [e for e in entries if e.get("outcome") == "healed"]
+        assert healed, f"no healed entry within a minute: {entries or stack.output()[-2000:]}"
+        entry = healed[0]
+        assert entry["job"] == "llama-expert"
+        assert entry["fault"]["kind"] == "unhealthy"  # type: ignore[index]
+        assert (entry["action"], entry["decided_by"]) == ("restart", "rule")
+        wait_healthy(stack.client, ("expert-general",), 60, stack.proc)
+        assert _pids_of(pattern) != [pid]
+        text = stack.cli("supervise", "log", "--state-dir", str(stack.state_dir)).stdout
+        assert "llama-expert  unhealthy  → restart (rule/hung)  healed" in text
+    finally:
+        assert stop_stack(stack) == 0
+    for leftover in _pids_of(f"fleetmind.supervisor.*{stack.state_dir}") + _pids_of(f"--port {stack.ports['expert']}"):
+        with pytest.raises(ProcessLookupError):
+            os.kill(leftover, 0)
