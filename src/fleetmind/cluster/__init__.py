@@ -1,6 +1,7 @@
 """Layer 3: job specs, the embedded single-node orchestrator/registry, and the client that talks to either.
 
-``jobspec`` turns ``jobs/<name>.nomad.hcl`` into Nomad's API JSON, ``client`` speaks Nomad's and Consul's
+``jobspec`` turns ``jobs/<name>.nomad.hcl`` into Nomad's API JSON (``constraints`` holds Nomad's placement
+operators and checks one against a node's facts), ``client`` speaks Nomad's and Consul's
 HTTP APIs through python-nomad and py-consul, and ``embedded`` serves the subset of those APIs fleetmind
 uses from one process that runs the same jobs as local processes (it is a single-node engine; more machines
 means real Nomad/Consul).
