@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from fleetmind.http.auth import MISSING_OR_INVALID
 from fleetmind.security import hash_key
 
 if TYPE_CHECKING:  # the fixture's type only; conftest modules are not imported by name at run time
@@ -29,8 +30,8 @@ BAD_HEADERS = [
 def assert_auth_error(body: dict, key: str) -> None:
     assert body == {
         "error": {
-            "message": "missing or invalid API key",
-            "type": "authentication_error",
+            "message": MISSING_OR_INVALID,
+            "type": "invalid_request_error",
             "param": None,
             "code": "invalid_api_key",
         }

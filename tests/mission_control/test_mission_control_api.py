@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from fleetmind.http.auth import MISSING_OR_INVALID
 from fleetmind.security import KeyStore
 
 if TYPE_CHECKING:
@@ -16,8 +17,8 @@ if TYPE_CHECKING:
 
 AUTH_ERROR = {
     "error": {
-        "message": "missing or invalid API key",
-        "type": "authentication_error",
+        "message": MISSING_OR_INVALID,
+        "type": "invalid_request_error",
         "param": None,
         "code": "invalid_api_key",
     }

@@ -4,7 +4,7 @@ A chat request is an :class:`~fleetmind.contracts.protocol.AgentRequest`; the an
 :class:`~fleetmind.contracts.protocol.AgentEvent` lines, ``delta`` lines and then one ``done`` or ``error``.
 Failures of the agent itself (timeout, no expert) arrive in-stream with status 200, as the protocol says; only
 auth, validation and a stopped pipeline are HTTP errors. The caller is a key of any scope, or the gateway, which
-shows the service credential and names the key it speaks for (:func:`fleetmind.http.auth.caller_of`): that key id
+shows the service credential and names the key it speaks for (:func:`fleetmind.http.auth.require_key`): that key id
 owns the request, its conversation and its memories. When the client goes away Starlette cancels the stream, and
 closing the runtime's iterator cancels the request and its expert call. Everything the routes need is one
 :class:`AgentServices` on ``app.state.agent``, put there by the composition root (:mod:`fleetmind.apps`).
@@ -23,10 +23,9 @@ from pydantic import BaseModel
 from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.contracts.protocol import AgentRequest
 from fleetmind.events import EventHub
-from fleetmind.http.auth import Caller, caller_of
+from fleetmind.http.auth import Caller, require_key
 from fleetmind.http.bodies import inline_refs, parse_body
 from fleetmind.http.envelope import ErrorResponse, ServiceError
-from fleetmind.security import KeyStore
 
 __all__ = ["AgentServices", "HealthResponse", "router"]
 
@@ -37,12 +36,11 @@ router = APIRouter(tags=["agent"])
 
 @dataclass
 class AgentServices:
-    """What the agent's routes use: the runtime, the event hub, the key store and the stack's service secret."""
+    """What the agent's routes use: the runtime and the event hub (keys and the service secret are the HTTP kit's,
+    on ``app.state.key_store`` and ``app.state.service_secret``)."""
 
     runtime: AgentRuntime
     hub: EventHub
-    key_store: KeyStore
-    service_secret: str | None
 
 
 class HealthResponse(BaseModel):
@@ -59,20 +57,6 @@ async def get_services(request: Request) -> AgentServices:
 
 
 Services = Annotated[AgentServices, Depends(get_services)]
-
-
-async def require_caller(request: Request, services: Services) -> Caller:
-    """A key (any scope), or the service credential with the caller it speaks for; 401 otherwise."""
-    caller = caller_of(request, services.key_store, secret=services.service_secret)
-    if caller is None:
-        raise ServiceError(
-            "missing or invalid API key",
-            status_code=401,
-            type="authentication_error",
-            code="invalid_api_key",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return caller
 
 
 async def agent_request(request: Request) -> AgentRequest:
@@ -146,7 +130,7 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     },
 )
 async def chat(
-    caller: Annotated[Caller, Depends(require_caller)],
+    caller: Annotated[Caller, Depends(require_key("chat", service=True))],
     services: Services,
     request: Annotated[AgentRequest, Depends(agent_request)],
 ) -> StreamingResponse:

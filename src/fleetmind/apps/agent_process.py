@@ -123,7 +123,9 @@ def create_app(
     secret = service_secret(settings.state_dir)
     app.state.settings = settings
     app.state.events_log_handler = log_handler
-    app.state.agent = AgentServices(runtime=runtime, hub=hub, key_store=key_store, service_secret=secret)
+    app.state.key_store = key_store
+    app.state.service_secret = secret
+    app.state.agent = AgentServices(runtime=runtime, hub=hub)
     install_error_handlers(app)
     install(app, max_body=settings.max_body_bytes)
     app.include_router(agent_router)

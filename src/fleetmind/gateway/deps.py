@@ -22,6 +22,8 @@ from fleetmind.gateway.errors import AuthenticationError
 from fleetmind.gateway.limits import RateLimiter
 from fleetmind.gateway.metrics import GatewayMetrics
 from fleetmind.gateway.service import ChatService, Identity
+from fleetmind.http.auth import Caller as KitCaller
+from fleetmind.http.auth import bearer_token, require_key
 from fleetmind.security import KeyStore, hash_key
 
 # auto_error=False: we answer a missing key ourselves, in the OpenAI envelope
@@ -68,25 +70,16 @@ def key_label(store: KeyStore, digest: str) -> str:
 async def require_api_key(
     request: Request,
     store: Annotated[KeyStore, Depends(get_key_store)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    caller: Annotated[KitCaller, Depends(require_key("chat"))],
 ) -> Caller:
-    """The caller, once its key checks out and its budget allows one more request; 401 or 429 otherwise."""
-    # async on purpose: a plain def would cost a worker-thread hop per request (FastAPI runs sync dependencies
-    # in a thread pool), far more than the key file's stat; the file is re-read only when it changes
-    if credentials is None or not credentials.credentials:
-        raise AuthenticationError(
-            "You didn't provide an API key. Send it in the Authorization header as 'Bearer YOUR_KEY'."
-        )
-    record = store.identify(credentials.credentials)
-    if record is None:
-        hint = " No API keys exist yet: create one with `fleetmind keys create`." if store.is_empty() else ""
-        raise AuthenticationError("Incorrect API key provided." + hint)
-    digest = hash_key(credentials.credentials)
-    caller = Caller(Identity(record.id, record.scope), digest, key_label(store, digest))
-    request.state.key_label = caller.key_label  # a refused request is still counted against its key
+    """The caller, once its key checks out (the HTTP kit's one check) and its budget allows one more request."""
+    key = bearer_token(request) or ""
+    digest = hash_key(key)
+    checked = Caller(Identity(caller.key_id, caller.scope), digest, key_label(store, digest))
+    request.state.key_label = checked.key_label  # a refused request is still counted against its key
     limiter: RateLimiter = request.app.state.limiter
     limiter.admit(digest)
-    return caller
+    return checked
 
 
 async def require_metrics_key(

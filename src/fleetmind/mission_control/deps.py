@@ -14,17 +14,16 @@ takes the same header or, because a browser cannot set headers on a WebSocket, t
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request, WebSocket
 
 from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.config import Settings
 from fleetmind.events import EventHub
-from fleetmind.http.auth import Caller, caller_of
-from fleetmind.mission_control.errors import ApiError
+from fleetmind.http.auth import Caller, require_key
 from fleetmind.mission_control.toolruns import ToolRuns
-from fleetmind.security import KeyStore, Scope
+from fleetmind.security import KeyStore
 from fleetmind.tools.approvals import ApprovalBroker
 from fleetmind.tools.runner import ToolRunner
 
@@ -83,46 +82,10 @@ ToolsDep = Annotated[ToolRunner, Depends(get_tools)]
 ToolRunsDep = Annotated[ToolRuns, Depends(get_tool_runs)]
 
 
-def _unauthenticated() -> ApiError:
-    return ApiError(
-        401,
-        "missing or invalid API key",
-        type="authentication_error",
-        code="invalid_api_key",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
-
-
-def forbidden(caller: Caller, need: Scope) -> ApiError:
-    return ApiError(
-        403,
-        f"this needs a key of scope {need!r}; this key's scope is {caller.scope!r} "
-        f"(make one with `fleetmind keys create --scope {need}`)",
-        type="permission_error",
-        code="insufficient_scope",
-    )
-
-
-def _require(need: Scope) -> Any:
-    async def dependency(request: Request, store: KeyStoreDep) -> Caller:
-        caller = caller_of(request, store)
-        if caller is None:
-            raise _unauthenticated()
-        if not caller.allows(need):
-            raise forbidden(caller, need)
-        return caller
-
-    dependency.__name__ = f"require_{need}_key"
-    return dependency
-
-
-require_api_key = _require("chat")
-
-
 # Any valid key: the voice page's helpers (vision) and the agent's chat; Mission Control proper needs operator.
-ChatKeyDep = Annotated[Caller, Depends(require_api_key)]
-OperatorDep = Annotated[Caller, Depends(_require("operator"))]
-AdminDep = Annotated[Caller, Depends(_require("admin"))]
+ChatKeyDep = Annotated[Caller, Depends(require_key("chat"))]
+OperatorDep = Annotated[Caller, Depends(require_key("operator"))]
+AdminDep = Annotated[Caller, Depends(require_key("admin"))]
 
 
 def websocket_key(websocket: WebSocket) -> tuple[str | None, str | None]:

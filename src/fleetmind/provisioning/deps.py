@@ -13,7 +13,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from fleetmind.provisioning.errors import AuthenticationError, PermissionDeniedError
+from fleetmind.http.auth import require_key
+from fleetmind.provisioning.errors import AuthenticationError
 from fleetmind.provisioning.metrics import Metrics
 from fleetmind.provisioning.service import ProvisioningService
 from fleetmind.security import KeyStore, hash_key
@@ -22,9 +23,6 @@ _token_bearer = HTTPBearer(
     auto_error=False,
     scheme_name="EnrolmentToken",
     description="An enrolment token made with `fleetmind provision token create`.",
-)
-_key_bearer = HTTPBearer(
-    auto_error=False, scheme_name="ApiKey", description="An API key made with `fleetmind keys create`."
 )
 
 
@@ -61,25 +59,8 @@ def require_enrolment_token(
     return credentials.credentials
 
 
-def require_api_key(
-    store: Annotated[KeyStore, Depends(get_key_store)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_key_bearer)],
-) -> None:
-    if credentials is None or not credentials.credentials:
-        raise AuthenticationError("Missing API key: send it as 'Authorization: Bearer <key>'.")
-    record = store.identify(credentials.credentials)
-    if record is None:
-        hint = " No API keys exist yet: create one with `fleetmind keys create`." if store.is_empty() else ""
-        raise AuthenticationError("Incorrect API key." + hint)
-    if not record.allows("operator"):
-        # steering Ansible runs on new machines is an operator's act, not a chat client's
-        raise PermissionDeniedError(
-            f"This needs a key of scope 'operator'; this key's scope is {record.scope!r} "
-            "(make one with `fleetmind keys create --scope operator`)."
-        )
-
-
 EnrolmentToken = Annotated[str, Depends(require_enrolment_token)]
-ApiKey = Depends(require_api_key)
+# people and programs reading status or retrying a node: a key of scope operator (the HTTP kit's one check)
+ApiKey = Depends(require_key("operator"))
 Service = Annotated[ProvisioningService, Depends(get_service)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]

@@ -11,8 +11,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from fleetmind.contracts.names import ANY_OWNER
-from fleetmind.http.auth import Caller
-from fleetmind.mission_control.deps import OperatorDep, RuntimeDep, forbidden
+from fleetmind.http.auth import Caller, ScopeTooLow
+from fleetmind.mission_control.deps import OperatorDep, RuntimeDep
 from fleetmind.mission_control.errors import AUTH, ApiError, error_responses
 
 router = APIRouter(tags=["conversations"])
@@ -24,7 +24,7 @@ def _owner(caller: Caller, owner: str | None) -> str:
     if owner is None or owner == caller.key_id:
         return caller.key_id
     if not caller.is_admin:
-        raise forbidden(caller, "admin")
+        raise ScopeTooLow(caller, "admin")
     return owner
 
 
