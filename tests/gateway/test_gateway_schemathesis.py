@@ -23,9 +23,17 @@ from schemathesis.checks import (
 )
 from schemathesis.generation import GenerationMode
 
+from tests.envelope import error_envelope
 from tests.gateway.gateway_helpers import Stack
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+# every error answer is also the one envelope (tests/envelope.py)
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    error_envelope,
+]
 EXAMPLES = {"/v1/chat/completions": 60}
 SAMPLING = {"temperature", "top_p", "max_tokens", "max_completion_tokens", "seed", "stream", "presence_penalty",
             "frequency_penalty"}  # fmt: skip

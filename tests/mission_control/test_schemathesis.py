@@ -31,9 +31,17 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from tests.envelope import error_envelope
 from tests.mission_control.conftest import run_agent
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+# every error answer is also the one envelope (tests/envelope.py)
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    error_envelope,
+]
 HARMLESS_TOOL = "text_stats"
 TOOL_RUN = "/api/tools/{name}/run"
 # the only tool this process will run, whoever asks (a fuzzed request, the agent's workflow)

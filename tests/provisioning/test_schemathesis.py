@@ -22,9 +22,17 @@ from schemathesis.checks import (
 )
 
 from tests.conftest import stop_process
+from tests.envelope import error_envelope
 from tests.provisioning.conftest import Server, api_key_for, server_env, start_server, token_for
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+# every error answer is also the one envelope (tests/envelope.py)
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    error_envelope,
+]
 
 
 @pytest.fixture(scope="module")
