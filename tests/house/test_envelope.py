@@ -15,8 +15,6 @@ from fastapi import FastAPI
 
 from tests.envelope import envelope_problem
 
-pytestmark = pytest.mark.asyncio
-
 
 @asynccontextmanager
 async def agent_process(tmp: Path) -> AsyncIterator[tuple[FastAPI, str]]:
@@ -62,6 +60,7 @@ APPS: dict[str, Callable[[Path], Any]] = {
 }
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize("name", sorted(APPS))
 async def test_every_failure_is_the_envelope(name: str, tmp_path: Path) -> None:
     async with APPS[name](tmp_path) as (app, post_route):
