@@ -20,7 +20,6 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import anyio
 import httpx
 from pydantic import ValidationError
 
@@ -28,10 +27,8 @@ from fleetmind.contracts.protocol import AgentEvent, AgentRequest, ChatMessage, 
 from fleetmind.gateway.discovery import AgentLocator
 from fleetmind.gateway.errors import (
     AgentUnavailableError,
-    AuthenticationError,
     GatewayError,
     InvalidRequestError,
-    ModelNotFoundError,
     UpstreamError,
     UpstreamTimeoutError,
 )
@@ -46,6 +43,7 @@ from fleetmind.gateway.schemas import (
     message_text,
 )
 from fleetmind.gateway.settings import GatewaySettings
+from fleetmind.gateway.upstream import Upstream, event_error, status_error
 from fleetmind.security.service import (
     CALLER_ID_HEADER,
     CALLER_SCOPE_HEADER,
@@ -58,8 +56,6 @@ log = logging.getLogger(__name__)
 AGENT_CHAT_PATH = "/api/agent/chat"
 # the agent enforces the request timeout itself and says so in a "timeout" event; we wait this much longer
 TIMEOUT_GRACE_S = 2.0
-# the agent ends its body right after the "done" line; this only guards against one that does not
-DRAIN_TIMEOUT_S = 0.5
 
 
 def agent_request(req: ChatCompletionRequest, *, request_id: str, timeout_s: float) -> AgentRequest:
@@ -87,114 +83,12 @@ def agent_request(req: ChatCompletionRequest, *, request_id: str, timeout_s: flo
     return AgentRequest(id=request_id, messages=messages, model=req.model, params=params, timeout_s=timeout_s)
 
 
-def event_error(event: AgentEvent) -> GatewayError:
-    """The gateway error for an agent ``error`` event."""
-    message = event.message or f"The agent failed ({event.code or 'no reason given'})."
-    match event.code:
-        case "timeout":
-            return UpstreamTimeoutError(message)
-        case "no_expert":
-            return AgentUnavailableError(message, code="no_expert")
-        case "model_not_found":
-            return ModelNotFoundError(message=message)
-        case "invalid_request":
-            # every expert refused the request itself (a bad response_format, say): the client's to fix
-            return InvalidRequestError(message)
-        case _:
-            return UpstreamError(message, code=event.code or "agent_error")
-
-
-def _upstream_message(body: bytes) -> str | None:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        text = body.decode("utf-8", "replace").strip()
-        return text[:500] or None
-    if isinstance(data, dict):
-        err = data.get("error")
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
-        if isinstance(err, str):
-            return err
-        if data.get("detail"):
-            return str(data["detail"])
-    return None
-
-
 @dataclass(frozen=True)
 class Identity:
     """Whom a request is for, as the agent is told: the API key's id and scope, never the key."""
 
     key_id: str
     scope: str
-
-
-def status_error(status: int, body: bytes) -> GatewayError:
-    """The gateway error for an agent that answered ``status`` instead of a stream."""
-    detail = _upstream_message(body)
-    if status == 401:
-        # the caller's key was checked here: a 401 from the agent means it did not take our service credential
-        return UpstreamError("The agent refused the gateway's service credential (FLEETMIND_SERVICE_SECRET).")
-    if status == 403:
-        return AuthenticationError(detail or "The agent refused the request for this key.")
-    if status in (400, 422):
-        return InvalidRequestError(detail or "The agent refused the request.")
-    if status == 503:
-        return AgentUnavailableError(detail or "The agent is not ready.")
-    if status == 504:
-        return UpstreamTimeoutError(detail or "The agent timed out.")
-    return UpstreamError(f"The agent answered HTTP {status}" + (f": {detail}" if detail else "."))
-
-
-@dataclass
-class _Upstream:
-    """An open agent response and the request's deadline (``time.monotonic``)."""
-
-    response: httpx.Response
-    lines: AsyncIterator[str]
-    deadline: float
-    request_id: str
-
-    async def next_event(self) -> AgentEvent | None:
-        """The next event, ``None`` when the agent closed the stream; raises on timeout or garbage."""
-        while True:
-            left = self.deadline - time.monotonic()
-            try:
-                if left <= 0:
-                    raise TimeoutError
-                async with asyncio.timeout(left):
-                    line = await anext(self.lines)
-            except StopAsyncIteration:
-                return None
-            except TimeoutError:
-                raise UpstreamTimeoutError("The agent did not finish within the request timeout.") from None
-            except httpx.HTTPError as exc:
-                raise UpstreamError(f"The connection to the agent broke: {exc}") from exc
-            if not line.strip():
-                continue
-            try:
-                return AgentEvent.model_validate_json(line)
-            except ValidationError as exc:
-                raise UpstreamError(f"The agent sent a line that is not an event: {line[:200]!r}") from exc
-
-    async def finish(self) -> None:
-        """After ``done``: read to the end of the body, so the connection goes back to the pool.
-
-        A response closed with unread bytes costs its connection, and the next request a new one (a measured
-        ~1 ms of the gateway's added latency). Only a finished answer is drained; an abandoned one is closed
-        at once, because a closed connection is what tells the agent to stop.
-        """
-        try:
-            async with asyncio.timeout(DRAIN_TIMEOUT_S):
-                async for _ in self.lines:
-                    pass
-        except (TimeoutError, httpx.HTTPError):
-            pass  # the connection is not reused then; nothing else is lost
-
-    async def aclose(self) -> None:
-        # shielded: this runs when the client has gone and our task is cancelled, and it must still happen
-        with anyio.CancelScope(shield=True):
-            await self.response.aclose()
 
 
 @dataclass
@@ -217,7 +111,7 @@ class ChatService:
         self.settings = settings
         self.locator = locator
         self.secret = secret or SecretSource()
-        # no read timeout here: each request has its own deadline, enforced per line in _Upstream
+        # no read timeout here: each request has its own deadline, enforced per line in Upstream
         self.http = http or httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5.0))
 
     async def aclose(self) -> None:
@@ -232,7 +126,7 @@ class ChatService:
             )
         return {SERVICE_HEADER: secret, CALLER_ID_HEADER: identity.key_id, CALLER_SCOPE_HEADER: identity.scope}
 
-    async def _open(self, req: ChatCompletionRequest, *, identity: Identity, completion_id: str) -> _Upstream:
+    async def _open(self, req: ChatCompletionRequest, *, identity: Identity, completion_id: str) -> Upstream:
         start = time.monotonic()
         deadline = start + self.settings.request_timeout_s + TIMEOUT_GRACE_S
         discovery_deadline = start + self.settings.discovery_timeout_s
@@ -288,7 +182,7 @@ class ChatService:
                 await response.aclose()
             raise status_error(response.status_code, body)
         log.info("chat %s model=%s stream=%s -> %s", request_id, req.model, req.stream, url)
-        return _Upstream(response, response.aiter_lines(), deadline, request_id)
+        return Upstream(response, response.aiter_lines(), deadline, request_id)
 
     async def complete(
         self, req: ChatCompletionRequest, *, identity: Identity, meter: RequestMeter | None = None
@@ -364,7 +258,7 @@ def sse(payload: dict[str, object] | str) -> str:
 
 async def _sse(
     req: ChatCompletionRequest,
-    upstream: _Upstream,
+    upstream: Upstream,
     first: AgentEvent,
     *,
     completion_id: str,
