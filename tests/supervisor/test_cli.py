@@ -66,18 +66,20 @@ def test_a_program_file_is_read_without_running_it() -> None:
 
 
 @pytest.mark.slow
-def test_evolve_runs_over_every_saved_case(tmp_path: Path, packaged_llama_server_url: str) -> None:
+@pytest.mark.parametrize(("engine", "iterations"), [("builtin", "2"), ("openevolve", "1")])
+@pytest.mark.timeout(600)
+def test_evolve_runs_over_every_saved_case(
+    tmp_path: Path, packaged_llama_server_url: str, engine: str, iterations: str
+) -> None:
     crash = {"job": "web", "fault": {"kind": "crash_loop", "summary": "exited with code 3: connection refused"}}
     disk = {"job": "db", "fault": {"kind": "crash_loop", "summary": "No space left on device"}}
     save_case(tmp_path, crash)
     save_case(tmp_path, disk, expected="mark_failed_and_alert")
-    result = runner.invoke(
-        app,
-        ["evolve", "--state-dir", str(tmp_path), "--llm-url", packaged_llama_server_url, "--iterations", "2"],
-    )
+    base = ["evolve", "--state-dir", str(tmp_path), "--llm-url", packaged_llama_server_url]
+    result = runner.invoke(app, [*base, "--iterations", iterations, "--engine", engine])
     assert result.exit_code == 0, result.output
     assert "2 saved cases" in result.output
-    assert "engine: " in result.output
+    assert f"engine: {engine}" in result.output
     case_lines = [line for line in result.output.splitlines() if line.startswith(("web-crash_loop", "db-crash_loop"))]
     assert len(case_lines) == 2
     assert "kept variant" in result.output or "no variant kept" in result.output

@@ -90,15 +90,23 @@ def evolve(
     ] = None,
     iterations: Annotated[int, typer.Option(min=1, max=200, help="Variants to try.")] = 6,
     seed: Annotated[int, typer.Option(help="Seed of the search.")] = 0,
+    engine: Annotated[
+        str | None, typer.Option(help="openevolve (the default when installed) or builtin (fleetmind's own loop).")
+    ] = None,
 ) -> None:
     """Search reflection variants over every saved case; keep one only if it passes all of them."""
     from fleetmind.supervisor import SupervisorError
     from fleetmind.supervisor.evolve import evolve as run_evolution
 
+    if engine not in (None, "openevolve", "builtin"):
+        typer.echo("error: --engine is openevolve or builtin", err=True)
+        raise typer.Exit(2)
     settings = _settings(state_dir=state_dir, llm_url=llm_url)
     url = settings.llm_url or _expert_url()
     try:
-        report = run_evolution(settings.state_dir, url, iterations=iterations, seed=seed, echo=typer.echo)
+        report = run_evolution(
+            settings.state_dir, url, iterations=iterations, seed=seed, echo=typer.echo, engine=engine
+        )
     except SupervisorError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -194,6 +194,9 @@ def _openevolve(url: str, state_dir: Path, start: Variant, iterations: int, seed
     config.llm.models = [LLMModelConfig(name="local", api_base=url.rstrip("/") + "/v1", api_key="none", weight=1.0)]
     config.llm.temperature = 0.7
     config.llm.max_tokens = 512
+    config.llm.timeout = 120
+    config.llm.retries = 1
+    config.llm.retry_delay = 1
     config.evaluator.parallel_evaluations = 1
     config.evaluator.cascade_evaluation = False
     os.environ[STATE_ENV], os.environ[URL_ENV] = str(state_dir), url
@@ -204,6 +207,10 @@ def _openevolve(url: str, state_dir: Path, start: Variant, iterations: int, seed
         result = run_evolution(program, str(evaluator), config=config, iterations=iterations, output_dir=work)
         best = variant_from_program(result.best_code or "", "openevolve-best")
     return [best] if best is not None else []
+
+
+def changed_any(candidates: list[Variant], start: Variant) -> bool:
+    return any((c.system, c.instructions) != (start.system, start.instructions) for c in candidates)
 
 
 def engine_name() -> str:
@@ -236,12 +243,15 @@ def evolve(
         results = score(url, candidate, cases)
         if sum(r.passed for r in results) >= sum(r.passed for r in best_results):
             best_results = results
-        if all(r.passed for r in results) and candidate != start:
+        changed = (candidate.system, candidate.instructions) != (start.system, start.instructions)
+        if all(r.passed for r in results) and changed:
             kept = candidate
             save_variant(state_dir, candidate)
     notes = []
     if kept is None and sum(r.passed for r in best_results) <= sum(r.passed for r in baseline):
         notes.append("the search improved nothing over the current reflection on these cases")
+    if engine == "openevolve" and candidates and not changed_any(candidates, start):
+        notes.append("openevolve's LLM proposed no usable change to the variant (no valid diff)")
     report = Report(engine, baseline, best_results, kept, iterations, notes)
     (state_dir / "supervisor").mkdir(parents=True, exist_ok=True)
     (state_dir / "supervisor" / "evolve-last.json").write_text(
