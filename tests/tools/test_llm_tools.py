@@ -140,3 +140,21 @@ async def test_swarm_asks_in_parallel_and_merges(
     assert by_name["a"]["answer"] is not None and by_name["b"]["error"] and isinstance(mixed["merged"], str)
     unknown = await runner.run("swarm", {"question": "x", "experts": ["nobody"]}, requester="t")
     assert unknown.status == "error" and "unknown experts" in (unknown.error or "")
+
+
+async def test_in_the_agent_the_tools_ask_the_agents_own_experts(
+    runner: ToolRunner, context: ToolContext, llama_server_url: str
+) -> None:
+    # the agent process's composition root hands the tools its expert directory; no LLM endpoint is configured
+    from fleetmind.agent.experts import ExpertDirectory
+
+    directory = ExpertDirectory(fixed={"general": llama_server_url, "coding": llama_server_url})
+    context.llm_url, context.experts = None, {}
+    context.expert_directory = directory.urls
+    plan = await run_ok(runner, "planner", {"task": "Say hello."})
+    assert plan["steps"]
+    out = await run_ok(runner, "swarm", {"question": "What is 2+2?", "max_tokens": 16, "merge": "none"})
+    assert sorted(a["expert"] for a in out["answers"]) == ["coding", "general"]
+    assert all(a["answer"] is not None for a in out["answers"])
+    directory.record_failure(next(e for e in await directory.experts() if e.name == "coding"), "down")
+    assert list(await context.known_experts()) == ["general"]  # an expert cooling down after a failure is not asked

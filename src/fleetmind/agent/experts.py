@@ -203,6 +203,14 @@ class ExpertDirectory:
         health.failed += 1
         self._failed_at[(expert.name, expert.url)] = self._clock()
 
+    async def urls(self) -> dict[str, str]:
+        """Healthy experts by name (the first listed of each name): what the agent's tools may ask."""
+        found: dict[str, str] = {}
+        for expert in await self.experts():
+            if self.is_healthy(expert):
+                found.setdefault(expert.name, expert.url)
+        return found
+
     def snapshot(self) -> list[tuple[ExpertHealth, bool]]:
         """Every endpoint ever seen with whether it counts as healthy now, for status pages."""
         out = []

@@ -104,6 +104,8 @@ def create_app(
     if tools.on_event is None:
         tools.on_event = _hub_sink(hub, "tools")
     broker, runner = approvals, tools
+    if runner.context.expert_directory is None:  # the planner/orchestrator/swarm ask the agent's own experts
+        runner.context.expert_directory = runtime.directory.urls
     if runtime.tools is None:  # the workflow's call_tool and ask_approval steps use them (runtime not started yet)
         runtime.tools, runtime.approvals = runner, broker
 

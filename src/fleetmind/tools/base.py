@@ -10,7 +10,7 @@ the plugin directory) — the built-ins do exactly that.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -147,6 +147,9 @@ class ToolContext:
     llm_model: str = "general"
     llm_api_key: str | None = None
     experts: dict[str, str] = field(default_factory=dict)
+    # The agent's expert directory, when the tools run in the agent process (set by its composition root): the
+    # planner, orchestrator and swarm reach the same experts the agent routes to. Returns name -> base URL.
+    expert_directory: Callable[[], Awaitable[dict[str, str]]] | None = None
     embeddings_url: str | None = None
     memory: Any = None
     memory_dir: Path | None = None
@@ -160,6 +163,18 @@ class ToolContext:
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
     shell_timeout_s: float = 60.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    async def known_experts(self) -> dict[str, str]:
+        """Every expert the tools may ask: the agent's directory (healthy ones), then any listed in the settings."""
+        found = dict(await self.expert_directory()) if self.expert_directory is not None else {}
+        return {**found, **{k: v for k, v in self.experts.items() if k not in found}}
+
+    async def llm_endpoint(self, expert: str | None = None) -> str | None:
+        """The base URL to ask: the named expert, else the configured endpoint, else the default expert's."""
+        experts = await self.known_experts() if expert or not self.llm_url else {}
+        if expert and expert in experts:
+            return experts[expert]
+        return self.llm_url or experts.get(self.llm_model) or next(iter(experts.values()), None)
 
 
 @dataclass

@@ -32,10 +32,13 @@ async def chat(
     temperature: float = 0.2,
     timeout_s: float = 120.0,
 ) -> str:
-    """One non-streamed chat completion (:func:`fleetmind.llm.chat.complete`); the reply's text."""
-    base = url or ctx.llm_url or ""
+    """One non-streamed chat completion (:func:`fleetmind.llm.chat.complete`); the reply's text.
+
+    ``url`` defaults to the configured endpoint, else the agent's default expert (its expert directory).
+    """
+    base = url or await ctx.llm_endpoint()
     if not base:
-        raise ToolExecutionError("no LLM endpoint is configured (FLEETMIND_TOOLS_LLM_URL)")
+        raise ToolExecutionError("no LLM endpoint: no expert is healthy and FLEETMIND_TOOLS_LLM_URL is not set")
     try:
         reply = await complete(
             base,
@@ -161,7 +164,7 @@ async def _run_step(call: ToolCall, step: dict[str, Any], previous: list[dict[st
         )
         return {"step": step, "status": outcome.status, "output": outcome.output, "error": outcome.error}
     expert = step.get("expert")
-    url = call.context.experts.get(expert) if expert else None
+    url = await call.context.llm_endpoint(expert) if expert else None
     context = "\n".join(f"- {p['step'].get('description')}: {str(p.get('output'))[:500]}" for p in previous)
     messages = [
         {
@@ -238,12 +241,13 @@ async def orchestrator(call: ToolCall) -> dict[str, Any]:
 )
 async def swarm(call: ToolCall) -> dict[str, Any]:
     ctx = call.context
-    names = call.args.get("experts") or list(ctx.experts)
-    unknown = [n for n in names if n not in ctx.experts]
+    known = await ctx.known_experts()
+    names = call.args.get("experts") or list(known)
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise ToolExecutionError(f"unknown experts {unknown}; known: {sorted(ctx.experts)}")
+        raise ToolExecutionError(f"unknown experts {unknown}; known: {sorted(known)}")
     # with one endpoint, the "experts" are the same model asked n times at different temperatures
-    members: list[tuple[str, str | None, float]] = [(n, ctx.experts[n], 0.3) for n in names] or [
+    members: list[tuple[str, str | None, float]] = [(n, known[n], 0.3) for n in names] or [
         (f"sample-{i + 1}", None, 0.3 + 0.3 * i) for i in range(int(call.args.get("n", 3)))
     ]
     max_tokens = int(call.args.get("max_tokens", 256))
