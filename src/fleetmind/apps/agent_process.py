@@ -33,9 +33,7 @@ from fleetmind.agent.server import router as agent_router
 from fleetmind.config import Settings, get_settings
 from fleetmind.events import EventHub, EventLogHandler
 from fleetmind.http import install
-from fleetmind.http.throttle import AuthThrottleMiddleware
 from fleetmind.mission_control import app as mission_control
-from fleetmind.mission_control.errors import install_error_handlers
 from fleetmind.security import KeyStore
 from fleetmind.security.service import service_secret
 from fleetmind.stack_settings import default
@@ -128,15 +126,13 @@ def create_app(
     app.state.key_store = key_store
     app.state.service_secret = secret
     app.state.agent = AgentServices(runtime=runtime, hub=hub)
-    install_error_handlers(app)
-    install(app, max_body=settings.max_body_bytes)
+    install(app, max_body=settings.max_body_bytes, validation_status=422, throttle=True)
     app.include_router(agent_router)
     mission_control.mount(app, settings, runtime=runtime, hub=hub, approvals=broker, tools=runner, key_store=key_store)
     # the mic page and its socket; speech models are loaded on first use, so an agent nobody talks to pays nothing
     from fleetmind.voice.web import router as voice_router
 
     app.include_router(voice_router)
-    app.add_middleware(AuthThrottleMiddleware)  # repeated 401s from one address: 429 for a while
     return app
 
 

@@ -17,14 +17,12 @@ from fastapi import FastAPI
 import fleetmind
 from fleetmind.config import get_settings
 from fleetmind.gateway.discovery import AgentLocator, Registry
-from fleetmind.gateway.errors import install_error_handlers
 from fleetmind.gateway.limits import RateLimiter
 from fleetmind.gateway.metrics import GatewayMetrics, MetricsMiddleware
 from fleetmind.gateway.routes import chat, health, models
 from fleetmind.gateway.service import ChatService
 from fleetmind.gateway.settings import GatewaySettings, get_gateway_settings
 from fleetmind.http import install
-from fleetmind.http.throttle import AuthThrottleMiddleware
 from fleetmind.security import KeyStore
 from fleetmind.security.service import SecretSource
 
@@ -68,10 +66,8 @@ def create_app(
     )
     app.state.metrics = metrics = GatewayMetrics()
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    install_error_handlers(app)
-    install(app)
+    install(app, validation_status=400, throttle=True)
     app.include_router(chat.router, prefix="/v1")
     app.include_router(models.router, prefix="/v1")
     app.include_router(health.router)
-    app.add_middleware(AuthThrottleMiddleware)  # repeated 401s from one address: 429 for a while
     return app

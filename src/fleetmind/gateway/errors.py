@@ -2,7 +2,7 @@
 
 OpenAI clients parse ``{"error": {"message", "type", "param", "code"}}`` to build their exceptions, so every
 path out of the app -- our own errors, FastAPI's validation errors, Starlette's 404/405 and any crash -- goes
-through :func:`install_error_handlers` (the HTTP kit's :func:`~fleetmind.http.envelope.install_errors`) and leaves in
+through the HTTP kit's handlers (:func:`fleetmind.http.install` with ``validation_status=400``) and leaves in
 that shape. Validation errors become 400 as OpenAI answers them, with ``param`` naming the offending field the way
 OpenAI spells it (``messages[0].content``): the kit's one mapping (:func:`fleetmind.http.bodies.invalid_body`).
 """
@@ -13,11 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
-
-from fleetmind.http.bodies import invalid_body
-from fleetmind.http.envelope import INVALID_REQUEST, SERVER_ERROR, ServiceError, error_body, install_errors
+from fleetmind.http.envelope import INVALID_REQUEST, SERVER_ERROR, ServiceError, error_body
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +120,3 @@ def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
         }
         for code in codes
     }
-
-
-def _validation_error(exc: RequestValidationError) -> ServiceError:
-    return invalid_body(exc.errors(), status=400)
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Route every kind of failure to the OpenAI error envelope."""
-    install_errors(app, on_validation=_validation_error)

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
-
-from fleetmind.http.bodies import invalid_body
-from fleetmind.http.envelope import ErrorResponse, ServiceError, install_errors
+from fleetmind.http.envelope import ErrorResponse, ServiceError
 
 
 class ApiError(ServiceError):
@@ -48,7 +45,3 @@ AUTH = (401, 403, 429)
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses=`` entries for the error statuses a route can answer, each as the error envelope."""
     return {code: {"model": ErrorResponse, "description": _DESCRIPTIONS[code]} for code in sorted(set(codes))}
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    install_errors(app, on_validation=lambda exc: invalid_body(exc.errors()))

@@ -16,8 +16,7 @@ from fastapi import FastAPI
 import fleetmind
 from fleetmind.config import get_settings
 from fleetmind.http import install
-from fleetmind.http.throttle import AuthThrottleMiddleware
-from fleetmind.provisioning.errors import ConfigurationError, install_error_handlers
+from fleetmind.provisioning.errors import ConfigurationError
 from fleetmind.provisioning.events import EventBus
 from fleetmind.provisioning.forward import EventForwarder
 from fleetmind.provisioning.inventory import Inventory
@@ -83,10 +82,8 @@ def create_app(
     app.state.service = service
     app.state.metrics = metrics
     app.state.events = bus
-    install_error_handlers(app)
     app.include_router(callhome.router)
     app.include_router(status.router)
     app.include_router(health.router)
-    install(app, max_body=settings.max_body_bytes)
-    app.add_middleware(AuthThrottleMiddleware)  # repeated 401s from one address: 429 for a while
+    install(app, max_body=settings.max_body_bytes, validation_status=422, throttle=True)
     return app

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI
-
-from fleetmind.http.bodies import invalid_body
-from fleetmind.http.envelope import INVALID_REQUEST, SERVER_ERROR, ServiceError, install_errors
+from fleetmind.http.envelope import INVALID_REQUEST, SERVER_ERROR, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +80,3 @@ class InventoryError(ProvisioningError):
 
     status_code = 503
     code = "inventory_unavailable"
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Route every kind of failure to the one error envelope (validation: 422 naming the field)."""
-    install_errors(app, on_validation=lambda exc: invalid_body(exc.errors()))
