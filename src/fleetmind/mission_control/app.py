@@ -23,7 +23,7 @@ from fleetmind.mission_control.toolruns import ToolRuns
 from fleetmind.security import KeyStore
 
 if TYPE_CHECKING:
-    from fleetmind.agent.runtime import AgentRuntime
+    from fleetmind.mission_control.deps import AgentView
     from fleetmind.tools.approvals import ApprovalBroker
     from fleetmind.tools.runner import ToolRunner
 
@@ -32,7 +32,7 @@ def mount(
     app: FastAPI,
     settings: Settings,
     *,
-    runtime: AgentRuntime,
+    runtime: AgentView,
     hub: EventHub,
     approvals: ApprovalBroker,
     tools: ToolRunner,

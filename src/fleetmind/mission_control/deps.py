@@ -14,11 +14,10 @@ takes the same header or, because a browser cannot set headers on a WebSocket, t
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 from fastapi import Depends, Request, WebSocket
 
-from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.config import Settings
 from fleetmind.events import EventHub
 from fleetmind.http.auth import Caller, require_key
@@ -30,6 +29,12 @@ from fleetmind.tools.runner import ToolRunner
 # The subprotocol a browser offers for the events WebSocket, and the prefix of the one that carries its key.
 WS_PROTOCOL = "fleetmind.events.v1"
 WS_KEY_PREFIX = "fleetmind.key."
+
+if TYPE_CHECKING:
+    from fleetmind.agent.experts import ExpertDirectory
+    from fleetmind.agent.stats import AgentStats
+    from fleetmind.memory.long_term import LongTermMemory
+    from fleetmind.memory.short_term import ConversationHistory
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +48,27 @@ async def get_app_settings(request: Request) -> Settings:
     return settings
 
 
-async def get_runtime(request: Request) -> AgentRuntime:
-    runtime: AgentRuntime = request.app.state.runtime
+class AgentView(Protocol):
+    """What Mission Control reads and steers of the agent (its runtime is one): nothing of its pipeline."""
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def in_flight(self) -> int: ...
+
+    stats: AgentStats
+    directory: ExpertDirectory
+    history: ConversationHistory
+    memory: LongTermMemory | None
+
+    async def export_state(self, *, owner: str | None = ...) -> bytes: ...
+
+    async def import_state(self, data: bytes, *, owner: str | None = ...) -> None: ...
+
+
+async def get_runtime(request: Request) -> AgentView:
+    runtime: AgentView = request.app.state.runtime
     return runtime
 
 
@@ -74,7 +98,7 @@ async def get_tool_runs(request: Request) -> ToolRuns:
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
-RuntimeDep = Annotated[AgentRuntime, Depends(get_runtime)]
+RuntimeDep = Annotated[AgentView, Depends(get_runtime)]
 KeyStoreDep = Annotated[KeyStore, Depends(get_key_store)]
 HubDep = Annotated[EventHub, Depends(get_hub)]
 ApprovalsDep = Annotated[ApprovalBroker, Depends(get_approvals)]
