@@ -84,10 +84,11 @@ async def test_every_expert_dead_is_an_expert_error(make_runtime, dead_url: str)
     assert "general" in (events[0].message or "")
 
 
-async def test_unknown_model_is_no_expert(make_runtime, llama_server_url: str) -> None:
+async def test_unknown_model_is_model_not_found(make_runtime, llama_server_url: str) -> None:
     runtime = await make_runtime(experts=f"general={llama_server_url}")
     events = await collect(runtime.submit(make_request("Hi.", model="gpt-4")))
-    assert [(e.type, e.code) for e in events] == [("error", "no_expert")]
+    assert [(e.type, e.code) for e in events] == [("error", "model_not_found")]
+    assert "general" in (events[0].message or "")  # the known models are named
 
 
 async def test_timeout_is_an_error_event(make_runtime, hung_server: HungServer) -> None:
