@@ -13,7 +13,7 @@ variable "datacenters" {
 variable "node_names" {
   type        = string
   default     = ".*"
-  description = "Regular expression over the node's name (${node.unique.name}) that may run the agent: the control node, where the inventory lives."
+  description = "Regular expression over the node's name (node.unique.name) that may run the agent: the control node, where the inventory lives."
 }
 
 variable "python" {
