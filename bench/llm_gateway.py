@@ -1,98 +1,249 @@
-"""Benchmark: the default model straight from llama-server vs through the gateway and the agent, side by side.
+"""Benchmark: what the gateway and the agent add to an answer, next to a plain proxy, on the default stack.
 
-Starts the real embedded stack with `fleetmind up` (packaged SmolLM2 unless --model says otherwise), then streams
-the same prompts alternately to the expert's llama-server and to the gateway with the official openai client, and
-prints time-to-first-token and decode tokens/s for both, with the ratio gateway / direct. Run from the repo root:
-``python -m bench.llm_gateway`` (``make bench``).
+Starts the stack exactly as `fleetmind up` does by default (packaged SmolLM2, llama-server threads as `up` picks
+them), plus a LiteLLM proxy in front of the same llama-server (the peer: ``make bench`` installs it in its own
+venv from the ``bench`` extra; it is never a runtime dependency). Then every round sends one request down each path:
+
+- ``direct``: the expert's llama-server;
+- ``litellm``: the LiteLLM proxy;
+- ``named``: the gateway with the expert named (``model="general"``);
+- ``routed``: the gateway with the routed model (``model="fleetmind"``).
+
+Equal work: the same system prompt on every path (the general expert's), a user prompt no path has seen before
+(so no path gets llama-server's prompt cache for it), streamed with the official openai client, max_tokens 32,
+temperature 0, and the order of the paths rotated every round. A request that fails or streams no text counts as a
+failure of its path, never as a skipped sample. Prints TTFT p50/p95, decode tokens/s, each path's added TTFT over
+direct and its ratios, and the goals of issue 17 met or not. Run from the repo root: ``python -m bench.llm_gateway``
+(``make bench``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import openai
-from tests.e2e.launcher import start_stack, stop_stack
+from tests.e2e.launcher import Stack, start_stack, stop_stack
 
-PROMPTS = [
+from fleetmind.agent.profiles import profile
+from fleetmind.contracts.names import ROUTED_MODEL
+from fleetmind.security.service import load_secret
+
+QUESTIONS = [
     "What is the capital of France?",
-    "Name three colours of the rainbow.",
-    "Write one sentence about the sea.",
+    "How many legs does a spider have?",
+    "Which planet is closest to the sun?",
+    "What colour is a ripe banana?",
+    "Who wrote Romeo and Juliet?",
     "What is two plus two?",
-    "Give me a short greeting.",
+    "What gas do plants take in?",
+    "How many days are in a week?",
 ]
+PATHS = ("direct", "litellm", "named", "routed")
+LITELLM = Path(sys.prefix).with_name(Path(sys.prefix).name + "-bench") / "bin" / "litellm"
+
+# Goals (issue 17): TTFT p50 added over direct, and decode speed relative to direct.
+NAMED_ADDED_MS = 15.0
+ROUTED_ADDED_MS = 30.0
+DECODE_RATIO = 0.97
 
 
-def measure(client: openai.OpenAI, model: str, prompt: str, max_tokens: int) -> tuple[float, float, int]:
-    """One streamed request: (seconds to first token, decode tokens/s after it, completion tokens)."""
+@dataclass
+class PathStats:
+    ttft_ms: list[float] = field(default_factory=list)
+    decode_tps: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def measure(client: openai.OpenAI, model: str, system: str, prompt: str, max_tokens: int) -> tuple[float, float]:
+    """One streamed request: (ms to the first text, decode tokens/s after it). Raises when no text came."""
     t0 = time.perf_counter()
     first: float | None = None
-    tokens = 0
+    tokens = chunks = 0
     stream = client.chat.completions.create(
         model=model,
-        messages=[{"role": "user", "content": prompt}],
+        messages=[{"role": "system", "content": system}, {"role": "user", "content": prompt}],
         max_tokens=max_tokens,
         temperature=0,
         stream=True,
         stream_options={"include_usage": True},
     )
     for chunk in stream:
-        if chunk.choices and chunk.choices[0].delta.content and first is None:
-            first = time.perf_counter()
+        if chunk.choices and chunk.choices[0].delta.content:
+            chunks += 1
+            if first is None:
+                first = time.perf_counter()
         if chunk.usage:
             tokens = chunk.usage.completion_tokens
     end = time.perf_counter()
     if first is None:
-        raise RuntimeError(f"no text came back from {model}")
+        raise RuntimeError("the stream ended without any text")
+    tokens = tokens or chunks  # a path that reports no usage: one chunk per token, as llama-server streams
     decode = (tokens - 1) / (end - first) if tokens > 1 and end > first else float("nan")
-    return first - t0, decode, tokens
+    return (first - t0) * 1000, decode
+
+
+@contextlib.contextmanager
+def litellm_proxy(tmp: Path, expert_url: str, secret: str | None, port: int) -> Iterator[str]:
+    """A LiteLLM proxy (one worker) forwarding model ``general`` to ``expert_url``; yields its /v1 URL."""
+    if not LITELLM.exists():
+        raise SystemExit(f"LiteLLM is not installed at {LITELLM}: run `make bench` (it installs the bench extra)")
+    config = tmp / "litellm.yaml"
+    config.write_text(
+        "model_list:\n"
+        "  - model_name: general\n"
+        "    litellm_params:\n"
+        "      model: openai/general\n"
+        f"      api_base: {expert_url}/v1\n"
+        f"      api_key: {secret or 'none'}\n"
+        "litellm_settings:\n"
+        "  telemetry: false\n"
+        "  drop_params: true\n"
+    )
+    # Local only: no cost map fetched from the internet, no telemetry.
+    env = os.environ | {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"}
+    log = (tmp / "litellm.log").open("wb")
+    cmd = [str(LITELLM), "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                tail = (tmp / "litellm.log").read_text()[-3000:]
+                raise RuntimeError(f"litellm exited with {proc.returncode}:\n{tail}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{port}/health/liveliness", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("litellm did not come up within 120 s")
+            time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def pct(values: list[float], q: int) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def run(stack: Stack, litellm_url: str, rounds: int, max_tokens: int) -> dict[str, PathStats]:
+    secret = load_secret(stack.state_dir)
+    direct = openai.OpenAI(
+        base_url=f"http://127.0.0.1:{stack.ports['expert']}/v1", api_key=secret or "none", max_retries=0
+    )
+    proxy = openai.OpenAI(base_url=litellm_url, api_key="none", max_retries=0)
+    gateway = openai.OpenAI(base_url=stack.base_url, api_key=stack.key, max_retries=0)
+    clients = {
+        "direct": (direct, "general"),
+        "litellm": (proxy, "general"),
+        "named": (gateway, "general"),
+        "routed": (gateway, ROUTED_MODEL),
+    }
+    system = profile("general").prompt
+    for path in PATHS:  # warm-up (connections, imports, the system prompt in the cache): not counted
+        client, model = clients[path]
+        with contextlib.suppress(Exception):
+            measure(client, model, system, f"Warm-up {path}: say hello.", 8)
+    stats = {path: PathStats() for path in PATHS}
+    n = 0
+    for round_no in range(rounds):
+        for q_no, question in enumerate(QUESTIONS):
+            shift = (round_no * len(QUESTIONS) + q_no) % len(PATHS)
+            for path in PATHS[shift:] + PATHS[:shift]:
+                n += 1
+                client, model = clients[path]
+                # unique: the first tokens of the user message differ, so only the system prompt is cached
+                prompt = f"Question {n}: {question}"
+                try:
+                    ttft, tps = measure(client, model, system, prompt, max_tokens)
+                except Exception as exc:
+                    stats[path].failures.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+                    continue
+                stats[path].ttft_ms.append(ttft)
+                if tps == tps:
+                    stats[path].decode_tps.append(tps)
+    return stats
+
+
+def report(stats: dict[str, PathStats], max_tokens: int) -> bool:
+    requests = sum(len(s.ttft_ms) + len(s.failures) for s in stats.values()) // len(stats)
+    load = os.getloadavg()
+    print(f"{requests} streamed requests per path, max_tokens {max_tokens}, temperature 0; load average {load[0]:.2f}")
+    d = stats["direct"]
+    d50, dtps = pct(d.ttft_ms, 50), statistics.median(d.decode_tps) if d.decode_tps else float("nan")
+    head = f"{'path':<9}{'ok':>5}{'fail':>6}{'TTFT p50':>10}{'p95':>9}{'added p50':>11}{'TTFT x':>8}"
+    head += f"{'tok/s':>8}{'tok/s x':>9}"
+    print(head)
+    print("-" * len(head))
+    summary = {}
+    for path, s in stats.items():
+        p50, p95 = pct(s.ttft_ms, 50), pct(s.ttft_ms, 95)
+        tps = statistics.median(s.decode_tps) if s.decode_tps else float("nan")
+        summary[path] = (p50, tps)
+        print(
+            f"{path:<9}{len(s.ttft_ms):>5}{len(s.failures):>6}{p50:>8.1f}ms{p95:>7.1f}ms{p50 - d50:>+9.1f}ms"
+            f"{p50 / d50:>7.2f}x{tps:>8.1f}{tps / dtps:>8.3f}x"
+        )
+    for path, s in stats.items():
+        for failure in s.failures[:3]:
+            print(f"  {path} failed: {failure}")
+    added = {path: summary[path][0] - d50 for path in PATHS}
+    goals = [
+        (f"gateway, expert named: TTFT p50 +{NAMED_ADDED_MS:g} ms or less", added["named"] <= NAMED_ADDED_MS),
+        ("gateway, expert named: adds less than LiteLLM adds", added["named"] < added["litellm"]),
+        (f"gateway, routed: TTFT p50 +{ROUTED_ADDED_MS:g} ms or less", added["routed"] <= ROUTED_ADDED_MS),
+        (
+            f"gateway decode tokens/s at least {DECODE_RATIO}x direct (named and routed)",
+            all(summary[p][1] >= DECODE_RATIO * dtps for p in ("named", "routed")),
+        ),
+        ("no request failed on any path", not any(s.failures for s in stats.values())),
+    ]
+    print("goals:")
+    for text, met in goals:
+        print(f"  [{'met' if met else 'NOT met'}] {text}")
+    return all(met for _, met in goals)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m-instruct", help="catalogue name or GGUF path")
-    parser.add_argument("--rounds", type=int, default=4, help="passes over the prompts")
-    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=4, help=f"passes over the {len(QUESTIONS)} questions")
+    parser.add_argument("--max-tokens", type=int, default=32)
     args = parser.parse_args()
+    if args.rounds < 1 or not 1 <= args.max_tokens <= 4096:
+        parser.error("--rounds must be at least 1 and --max-tokens between 1 and 4096")
+
+    from tests.conftest import free_port
 
     with tempfile.TemporaryDirectory() as tmp:
-        stack = start_stack(Path(tmp), args.model, timeout=180)
+        stack = start_stack(Path(tmp), args.model, timeout=240, threads=None)
         try:
-            direct = openai.OpenAI(
-                base_url=f"http://127.0.0.1:{stack.ports['expert']}/v1", api_key="none", max_retries=0
-            )
-            gateway = openai.OpenAI(base_url=stack.base_url, api_key=stack.key, max_retries=0)
-            results: dict[str, list[tuple[float, float, int]]] = {"direct": [], "gateway": []}
-            measure(direct, "general", PROMPTS[0], 8)  # warm-up, not counted
-            measure(gateway, "fleetmind", PROMPTS[0], 8)
-            paths = {"direct": (direct, "general"), "gateway": (gateway, "fleetmind")}
-            for round_no in range(args.rounds):
-                for i, prompt in enumerate(PROMPTS):
-                    # Interleaved, and which path goes first alternates: the first to send a prompt is the one
-                    # that misses llama-server's prompt cache.
-                    order = ["direct", "gateway"] if (round_no + i) % 2 == 0 else ["gateway", "direct"]
-                    for path in order:
-                        client, model = paths[path]
-                        results[path].append(measure(client, model, prompt, args.max_tokens))
+            expert_url = f"http://127.0.0.1:{stack.ports['expert']}"
+            with litellm_proxy(Path(tmp), expert_url, load_secret(stack.state_dir), free_port()) as litellm_url:
+                stats = run(stack, litellm_url, args.rounds, args.max_tokens)
         finally:
             stop_stack(stack)
-
-    def p(values: list[float], q: float) -> float:
-        return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
-
-    print(f"model {args.model}, {len(results['direct'])} streamed requests per path, max_tokens {args.max_tokens}")
-    print(f"{'path':<10}{'TTFT p50 ms':>14}{'TTFT p95 ms':>14}{'decode tok/s p50':>19}")
-    summary = {}
-    for path, rows in results.items():
-        ttft = [r[0] * 1000 for r in rows]
-        tps = [r[1] for r in rows if r[1] == r[1]]
-        summary[path] = (statistics.median(ttft), p(ttft, 95), statistics.median(tps))
-        print(f"{path:<10}{summary[path][0]:>14.1f}{summary[path][1]:>14.1f}{summary[path][2]:>19.1f}")
-    d, g = summary["direct"], summary["gateway"]
-    print(f"ratio gateway/direct: TTFT p50 {g[0] / d[0]:.2f}x (+{g[0] - d[0]:.1f} ms), tokens/s {g[2] / d[2]:.3f}x")
+    report(stats, args.max_tokens)
 
 
 if __name__ == "__main__":

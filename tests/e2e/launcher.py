@@ -71,10 +71,17 @@ def wait_healthy(
 
 
 def start_stack(
-    tmp: Path, model: str, timeout: float = 120, *, ports: dict[str, int] | None = None, cluster_env: bool = True
+    tmp: Path,
+    model: str,
+    timeout: float = 120,
+    *,
+    ports: dict[str, int] | None = None,
+    cluster_env: bool = True,
+    threads: int | None = 1,
 ) -> Stack:
     """`fleetmind up` on free ports (or the ``ports`` given). With ``cluster_env``, the CLI calls of the stack get
-    NOMAD_ADDR/CONSUL_HTTP_ADDR; without, they find the stack the way a user's do: through the record `up` keeps."""
+    NOMAD_ADDR/CONSUL_HTTP_ADDR; without, they find the stack the way a user's do: through the record `up` keeps.
+    ``threads`` None: llama-server's threads as `up` picks them by default (the benchmarks measure that stack)."""
     names = ("gateway", "ui", "expert", "coding", "embeddings", "nomad", "consul")
     ports = {name: free_port() for name in names} | (ports or {})
     state = tmp / "state"
@@ -92,7 +99,9 @@ def start_stack(
     ).stdout.strip()
     ensure_token(token_file(state))  # made here so the test's client has it before `up` is ready; `up` keeps it
     log = tmp / "up.log"
-    cmd = [sys.executable, "-m", "fleetmind", "up", "--model", model, "--threads", "1"]
+    cmd = [sys.executable, "-m", "fleetmind", "up", "--model", model]
+    if threads is not None:
+        cmd += ["--threads", str(threads)]
     for name in names:
         cmd += [f"--{name}-port", str(ports[name])]
     with log.open("wb") as fh:
