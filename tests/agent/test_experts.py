@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -100,6 +101,36 @@ async def test_registry_discovery_is_cached_and_tracks_health() -> None:
     now[0] += 2.5
     assert [e.name for e in await directory.experts()] == ["general"]
     assert directory.discovery_error and "did not answer" in directory.discovery_error
+
+
+@pytest.mark.asyncio
+async def test_a_stale_answer_serves_the_request_while_the_registry_is_asked_in_the_background() -> None:
+    now = [100.0]
+    meta = {PROOF_META: service_proof("s3cret", "expert-general", 8090)}
+    general = ServiceInstance("expert-general", "g1", "10.0.0.5", 8090, tags=("expert", "expert:general"), meta=meta)
+    registry = FakeRegistry([general])
+    directory = ExpertDirectory(
+        cluster=registry,  # type: ignore[arg-type]
+        ttl_s=2.0,
+        stale_s=30.0,
+        clock=lambda: now[0],
+        secret=SecretSource("s3cret"),
+    )
+    assert [e.name for e in await directory.experts()] == ["general"]  # nothing known yet: this one waits
+    assert registry.calls == 1
+    registry.instances = []
+    now[0] += 5  # past the ttl, within the stale window
+    assert [e.name for e in await directory.experts()] == ["general"]  # what was known, at once
+    await asyncio.sleep(0)  # the refresh runs off the request's path
+    await asyncio.sleep(0)
+    assert registry.calls == 2
+    assert await directory.experts() == []  # the next request sees the registry's answer
+    assert registry.calls == 2
+    now[0] += 100  # past the stale window too: the request waits for the registry again
+    registry.instances = [general]
+    assert [e.name for e in await directory.experts()] == ["general"]
+    assert registry.calls == 3
+    await directory.aclose()
 
 
 def test_a_failure_sends_a_fixed_expert_into_cooldown() -> None:

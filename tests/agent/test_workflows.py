@@ -32,8 +32,8 @@ def test_the_packaged_default_loop_loads() -> None:
         "route",
         "call_tool",
         "call_expert",
+        "respond",  # what can wait for the answer comes after it
         "remember",
-        "respond",
         "summarise_history",
     ]
 

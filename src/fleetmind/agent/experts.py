@@ -3,7 +3,9 @@
 An expert is a llama-server registered as a service tagged ``expert`` and ``expert:<name>`` (service name
 ``expert-<name>``). With ``FLEETMIND_AGENT_EXPERTS="name=http://host:port,..."`` the list is fixed and the
 registry is never asked (useful for tests and for pointing the agent at a server started by hand). Registry
-answers are reused for a couple of seconds so a burst of requests costs one lookup. Besides what the registry
+answers are reused for ``ttl_s`` so a burst of requests costs one lookup; after that, for up to ``stale_s`` more,
+a request is served what was known while one refresh runs in the background, so no request waits on the registry
+once the directory has answered once (the agent warms it when it starts). Besides what the registry
 says, the directory remembers how each expert's last calls went: an expert that just failed goes to the back
 of the line for a while, which is also the only health signal a fixed expert has. :class:`ExpertClient`
 streams one chat completion from a llama-server's OpenAI-compatible ``/v1/chat/completions``, asking for usage
@@ -19,6 +21,7 @@ a request, nor the secret.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -93,16 +96,19 @@ class ExpertDirectory:
         fixed: Mapping[str, str] | None = None,
         cluster: ClusterClient | None = None,
         ttl_s: float = 2.0,
+        stale_s: float = 0.0,
         cooldown_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         secret: SecretSource | None = None,
     ) -> None:
-        if ttl_s < 0 or cooldown_s < 0:
-            raise ValueError("ttl_s and cooldown_s must not be negative")
+        if ttl_s < 0 or cooldown_s < 0 or stale_s < 0:
+            raise ValueError("ttl_s, stale_s and cooldown_s must not be negative")
         self._fixed = [Expert(name, url, "env") for name, url in fixed.items()] if fixed is not None else None
         self._cluster = cluster
         self._secret = secret or SecretSource()
         self._ttl_s = ttl_s
+        self._stale_s = stale_s
+        self._refreshing: asyncio.Task[None] | None = None
         self._cooldown_s = cooldown_s
         self._clock = clock
         self._cached: list[Expert] = []
@@ -130,12 +136,39 @@ class ExpertDirectory:
         """Every expert currently listed (fixed list, or the registry's passing instances)."""
         if self._fixed is not None:
             return list(self._fixed)
+        now = self._clock()
+        age = None if self._cached_at is None else now - self._cached_at
+        if age is not None and age < self._ttl_s:
+            return list(self._cached)
+        if age is not None and age < self._ttl_s + self._stale_s:
+            # what was known a moment ago serves this request; the registry is asked off the request's path
+            if self._refreshing is None or self._refreshing.done():
+                self._refreshing = asyncio.create_task(self._refresh_in_background(), name="fleetmind-expert-discovery")
+            return list(self._cached)
+        await self._refresh_locked()
+        return list(self._cached)
+
+    async def _refresh_locked(self) -> None:
         async with self._lock:
             now = self._clock()
             if self._cached_at is not None and now - self._cached_at < self._ttl_s:
-                return list(self._cached)
+                return  # another caller refreshed while this one waited
             await self._refresh(now)
-            return list(self._cached)
+
+    async def _refresh_in_background(self) -> None:
+        try:
+            await self._refresh_locked()
+        except Exception:
+            # nobody to raise to: log it and keep what was known
+            log.exception("expert discovery failed", extra={"event": "expert_discovery_failed"})
+
+    async def aclose(self) -> None:
+        """Stop a refresh still running in the background (at shutdown)."""
+        task, self._refreshing = self._refreshing, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _refresh(self, now: float) -> None:
         try:

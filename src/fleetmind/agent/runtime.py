@@ -11,6 +11,7 @@ ever talk to this class.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -109,6 +110,7 @@ class AgentRuntime:
         self.directory = directory or ExpertDirectory(
             fixed=fixed,
             ttl_s=self.settings.discovery_ttl_s,
+            stale_s=self.settings.discovery_stale_s,
             cooldown_s=self.settings.failed_expert_cooldown_s,
         )
         self._own_client = client is None
@@ -134,6 +136,7 @@ class AgentRuntime:
         self._twin: TwinService | None = None
         self._started = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
+        self._warm: asyncio.Task[None] | None = None
 
     def _new_client(self) -> ExpertClient:
         return ExpertClient(
@@ -164,6 +167,7 @@ class AgentRuntime:
             memory=self.memory,
             history=self.history,
             router=self.router,
+            embedder=self._embedder,
             tools=self.tools,
             approvals=self.approvals,
         )
@@ -193,14 +197,28 @@ class AgentRuntime:
             started.cancel()
             await self.stop()
             raise RuntimeNotRunningError("the agent pipeline did not start")
+        # The first request should not wait for the registry either: ask it now, off any request's path.
+        self._warm = asyncio.create_task(self._warm_directory(), name="fleetmind-expert-warmup")
         log.info(
             "agent pipeline running (experts from %s)",
             self.directory.mode,
             extra={"event": "pipeline_started", "experts_mode": self.directory.mode},
         )
 
+    async def _warm_directory(self) -> None:
+        try:
+            await self.directory.experts()
+        except Exception:
+            log.exception("expert discovery failed at start", extra={"event": "expert_discovery_failed"})
+
     async def stop(self) -> None:
         """End the pipeline (in-flight requests end with ``cancelled``), release the HTTP pool. Idempotent."""
+        warm, self._warm = self._warm, None
+        if warm is not None and not warm.done():
+            warm.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await warm
+        await self.directory.aclose()
         if self._run_task is not None and not self._run_task.done():
             assert self._worker is not None and self._runner is not None
             await self._worker.stop_when_done()

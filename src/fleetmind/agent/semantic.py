@@ -10,7 +10,7 @@ expert without a description takes no part.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,24 +70,31 @@ class SemanticRouter:
             return tuple(line.strip() for line in expert.description.splitlines() if line.strip())
         return self.descriptions.get(expert.name)
 
-    async def scores(self, query: str, described: Mapping[str, Sequence[str]]) -> dict[str, float]:
-        """Each expert's best cosine similarity between ``query`` and one of its descriptions."""
+    async def scores(self, query: str | np.ndarray, described: Mapping[str, Sequence[str]]) -> dict[str, float]:
+        """Each expert's best cosine similarity between ``query`` (a text, or its unit vector when the request has
+        already embedded it) and one of its descriptions. Descriptions are embedded once, on first use."""
         missing = sorted({t for texts in described.values() for t in texts} - self._cache.keys())
         if missing:
             for text, vector in zip(missing, await self.embedder.embed(missing), strict=True):
                 self._cache[text] = vector
-        q = (await self.embedder.embed([query]))[0]
+        q = (await self.embedder.embed([query]))[0] if isinstance(query, str) else query
         return {name: max(float(np.dot(q, self._cache[t])) for t in texts) for name, texts in described.items()}
 
     async def choose(
-        self, query: str, candidates: Sequence[Expert], is_healthy: Callable[[Expert], bool]
+        self,
+        query: str,
+        candidates: Sequence[Expert],
+        is_healthy: Callable[[Expert], bool],
+        *,
+        vector: Callable[[], Awaitable[np.ndarray]] | None = None,
     ) -> RouteChoice | None:
-        """The best healthy described expert for ``query``, or None (no query, fewer than two, embedder down)."""
+        """The best healthy described expert for ``query``, or None (no query, fewer than two, embedder down).
+        ``vector``: gives the query's embedding when the request shares one (called only if it is needed)."""
         described = {e.name: text for e in candidates if is_healthy(e) and (text := self.description_of(e)) is not None}
         if not query.strip() or len(described) < 2:
             return None
         try:
-            scores = await self.scores(query, described)
+            scores = await self.scores(query if vector is None else await vector(), described)
         except EmbeddingError as exc:
             # Routing by meaning is an improvement, not a requirement: fall back to the default order.
             log.warning("semantic routing unavailable: %s", exc, extra={"event": "semantic_route_failed"})

@@ -33,6 +33,12 @@ class AgentSettings(BaseSettings):
     )
     default_expert: str = Field(default="general", description=f"The expert that answers the {GENERIC_MODEL!r} model.")
     discovery_ttl_s: float = Field(default=2.0, ge=0, description="How long a registry answer is reused.")
+    discovery_stale_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="After discovery_ttl_s, how much longer a request is served the last answer while the registry is "
+        "asked in the background (0: the request waits for the registry).",
+    )
     expert_connect_timeout_s: float = Field(default=5.0, gt=0, description="Connecting to an expert.")
     expert_read_timeout_s: float = Field(
         default=60.0,

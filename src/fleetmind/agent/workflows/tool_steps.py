@@ -175,7 +175,8 @@ async def _ranked(ctx: StepContext, params: CallToolParams) -> tuple[list[Any], 
     if not query:
         return [], {}
     try:
-        scores = await router.scores(query, {s.name: (f"{s.name}: {s.description}",) for s in specs})
+        # the request's one query embedding, shared with recall and routing
+        scores = await router.scores(await ctx.query_vector(), {s.name: (f"{s.name}: {s.description}",) for s in specs})
     except EmbeddingError as exc:
         log.warning("tool selection skipped: %s", exc, extra={"event": "tools_unavailable", "error": str(exc)})
         return [], {}
