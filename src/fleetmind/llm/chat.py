@@ -17,8 +17,10 @@ Exceptions::
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+import logging
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -28,9 +30,11 @@ from fleetmind.contracts.errors import AgentErrorCode, CodedError
 from fleetmind.contracts.protocol import AgentRequest, Usage
 from fleetmind.llm import LlmError
 from fleetmind.llm.budget import DEFAULT_CONTEXT_TOKENS, PromptTooLargeError, check_prompt
+from fleetmind.llm.loop_guard import LoopGuard
 from fleetmind.security.service import SecretSource, bearer
 
 Source = Literal["env", "registry"]
+log = logging.getLogger(__name__)
 
 
 class ExpertError(LlmError, CodedError):
@@ -67,6 +71,9 @@ class Expert:
     description: str | None = None
     # The placement class of the node it runs on (registry meta ``node_class``: avx512, avx2, avx, sse42, legacy).
     node_class: str | None = None
+    # The expert's generation defaults (registry meta ``generation``, from its profile in experts.yaml): sampling
+    # fields of a chat-completion body, applied where the request gives none.
+    generation: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,12 @@ class Completion:
 
 StreamItem = TextDelta | Completion
 
+# The longest answer when neither the caller nor the expert says: no answer runs until the context is full.
+DEFAULT_MAX_TOKENS = 1024
+# Fields an expert's defaults never set: they belong to the request itself.
+_BODY_FIELDS = frozenset({"model", "messages", "stream", "stream_options"})
+_OPENAI_REPETITION = frozenset({"frequency_penalty", "presence_penalty"})
+_LLAMA_REPETITION = frozenset({"repeat_penalty", "repeat_last_n", "dry_multiplier", "dry_base", "dry_allowed_length"})
 # How much of an error body goes into an error message: enough to read, never a whole page.
 _ERROR_BODY_LIMIT = 500
 # Statuses that say the request itself is wrong; anything else (429, 5xx, 404 from a non-llama server) is the
@@ -93,10 +106,20 @@ _ERROR_BODY_LIMIT = 500
 _REJECTED_STATUSES = frozenset({400, 413, 422})
 
 
-def completion_payload(request: AgentRequest, *, model: str, system_prompt: str | None = None) -> dict[str, Any]:
-    """The ``/v1/chat/completions`` body for ``request``: messages, the caller's sampling, streaming.
+def completion_payload(
+    request: AgentRequest,
+    *,
+    model: str,
+    system_prompt: str | None = None,
+    defaults: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``/v1/chat/completions`` body for ``request``: messages, sampling, streaming.
 
-    ``system_prompt`` leads the conversation when the caller sent no system message of its own.
+    ``system_prompt`` leads the conversation when the caller sent no system message of its own. Sampling is the
+    expert's ``defaults`` overridden by every field the caller set (as OpenAI's API lets each be set per request);
+    a caller who sets an OpenAI repetition penalty takes over repetition control, so the expert's own (llama.cpp's
+    ``repeat_penalty`` and DRY, which OpenAI's API cannot name) are left out. ``max_tokens`` is never unbounded:
+    without the caller's or the expert's, :data:`DEFAULT_MAX_TOKENS` applies.
     """
     messages = [m.model_dump(exclude_none=True) for m in request.messages]
     if system_prompt and not any(m["role"] == "system" for m in messages):
@@ -107,7 +130,13 @@ def completion_payload(request: AgentRequest, *, model: str, system_prompt: str 
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    payload.update(request.params.model_dump(exclude_none=True))
+    asked = request.params.model_dump(exclude_none=True)
+    expert_defaults = {k: v for k, v in (defaults or {}).items() if k not in _BODY_FIELDS}
+    if asked.keys() & _OPENAI_REPETITION:
+        expert_defaults = {k: v for k, v in expert_defaults.items() if k not in _LLAMA_REPETITION}
+    payload.update(expert_defaults)
+    payload.update(asked)
+    payload.setdefault("max_tokens", DEFAULT_MAX_TOKENS)
     return payload
 
 
@@ -140,7 +169,10 @@ class ExpertClient:
         read_timeout_s: float = 60.0,
         context_tokens: int = DEFAULT_CONTEXT_TOKENS,
         secret: SecretSource | None = None,
+        loop_guard: Callable[[], LoopGuard] | None = LoopGuard,
     ) -> None:
+        """``loop_guard`` makes the guard each answer is watched by (:mod:`fleetmind.llm.loop_guard`); None: none."""
+        self._loop_guard = loop_guard
         if connect_timeout_s <= 0 or read_timeout_s <= 0:
             raise ValueError("expert timeouts must be positive")
         self._secret = secret or SecretSource()
@@ -158,14 +190,24 @@ class ExpertClient:
             await self._http.aclose()
 
     async def stream_chat(self, expert: Expert, request: AgentRequest) -> AsyncGenerator[StreamItem, None]:
-        """Yield the expert's text as it comes, then one :class:`Completion`; raises ExpertError."""
+        """Yield the expert's text as it comes, then one :class:`Completion`; raises ExpertError.
+
+        An answer that repeats itself (the loop guard trips) ends there: the stream to the expert is closed, which
+        stops llama-server's generation, and the completion says ``length``, as for an answer cut at max_tokens.
+        """
         url = expert.url.rstrip("/") + "/v1/chat/completions"
-        payload = completion_payload(request, model=expert.name, system_prompt=expert.system_prompt)
+        payload = completion_payload(
+            request, model=expert.name, system_prompt=expert.system_prompt, defaults=expert.generation
+        )
         try:
-            check_prompt([m.get("content") or "" for m in payload["messages"]], context_tokens=self.context_tokens)
+            prompt_tokens = check_prompt(
+                [m.get("content") or "" for m in payload["messages"]], context_tokens=self.context_tokens
+            )
         except PromptTooLargeError as exc:
             # the expert never sees it; rejected, so no other expert is tried either
             raise ExpertRejectedError(f"request refused before expert {expert.name}: {exc}") from None
+        guard = self._loop_guard() if self._loop_guard is not None else None
+        looped: Completion | None = None
         try:
             async with self._http.stream("POST", url, json=payload, headers=bearer(self._secret.get())) as response:
                 if response.status_code != 200:
@@ -173,17 +215,37 @@ class ExpertClient:
                     rejected = response.status_code in _REJECTED_STATUSES
                     error = ExpertRejectedError if rejected else ExpertUnavailableError
                     raise error(f"expert {expert.name} answered HTTP {response.status_code}: {body}")
-                async for item in self._parse(expert, response):
-                    yield item
+                pieces = 0
+                async with contextlib.aclosing(self._parse(expert, response)) as items:
+                    async for item in items:
+                        yield item
+                        if isinstance(item, TextDelta) and guard is not None:
+                            pieces += 1
+                            if guard.feed(item.text):
+                                # llama-server streams one token per piece; the prompt count is our estimate,
+                                # since the server's own comes only at the end of a stream we cut short.
+                                usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=pieces)
+                                looped = Completion("length", usage)
+                                break
+            # leaving the block closed the connection unread: llama-server notices and stops generating
         except httpx.TimeoutException as exc:
             raise ExpertUnavailableError(f"expert {expert.name} timed out ({type(exc).__name__})") from exc
         except httpx.HTTPError as exc:
             # The message travels back to API callers: the expert's name and the kind of failure, no address.
             kind = type(exc).__name__
             raise ExpertUnavailableError(f"expert {expert.name} could not be reached ({kind})") from exc
+        if looped is not None and guard is not None:
+            log.warning(
+                "expert %s repeated itself (%s); answer ended after %d pieces",
+                expert.name,
+                guard.reason,
+                looped.usage.completion_tokens,
+                extra={"event": "answer_loop", "expert": expert.name, "reason": guard.reason},
+            )
+            yield looped
 
     @staticmethod
-    async def _parse(expert: Expert, response: httpx.Response) -> AsyncIterator[StreamItem]:
+    async def _parse(expert: Expert, response: httpx.Response) -> AsyncGenerator[StreamItem, None]:
         finish_reason: str | None = None
         usage: Usage | None = None
         async for line in response.aiter_lines():
