@@ -78,6 +78,7 @@ class LongTermMemory:
         self.ef_search = ef_search
         self.snapshot_every = snapshot_every
         self._lock = threading.Lock()
+        self._unique = asyncio.Lock()
         self._records: list[dict[str, Any]] = []
         self._index = new_index(dim, kind, ef_search=ef_search)
         self._since_snapshot = 0
@@ -240,6 +241,28 @@ class LongTermMemory:
     async def add(self, text: str, *, conversation_id: str | None = None, owner: str | None = None) -> int:
         vector = await self._embed([text])
         ids = await asyncio.to_thread(self.add_vectors, vector, [text], conversation_id, owner=owner)
+        return ids[0]
+
+    async def add_unique(
+        self,
+        text: str,
+        *,
+        threshold: float,
+        vector: np.ndarray | None = None,
+        conversation_id: str | None = None,
+        owner: str | None = None,
+    ) -> int | None:
+        """Store ``text`` unless ``owner`` already has a memory at least ``threshold`` similar (the same fact said
+        again, or said a little differently): the new id, or None when it was not stored. ``vector``: the text's
+        unit embedding when the caller has it already (else it is embedded here)."""
+        if not -1.0 <= threshold <= 1.0:
+            raise ValueError("threshold is a cosine similarity, between -1 and 1")
+        vector = await self._embed([text]) if vector is None else normalize(np.asarray(vector).reshape(1, -1))
+        async with self._unique:  # two writers of one fact must not both find it missing
+            nearest = self.search_vectors(vector, 1, owner=owner)[0]
+            if nearest and nearest[0].score >= threshold:
+                return None
+            ids = await asyncio.to_thread(self.add_vectors, vector, [text], conversation_id, owner=owner)
         return ids[0]
 
     async def search(self, query: str, *, k: int = 5, owner: str | None = None) -> list[MemoryHit]:
