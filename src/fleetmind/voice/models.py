@@ -127,9 +127,15 @@ def load_piper(spec: PiperVoiceSpec) -> PiperVoice:
 
 
 def preload(settings: VoiceSettings) -> dict[str, Any]:
-    """Load the models now (a server calls this at start so the first caller does not wait); what was loaded."""
-    load_whisper(settings)
+    """Load the models now and run each once (a server calls this at start so the first caller does not wait:
+    the first transcription and the first synthesis pay one-time set-up costs); what was loaded."""
+    import numpy as np
+
+    whisper = load_whisper(settings)
+    segments, _ = whisper.transcribe(np.zeros(16000, dtype=np.float32), language="en", beam_size=1)
+    list(segments)
     voice = resolve_voice(settings)
     if isinstance(voice, PiperVoiceSpec):
-        load_piper(voice)
+        for _chunk in load_piper(voice).synthesize("Hello."):
+            pass
     return {"stt_model": str(stt_model_path(settings)), "voice": str(getattr(voice, "path", "espeak-ng"))}

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +48,59 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _CANCEL_WAIT_S = 2.0
+
+
+_CLAUSE_END = ",;:!?"
+_SENTENCE_END = ".!?"
+
+
+class SpeechChunker:
+    """Cuts an answer streaming in as tokens into what the TTS says at once.
+
+    The first chunk goes as soon as the first clause exists (a comma, semicolon, colon or sentence end), or after
+    ``first_words`` words when no clause ends sooner: what the voice says first decides when the person hears
+    anything, and Piper's time to first audio grows with the text it is given. Later chunks are whole sentences
+    (better prosody; the first chunk is playing while they are made). A full stop counts only once the next text
+    shows it ends a word (``3.5`` is not two sentences).
+    """
+
+    def __init__(self, *, first_words: int) -> None:
+        self.first_words = first_words
+        self._buffer = ""
+        self._first = True
+
+    def feed(self, text: str) -> list[str]:
+        self._buffer += text
+        out: list[str] = []
+        while chunk := self._cut():
+            out.append(chunk)
+        return out
+
+    def flush(self) -> str:
+        rest, self._buffer = self._buffer.strip(), ""
+        self._first = False
+        return rest
+
+    def _cut(self) -> str | None:
+        buf = self._buffer
+        ends = _CLAUSE_END + "." if self._first else _SENTENCE_END
+        for i, c in enumerate(buf):
+            if c not in ends:
+                continue
+            after = buf[i + 1 : i + 2]
+            if after.isspace() or (after == "" and c != "."):
+                return self._take(i + 1)
+            # a full stop at the very end waits for what follows it; inside a word ("3.5") it ends nothing
+        if self._first and (words := re.match(rf"\s*(?:\S+\s+){{{self.first_words}}}", buf)):
+            return self._take(words.end())  # no clause ended within first_words words: say those
+        return None
+
+    def _take(self, n: int) -> str | None:
+        chunk, self._buffer = self._buffer[:n].strip(), self._buffer[n:]
+        if not chunk:
+            return None
+        self._first = False
+        return chunk
 
 
 def speakable(text: str) -> str:
@@ -96,6 +151,7 @@ class VoiceAgentProcessor(FrameProcessor):
         self._turn: _Turn | None = None  # the turn whose answer is being generated or spoken
         self._answer_task: asyncio.Task[None] | None = None
         self._speech_stopped_at: float | None = None
+        self._history: deque[ChatMessage] = deque(maxlen=2 * settings.history_turns)
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -160,26 +216,33 @@ class VoiceAgentProcessor(FrameProcessor):
         self._answer_task = self.create_task(self._answer(turn), f"voice-turn-{turn.number}")
 
     async def _answer(self, turn: _Turn) -> None:
+        asked = ChatMessage(role="user", content=turn.text)
+        # A short history of its own, sent whole (the protocol's stand-alone request): a spoken conversation needs
+        # the last turn or two, and every message more is prompt the expert reads before it can say anything.
         request = AgentRequest(
-            messages=[ChatMessage(role="user", content=turn.text)],
+            messages=[*self._history, asked],
             model=self._settings.agent_model,
             params=SamplingParams(max_tokens=self._settings.max_answer_tokens),
             timeout_s=self._settings.answer_timeout_s,
-            conversation_id=self._conversation_id,
+            conversation_id=None,
             owner=self._owner,
         )
+        answer: list[str] = []
         await self.push_frame(LLMFullResponseStartFrame())
         events = self._runtime.submit(request)
         reason, error = "done", None
         said = False
+        chunker = SpeechChunker(first_words=self._settings.tts_first_chunk_words)
         try:
             async for event in events:
                 if event.type == "delta" and event.text:
                     if turn.first_token_at is None:
                         turn.first_token_at = time.time()
+                    answer.append(event.text)
                     if spoken := speakable(event.text):
-                        said = said or bool(spoken.strip())
-                        await self.push_frame(LLMTextFrame(text=spoken))
+                        for chunk in chunker.feed(spoken):
+                            said = True
+                            await self.push_frame(LLMTextFrame(text=chunk + " "))
                     await self.push_frame(urgent("answer", text=event.text, turn=turn.number))
                 elif event.type == "error":
                     reason, error = "error", f"{event.code}: {event.message}"
@@ -188,6 +251,12 @@ class VoiceAgentProcessor(FrameProcessor):
         finally:
             # Closing the iterator before its end is what cancels the request inside the agent.
             await events.aclose()  # type: ignore[attr-defined]
+            if answer and self._history.maxlen:
+                # what was answered, even if interrupted: the next question may refer to it
+                self._history.extend([asked, ChatMessage(role="assistant", content="".join(answer))])
+        if rest := chunker.flush():
+            said = True
+            await self.push_frame(LLMTextFrame(text=rest + " "))
         if not said:
             # an empty answer, nothing speakable, or an error: the person hears why instead of silence
             fallback = self._settings.error_answer_text if reason == "error" else self._settings.silent_answer_text

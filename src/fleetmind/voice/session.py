@@ -8,7 +8,9 @@ every voice conversation share one TwinService and one set of experts.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
 from typing import TYPE_CHECKING
 
@@ -21,6 +23,7 @@ from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPIWebsocketTransport
 from pipecat.workers.runner import WorkerRunner
 
+from fleetmind.voice.models import preload
 from fleetmind.voice.processor import VoiceAgentProcessor
 from fleetmind.voice.settings import VoiceSettings
 from fleetmind.voice.stt import StreamingWhisperSTTService
@@ -90,6 +93,25 @@ def build_worker(
     return worker
 
 
+_warmed: set[tuple[str, str]] = set()
+
+
+async def _warm(settings: VoiceSettings) -> None:
+    """Once per process and models: load Whisper and the voice and run each once, before the first session says
+    ready (their first run pays one-time set-up costs that would otherwise delay the first answer)."""
+    key = (settings.stt_model, settings.tts_voice)
+    if key in _warmed:
+        return
+    t0 = time.perf_counter()
+    loaded = await asyncio.to_thread(preload, settings)
+    _warmed.add(key)
+    log.info(
+        "voice models warm in %.2fs",
+        time.perf_counter() - t0,
+        extra={"event": "voice_warm", "seconds": round(time.perf_counter() - t0, 3), **loaded},
+    )
+
+
 async def run_voice_session(
     websocket: WebSocket,
     runtime: AgentRuntime,
@@ -100,6 +122,7 @@ async def run_voice_session(
 ) -> None:
     """Serve one accepted WebSocket until the client disconnects; ``owner`` is the caller's key id."""
     session_id = session_id or uuid.uuid4().hex[:12]
+    await _warm(settings)
     worker = build_worker(websocket, runtime, settings, session_id=session_id, owner=owner)
     runner = WorkerRunner(handle_sigint=False, handle_sigterm=False)  # signals belong to the hosting server
     await runner.add_workers(worker)

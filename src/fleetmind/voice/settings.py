@@ -46,6 +46,20 @@ class VoiceSettings(BaseSettings):
     interim_interval_s: float = Field(
         default=1.0, ge=0, description="How often a partial transcript is made while the user talks (0: never)."
     )
+    tts_first_chunk_words: int = Field(
+        default=5,
+        ge=1,
+        le=50,
+        description="The answer's first words go to the voice at its first clause end, or after this many words "
+        "if none comes sooner (Piper's time to first audio grows with its text); later text goes by sentence.",
+    )
+    history_turns: int = Field(
+        default=2,
+        ge=0,
+        le=20,
+        description="Earlier question-and-answer turns sent with each spoken question (0: none); a short history "
+        "keeps the prompt, and the wait for the first word, short.",
+    )
     agent_model: str = Field(default=ROUTED_MODEL, description="The model (or expert name) spoken requests ask for.")
     max_answer_tokens: int = Field(default=120, ge=1, le=4096, description="Longest spoken answer, in tokens.")
     answer_timeout_s: float = Field(default=60.0, gt=0, description="Upper bound on one spoken answer.")

@@ -23,7 +23,7 @@ from fleetmind.voice.settings import VoiceSettings
 with warnings.catch_warnings():
     # Importing the module defines pipecat's own deprecated AudioContextWordTTSService, which warns at import.
     warnings.simplefilter("ignore", DeprecationWarning)
-    from pipecat.services.tts_service import TTSService
+    from pipecat.services.tts_service import TextAggregationMode, TTSService
 
 if TYPE_CHECKING:
     from piper import PiperVoice
@@ -36,6 +36,8 @@ class LocalPiperTTSService(TTSService):
 
     def __init__(self, voice: PiperVoice, **kwargs: Any) -> None:
         super().__init__(
+            # the voice processor hands over whole chunks (its first clause, then sentences): say each at once
+            text_aggregation_mode=TextAggregationMode.TOKEN,
             push_start_frame=True,
             push_stop_frames=True,
             settings=TTSSettings(model=None, voice=None, language=None),
@@ -75,6 +77,7 @@ class EspeakTTSService(TTSService):
 
     def __init__(self, spec: EspeakVoiceSpec, **kwargs: Any) -> None:
         super().__init__(
+            text_aggregation_mode=TextAggregationMode.TOKEN,
             push_start_frame=True,
             push_stop_frames=True,
             settings=TTSSettings(model=None, voice=spec.voice, language=None),
