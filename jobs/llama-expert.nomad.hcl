@@ -40,6 +40,12 @@ variable "system_prompt" {
   description = "System prompt the agent gives this expert when a conversation has none (published in the service meta)."
 }
 
+variable "generation" {
+  type        = string
+  default     = "{}"
+  description = "The expert's generation defaults as a JSON object (temperature, top_p, top_k, min_p, repeat_penalty, dry_multiplier, dry_allowed_length, max_tokens, seed), published in the service meta; the agent applies them where a request sets none. `fleetmind up` writes them from the expert's profile (fleetmind/agent/experts.yaml); \"{}\" leaves llama-server's own."
+}
+
 variable "port" {
   type        = number
   default     = 8090
@@ -169,6 +175,7 @@ job "llama-expert" {
         expert          = var.expert_name
         model           = basename(var.model)
         system_prompt   = var.system_prompt
+        generation      = var.generation
         fleetmind_proof = var.service_proof
         # the node's placement class, shown in the agent's expert directory
         node_class = "${meta.fleetmind_class}"

@@ -36,8 +36,8 @@ SERVICES = (EMBEDDINGS_SERVICE, EXPERT_SERVICE, CODING_SERVICE, AGENT_SERVICE, G
 # Abnormal ends of one task (of the last 10 events) that make `up` give up on it as crash-looping.
 CRASH_LOOP = 3
 
-# Each expert of the embedded stack: the same job file with its own name, port and system prompt (its profile in
-# fleetmind/agent/experts.yaml).
+# Each expert of the embedded stack: the same job file with its own name, port, system prompt and generation defaults
+# (its profile in fleetmind/agent/experts.yaml).
 
 
 class StackError(RuntimeError):
@@ -90,7 +90,7 @@ def plan(cfg: StackSettings, cluster_vars: dict[str, Any]) -> list[dict[str, Any
     ]
     experts = (("general", cfg.expert_port), ("coding", cfg.coding_port))
     try:
-        prompts = {name: profile(name).prompt for name, _ in experts}
+        profiles = {name: profile(name) for name, _ in experts}
     except ProfileError as exc:
         raise StackError(str(exc)) from None
     for name, port in experts:
@@ -100,7 +100,8 @@ def plan(cfg: StackSettings, cluster_vars: dict[str, Any]) -> list[dict[str, Any
                 "llama_server": llama_server,
                 "model": str(model),
                 "expert_name": name,
-                "system_prompt": prompts[name],
+                "system_prompt": profiles[name].prompt,
+                "generation": profiles[name].generation.meta(),
                 "host": cfg.host,
                 "port": port,
                 "threads": cfg.llama_threads,

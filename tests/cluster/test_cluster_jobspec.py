@@ -73,6 +73,7 @@ def test_llama_expert_contract() -> None:
         "expert": "code",
         "model": "SmolLM2.gguf",
         "system_prompt": "You are a helpful assistant.",
+        "generation": "{}",  # the expert's generation defaults (JSON); none given: llama-server's own
         "fleetmind_proof": "abc123",
         "node_class": "${meta.fleetmind_class}",  # filled in by the scheduler from the node's meta
     }

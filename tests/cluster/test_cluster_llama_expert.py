@@ -49,6 +49,7 @@ def test_llama_expert_job_serves_and_registers(running_cluster: RunningCluster, 
         "expert": "tiny",
         "model": "tiny.gguf",
         "system_prompt": "You are a helpful assistant.",
+        "generation": "{}",
         # the node's class, interpolated from its meta (this machine's, classified by the embedded node)
         "node_class": rc.client.node(rc.client.nodes()[0]["ID"])["Meta"]["fleetmind_class"],
     }

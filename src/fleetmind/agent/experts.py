@@ -26,8 +26,10 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
+from fleetmind.agent.profiles import Generation
 from fleetmind.cluster.client import ClusterClient, ClusterError, ServiceInstance
 from fleetmind.contracts.names import EXPERT_TAG
 from fleetmind.contracts.names import expert_name as contract_expert_name
@@ -85,6 +87,21 @@ def _node_class(value: str | None) -> str | None:
     if not value or "${" in value:
         return None
     return value[:32]
+
+
+def _generation(name: str, value: str | None) -> dict[str, Any]:
+    """The generation defaults an expert registered (JSON in its meta ``generation``, written from its profile);
+    a value that does not check out is logged and left out: the expert still serves, with the server's defaults."""
+    try:
+        return Generation.from_meta(value).payload()
+    except ValueError as exc:
+        log.warning(
+            "expert %s registered generation defaults that are not valid (%s); using the server's",
+            name,
+            exc,
+            extra={"event": "expert_generation_invalid", "expert": name, "error": str(exc)},
+        )
+        return {}
 
 
 class ExpertDirectory:
@@ -197,6 +214,7 @@ class ExpertDirectory:
                 i.meta.get("system_prompt") or None,
                 i.meta.get("description") or None,
                 _node_class(i.meta.get("node_class")),
+                _generation(expert_name(i), i.meta.get("generation")),
             )
             for i in instances
         ]

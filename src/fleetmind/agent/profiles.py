@@ -9,6 +9,7 @@ failed, and the dotted field that is wrong.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -45,12 +46,32 @@ class Generation(BaseModel):
     top_k: int | None = Field(default=None, ge=0)
     min_p: float | None = Field(default=None, ge=0, le=1)
     repeat_penalty: float | None = Field(default=None, gt=0, le=5)
+    # llama.cpp's DRY sampler ("don't repeat yourself"): penalises extending a sequence the text already holds;
+    # 0 is off, 0.8 the value its authors suggest.
+    dry_multiplier: float | None = Field(default=None, ge=0, le=5)
+    dry_allowed_length: int | None = Field(default=None, ge=1, le=64)
     max_tokens: int | None = Field(default=None, ge=1, le=1 << 20)
     seed: int | None = Field(default=None)
 
     def payload(self) -> dict[str, Any]:
         """The values that are set, as fields of a chat-completion request."""
         return self.model_dump(exclude_none=True)
+
+    def meta(self) -> str:
+        """The defaults as the JSON text an expert publishes in its registry meta (``generation``)."""
+        return json.dumps(self.payload(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_meta(cls, text: str | None) -> Generation:
+        """The defaults an expert published; ValueError (naming the field) when the text is not a valid set."""
+        if not text:
+            return cls()
+        try:
+            return cls.model_validate_json(text)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+            raise ValueError(f"generation {where}: {first['msg']}") from None
 
 
 class ExpertProfile(BaseModel):
