@@ -141,3 +141,25 @@ def test_the_model_is_the_llama_server_one_behind_a_launcher() -> None:
     assert model_path([*launcher, "-m", "/m/a.gguf", "--port", "1"]) == "/m/a.gguf"
     assert model_path(launcher) is None
     assert model_path(["-m", "/m/b.gguf"]) == "/m/b.gguf"
+
+
+def test_the_llm_reads_a_compact_view_of_the_diagnosis() -> None:
+    from fleetmind.supervisor.reflect import llm_view
+
+    diagnosis = {
+        "job": "web",
+        "fault": {"kind": "crash_loop", "summary": "exited with code 3", "alloc": "a-uuid", "signature": "x"},
+        "allocation": {"id": "a-uuid", "restarts": 1},
+        "events": [
+            {"type": "Started", "message": "Task started by client"},
+            {"type": "Terminated", "exit_code": 3, "signal": 0, "cause": "exited with code 3", "oom_killed": False},
+        ],
+        "log_tail": "x" * 1000 + "connection refused",
+        "versions": {"current": 0, "history": [0]},
+        "meta": {},
+    }
+    view = llm_view(diagnosis)
+    assert view["fault"] == {"kind": "crash_loop", "summary": "exited with code 3"}
+    assert view["events"] == [{"type": "Terminated", "exit_code": 3, "cause": "exited with code 3"}]  # no signal 0
+    assert view["log_tail"].endswith("connection refused") and len(view["log_tail"]) == 400
+    assert "a-uuid" not in str(view) and "meta" not in view
