@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from pipecat.frames.frames import Frame
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineWorker
@@ -206,10 +207,26 @@ class AgentRuntime:
         )
 
     async def _warm_directory(self) -> None:
+        """The registry's answer, and the embeddings of the experts' and tools' descriptions (what requests are
+        matched on by meaning), before the first request needs them."""
         try:
-            await self.directory.experts()
+            experts = await self.directory.experts()
         except Exception:
             log.exception("expert discovery failed at start", extra={"event": "expert_discovery_failed"})
+            return
+        router = self.router
+        if router is None:
+            return
+        from fleetmind.agent.workflows.tool_steps import tool_descriptions
+        from fleetmind.llm import EmbeddingError
+
+        described = {e.name: texts for e in experts if (texts := router.description_of(e)) is not None}
+        if self.tools is not None:
+            described |= {f"tool:{k}": v for k, v in tool_descriptions(list(self.tools.specs())).items()}
+        try:
+            await router.scores(np.zeros(router.embedder.dim, dtype=np.float32), described)
+        except EmbeddingError as exc:
+            log.warning("descriptions not embedded at start: %s", exc, extra={"event": "semantic_warmup_failed"})
 
     async def stop(self) -> None:
         """End the pipeline (in-flight requests end with ``cancelled``), release the HTTP pool. Idempotent."""

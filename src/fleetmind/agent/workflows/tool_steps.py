@@ -157,6 +157,11 @@ async def _offered(ctx: StepContext, params: CallToolParams) -> tuple[list[Any],
     return specs, force
 
 
+def tool_descriptions(specs: list[Any]) -> dict[str, tuple[str, ...]]:
+    """What each tool is matched on by meaning (the router embeds each text once)."""
+    return {s.name: (f"{s.name}: {s.description}",) for s in specs}
+
+
 async def _ranked(ctx: StepContext, params: CallToolParams) -> tuple[list[Any], dict[str, float]]:
     runner = ctx.services.tools
     assert runner is not None
@@ -176,7 +181,7 @@ async def _ranked(ctx: StepContext, params: CallToolParams) -> tuple[list[Any], 
         return [], {}
     try:
         # the request's one query embedding, shared with recall and routing
-        scores = await router.scores(await ctx.query_vector(), {s.name: (f"{s.name}: {s.description}",) for s in specs})
+        scores = await router.scores(await ctx.query_vector(), tool_descriptions(specs))
     except EmbeddingError as exc:
         log.warning("tool selection skipped: %s", exc, extra={"event": "tools_unavailable", "error": str(exc)})
         return [], {}
