@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +17,13 @@ from tests.conftest import free_port, start_llama_server, stop_process
 
 @pytest.mark.slow
 async def test_spoken_question_is_transcribed_and_answered_aloud(
-    make_voice_server, packaged_llama_server_url: str, espeak: str, tts_engines: list[str]
+    make_voice_server,
+    packaged_llama_server_url: str,
+    espeak: str,
+    tts_engines: list[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="fleetmind.voice.stt")
     # The packaged model, not the tiny random one: random tokens may hold nothing speakable, which makes no audio.
     # A short answer keeps the test quick.
     server = await make_voice_server(packaged_llama_server_url, VoiceSettings(max_answer_tokens=24))
@@ -48,6 +54,8 @@ async def test_spoken_question_is_transcribed_and_answered_aloud(
     assert len(audio) > 16000 * 2 * 0.2  # at least a fifth of a second of answer audio
     assert tts_engines and set(tts_engines) == {"piper"}, tts_engines  # the Piper voice spoke, not espeak-ng
     assert client.messages("vad", state="started") and client.messages("vad", state="stopped")
+    # the final transcript ran while the VAD waited out its silence, not after it
+    assert [r for r in caplog.records if getattr(r, "event", None) == "voice_stt_early"]
 
 
 @pytest.fixture

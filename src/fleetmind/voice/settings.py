@@ -43,6 +43,13 @@ class VoiceSettings(BaseSettings):
     )
     vad_start_secs: float = Field(default=0.2, gt=0, le=2, description="Speech needed before a turn (or barge-in).")
     vad_confidence: float = Field(default=0.7, gt=0, lt=1, description="Silero's speech probability threshold.")
+    early_final_after_s: float = Field(
+        default=0.12,
+        ge=0,
+        le=3,
+        description="Quiet after which the final transcript starts, before the VAD ends the turn (0: only when it "
+        "does); kept if nothing but quiet follows.",
+    )
     interim_interval_s: float = Field(
         default=1.0, ge=0, description="How often a partial transcript is made while the user talks (0: never)."
     )
