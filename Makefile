@@ -54,7 +54,7 @@ format: $(STAMP)/dev-deps ## format the code
 	$(VENV)/bin/ruff format src tests bench
 	$(VENV)/bin/ruff check --fix src tests bench
 
-BENCHES ?= llm_gateway answers rpc_split rpc_hosts routing memory llama_build power healing
+BENCHES ?= llm_gateway answers rpc_split rpc_hosts routing memory voice_latency llama_build power healing
 
 bench: setup $(STAMP)/bench-deps ## run the benchmarks in bench/ (each prints its numbers side by side); BENCHES=name picks some
 	@for b in $(BENCHES); do echo "== bench.$$b"; $(PY) -m bench.$$b || exit 1; done
