@@ -204,7 +204,7 @@ def report(stats: dict[str, PathStats], max_tokens: int) -> bool:
     for path, s in stats.items():
         p50, p95 = pct(s.ttft_ms, 50), pct(s.ttft_ms, 95)
         tps = statistics.median(s.decode_tps) if s.decode_tps else float("nan")
-        pairs = [t - d.by_item[item] for item, t in s.by_item.items() if item in d.by_item]
+        pairs = paired_deltas(stats, path)
         paired = statistics.median(pairs) if pairs else float("nan")
         summary[path] = (p50, tps, paired)
         print(
@@ -216,20 +216,44 @@ def report(stats: dict[str, PathStats], max_tokens: int) -> bool:
             print(f"  {path} failed: {failure}")
     print("added: p50 minus direct's p50; paired: the median of (path - direct) for the same question and round")
     added = {path: summary[path][2] for path in PATHS}  # the goals use the paired figure
+    # How far the same request on the same path wanders: when that is wider than the goal, the run cannot tell
+    # whether the goal is met (another program on the machine moves TTFT by more than a proxy adds).
+    spread = max(iqr(paired_deltas(stats, path)) for path in ("litellm", "named", "routed"))
+    tps_spread = iqr(d.decode_tps) / dtps if d.decode_tps else float("inf")
+    print(f"noise: interquartile range of the paired TTFT differences up to {spread:.1f} ms, of direct's decode speed")
+    print(f"{tps_spread:.0%}; a goal closer than that is undecided (run on an idle machine, or with more --rounds)")
+    ttft_clear = spread <= NAMED_ADDED_MS
     goals = [
-        (f"gateway, expert named: TTFT p50 +{NAMED_ADDED_MS:g} ms or less", added["named"] <= NAMED_ADDED_MS),
-        ("gateway, expert named: adds less than LiteLLM adds", added["named"] < added["litellm"]),
-        (f"gateway, routed: TTFT p50 +{ROUTED_ADDED_MS:g} ms or less", added["routed"] <= ROUTED_ADDED_MS),
+        (
+            f"gateway, expert named: TTFT p50 +{NAMED_ADDED_MS:g} ms or less",
+            added["named"] <= NAMED_ADDED_MS,
+            ttft_clear,
+        ),
+        ("gateway, expert named: adds less than LiteLLM adds", added["named"] < added["litellm"], ttft_clear),
+        (f"gateway, routed: TTFT p50 +{ROUTED_ADDED_MS:g} ms or less", added["routed"] <= ROUTED_ADDED_MS, ttft_clear),
         (
             f"gateway decode tokens/s at least {DECODE_RATIO}x direct (named and routed)",
             all(summary[p][1] >= DECODE_RATIO * dtps for p in ("named", "routed")),
+            tps_spread <= 1 - DECODE_RATIO,
         ),
-        ("no request failed on any path", not any(s.failures for s in stats.values())),
+        ("no request failed on any path", not any(s.failures for s in stats.values()), True),
     ]
     print("goals:")
-    for text, met in goals:
-        print(f"  [{'met' if met else 'NOT met'}] {text}")
-    return all(met for _, met in goals)
+    for text, met, clear in goals:
+        print(f"  [{('met' if met else 'NOT met') if clear else 'undecided'}] {text}")
+    return all(met and clear for _, met, clear in goals)
+
+
+def paired_deltas(stats: dict[str, PathStats], path: str) -> list[float]:
+    direct = stats["direct"].by_item
+    return [t - direct[item] for item, t in stats[path].by_item.items() if item in direct]
+
+
+def iqr(values: list[float]) -> float:
+    if len(values) < 4:
+        return float("inf")
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[2] - q[0]
 
 
 def agent_steps(stack: Stack) -> None:
