@@ -195,7 +195,7 @@ def _openevolve(url: str, state_dir: Path, start: Variant, iterations: int, seed
     config.llm.temperature = 0.7
     config.llm.max_tokens = 512
     config.llm.timeout = 120
-    config.llm.retries = 1
+    config.llm.retries = 0  # a small local server that refuses a prompt (context) refuses it again
     config.llm.retry_delay = 1
     config.evaluator.parallel_evaluations = 1
     config.evaluator.cascade_evaluation = False
