@@ -51,6 +51,12 @@ variable "consul_token" {
   description = "ACL token for the Consul API (CONSUL_HTTP_TOKEN): it reads service health."
 }
 
+variable "events_url" {
+  type        = string
+  default     = ""
+  description = "Mission Control's POST /api/events: the audit's entries become events there ('' = none)."
+}
+
 variable "service_secret" {
   type        = string
   default     = ""
@@ -135,6 +141,7 @@ job "supervisor" {
         FLEETMIND_SUPERVISOR_LOGS_DIR       = var.logs_dir
         FLEETMIND_SUPERVISOR_FALLBACK_MODEL = var.fallback_model
         FLEETMIND_SUPERVISOR_INTERVAL_S     = "${var.interval}"
+        FLEETMIND_SUPERVISOR_EVENTS_URL     = var.events_url
         CONSUL_HTTP_ADDR                    = var.consul_addr
         NOMAD_ADDR                          = var.nomad_addr
         NOMAD_TOKEN                         = var.nomad_token

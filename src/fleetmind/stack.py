@@ -133,6 +133,8 @@ def plan(cfg: StackSettings, cluster_vars: dict[str, Any]) -> list[dict[str, Any
     # be healthy before the stack is ready: `up` does not wait for it).
     supervisor_vars = {k: v for k, v in common.items() if k not in ("host", "state_dir")}
     supervisor_vars |= {"state_dir": str(cfg.state_dir), "logs_dir": str(cfg.logs_dir), "fallback_model": str(light)}
+    # its audit goes to Mission Control's self-healing panel (the agent process), with the service credential
+    supervisor_vars["events_url"] = f"http://{cfg.host}:{cfg.ui_port}/api/events"
     jobs.append(load_job(folder / "supervisor.nomad.hcl", {**supervisor_vars, "host": cfg.host}))
     return jobs
 

@@ -196,6 +196,23 @@ def test_cluster_view_shows_jobs_health_and_experts(page: Any) -> None:
     page.screenshot(path=str(artifacts_dir() / "mission-control.png"), full_page=True)
 
 
+def test_the_self_healing_panel_shows_what_the_supervisor_did(page: Any, session: Session) -> None:
+    # a hung expert (SIGSTOP): the stack's own supervisor restarts it, and its audit entry arrives on the page
+    import signal
+    import subprocess
+
+    pattern = f"llama-server.*--port {session.stack.ports['expert']}"
+    (pid,) = [int(p) for p in subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()]
+    os.kill(pid, signal.SIGSTOP)
+    row = page.locator("[data-testid=healing-row]", has_text="healed").first
+    row.wait_for(timeout=90_000)
+    text = row.inner_text()
+    assert "llama-expert" in text and "restart" in text and "rule" in text
+    assert int(page.locator("[data-testid=healing-count]").inner_text()) >= 1
+    page.wait_for_selector("[data-testid=expert-general]:has-text('healthy')", timeout=90_000)
+    page.screenshot(path=str(artifacts_dir() / "mission-control-healing.png"), full_page=True)
+
+
 def test_state_survives_a_restart_through_save_and_load(page: Any, browser: Any, session: Session) -> None:
     asked = page.locator("[data-testid=chat-user]").first.inner_text()
     with page.expect_download() as download_info:

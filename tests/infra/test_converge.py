@@ -28,7 +28,8 @@ from tests.infra.conftest import (
     snapshot_checkout,
 )
 
-pytestmark = pytest.mark.slow
+# a real converge of every role (the module's first test pays for it) takes minutes on 2 cores, more when loaded
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 # The wheel `make llama` built (scripts/build-llama.sh, one folder per build key): llama_cpp installs its programs
 # instead of building.

@@ -43,7 +43,8 @@ from tests.netns.apt_mirror import build_repository, serve_repository
 from tests.netns.hosts import Host, host_net, wait_tcp
 from tests.provisioning.conftest import FINAL, api_key_for, cli
 
-pytestmark = pytest.mark.slow
+# a real Ansible run over SSH into a network namespace (the playbook of a worker), twice: minutes on 2 cores
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("FLEETMIND_CACHE", Path.home() / ".cache" / "fleetmind"))

@@ -3,6 +3,7 @@ llama-server (the packaged model) and prints per-case results."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,7 @@ def test_evolve_runs_over_every_saved_case(
     case_lines = [line for line in result.output.splitlines() if line.startswith(("web-crash_loop", "db-crash_loop"))]
     assert len(case_lines) == 2
     assert "kept variant" in result.output or "no variant kept" in result.output
+    # nothing of the search is left attached to this process's logging (openevolve adds a file handler)
+    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in logging.root.manager.loggerDict)]
+    leftover = [h for lg in loggers for h in lg.handlers if "fleetmind-evolve-" in str(getattr(h, "baseFilename", ""))]
+    assert not leftover

@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.e2e.launcher import start_stack, stop_stack, wait_healthy
@@ -45,6 +46,15 @@ def test_sigstopped_expert_is_healed_by_the_supervisor(tiny_model: Path, tmp_pat
         assert _pids_of(pattern) != [pid]
         text = stack.cli("supervise", "log", "--state-dir", str(stack.state_dir)).stdout
         assert "llama-expert  unhealthy  → restart (rule/hung)  healed" in text
+        # the same entries reached Mission Control's event stream (its self-healing panel), the supervisor posting
+        # with the stack's service credential
+        ui = f"http://127.0.0.1:{stack.ports['ui']}"
+        events = httpx.get(f"{ui}/api/events", headers={"Authorization": f"Bearer {stack.key}"}, timeout=10).json()
+        heals = [e for e in events["events"] if e["kind"] == "supervisor.heal"]
+        assert any(e["data"].get("outcome") == "healed" and e["data"].get("job") == "llama-expert" for e in heals)
+        assert {e["data"]["source"] for e in heals} == {"service"} and {e["data"]["by"] for e in heals} == {
+            "supervisor"
+        }
     finally:
         assert stop_stack(stack) == 0
     for leftover in _pids_of(f"fleetmind.supervisor.*{stack.state_dir}") + _pids_of(f"--port {stack.ports['expert']}"):

@@ -51,7 +51,7 @@ _KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 @dataclass(frozen=True)
 class Caller:
     """Whose key made a request: the key's id, name and scope from the key file (``env-…`` for a key from the
-    env); ``via`` names the service that vouched for it (``gateway``), empty for a key shown here directly."""
+    env); ``via`` is ``service`` when a service of the stack vouched for it, empty for a key shown directly."""
 
     key_id: str
     name: str
@@ -103,7 +103,7 @@ def forwarded_caller(conn: HTTPConnection, secret: str | None) -> Caller | None:
         scope = check_scope(conn.headers.get(CALLER_SCOPE_HEADER, "chat"))
     except ValueError:
         return None
-    return Caller(key_id, key_id, scope, via="gateway")
+    return Caller(key_id, key_id, scope, via="service")
 
 
 def caller_of(conn: HTTPConnection, store: KeyStore, *, secret: str | None = None) -> Caller | None:

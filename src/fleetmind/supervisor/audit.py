@@ -20,6 +20,8 @@ from typing import Any
 
 import httpx
 
+from fleetmind.http.auth import Caller, service_headers
+
 from fleetmind.events import EventHub
 
 log = logging.getLogger(__name__)
@@ -51,20 +53,27 @@ class HubSink:
 
 
 class HttpEventSink:
-    """Posts each entry to Mission Control (``url`` = ``http://host:port/api/events``) with ``api_key``."""
+    """Posts each entry to Mission Control (``url`` = ``http://host:port/api/events``) with ``headers``: an operator
+    key (:meth:`with_key`) or the stack's service credential, speaking as ``supervisor`` (:meth:`as_service`)."""
 
-    def __init__(self, url: str, api_key: str, *, timeout_s: float = 3.0) -> None:
+    def __init__(self, url: str, headers: dict[str, str], *, timeout_s: float = 3.0) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"events url must be http(s)://..., got {url!r}")
-        self.url, self.api_key, self.timeout_s = url, api_key, timeout_s
+        self.url, self.headers, self.timeout_s = url, headers, timeout_s
         self._failing = False
+
+    @classmethod
+    def with_key(cls, url: str, api_key: str) -> HttpEventSink:
+        return cls(url, {"Authorization": f"Bearer {api_key}"})
+
+    @classmethod
+    def as_service(cls, url: str, secret: str) -> HttpEventSink:
+        return cls(url, service_headers(secret, Caller("supervisor", "supervisor", "operator")))
 
     def __call__(self, entry: dict[str, Any]) -> None:
         body = {"kind": EVENT_KIND, "message": _message(entry)[:4000], "level": _level(entry), "data": entry}
         try:
-            response = httpx.post(
-                self.url, json=body, headers={"Authorization": f"Bearer {self.api_key}"}, timeout=self.timeout_s
-            )
+            response = httpx.post(self.url, json=body, headers=self.headers, timeout=self.timeout_s)
             response.raise_for_status()
             self._failing = False
         except httpx.HTTPError as exc:

@@ -16,11 +16,13 @@ small packaged model either search may improve nothing; the report says so.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
+import logging
 import os
 import random
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,13 +202,28 @@ def _openevolve(url: str, state_dir: Path, start: Variant, iterations: int, seed
     config.evaluator.parallel_evaluations = 1
     config.evaluator.cascade_evaluation = False
     os.environ[STATE_ENV], os.environ[URL_ENV] = str(state_dir), url
-    with tempfile.TemporaryDirectory(prefix="fleetmind-evolve-") as work:
+    with tempfile.TemporaryDirectory(prefix="fleetmind-evolve-") as work, _own_log_handlers():
         evaluator = Path(work) / "evaluator.py"
         evaluator.write_text(EVALUATOR)
         program = PROGRAM.format(system=start.system, instructions=start.instructions)
         result = run_evolution(program, str(evaluator), config=config, iterations=iterations, output_dir=work)
         best = variant_from_program(result.best_code or "", "openevolve-best")
     return [best] if best is not None else []
+
+
+@contextlib.contextmanager
+def _own_log_handlers() -> Iterator[None]:
+    """openevolve attaches a file handler (in its output folder) to the process's loggers and leaves it there: every
+    later log record of the process would write to a deleted file. Handlers it added are closed and removed."""
+    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in list(logging.root.manager.loggerDict))]
+    before = {id(h) for lg in loggers for h in lg.handlers}
+    try:
+        yield
+    finally:
+        for lg in [logging.getLogger(), *(logging.getLogger(n) for n in list(logging.root.manager.loggerDict))]:
+            for handler in [h for h in lg.handlers if id(h) not in before]:
+                lg.removeHandler(handler)
+                handler.close()
 
 
 def changed_any(candidates: list[Variant], start: Variant) -> bool:

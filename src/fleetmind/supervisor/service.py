@@ -16,6 +16,7 @@ from typing import Any
 
 from fleetmind.cluster.client import ClusterClient, ClusterError
 from fleetmind.supervisor.actions import Decision
+from fleetmind.security.service import load_secret
 from fleetmind.supervisor.audit import Audit, HttpEventSink, Sink
 from fleetmind.supervisor.detect import Detector
 from fleetmind.supervisor.guard import Guard
@@ -55,7 +56,10 @@ def build(settings: SupervisorSettings, client: ClusterClient | None = None) -> 
     )
     sinks: list[Sink] = []
     if settings.events_url and settings.events_key:
-        sinks.append(HttpEventSink(settings.events_url, settings.events_key.get_secret_value()))
+        sinks.append(HttpEventSink.with_key(settings.events_url, settings.events_key.get_secret_value()))
+    elif settings.events_url and (secret := load_secret(settings.state_dir)):
+        # in the stack: Mission Control takes the service credential, the supervisor speaking for itself
+        sinks.append(HttpEventSink.as_service(settings.events_url, secret))
     options = Options(
         state_dir=settings.state_dir,
         logs_dir=settings.task_logs,

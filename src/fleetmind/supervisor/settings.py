@@ -3,7 +3,7 @@
 Its files go under ``<state dir>/supervisor/`` (audit, cases, the kept reflection variant); the embedded
 cluster's task logs are read from ``<state dir>/logs``. The reflection LLM is ``llm_url`` when set, else the
 first healthy expert the registry lists (tag ``expert``), with the stack's service secret as its key. Events go to
-Mission Control when ``events_url`` and ``events_key`` (an operator key) are set. Bad values fail here, early.
+Mission Control's ``events_url`` with ``events_key`` (an operator key), else the stack's service secret. Bad values fail here, early.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ class SupervisorSettings(BaseSettings):
     llm_url: str = Field(default="", description="The reflection llama-server ('' = the first healthy expert).")
     llm_key: SecretStr | None = Field(default=None, description="Its API key (default: the service secret).")
     events_url: str = Field(default="", description="Mission Control's POST /api/events ('' = none).")
-    events_key: SecretStr | None = Field(default=None, description="An operator key for events_url.")
+    events_key: SecretStr | None = Field(
+        default=None, description="An operator key for events_url (default: the stack's service secret)."
+    )
     approval_level: Literal["low", "medium", "high"] = Field(
         default="high", description="Actions at or above this risk wait for a person."
     )

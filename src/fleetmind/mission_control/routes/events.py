@@ -21,12 +21,12 @@ import json
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, WebSocket
+from fastapi import APIRouter, Depends, Query, Request, WebSocket
 from pydantic import BaseModel, Field, field_validator
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from fleetmind.events import MAX_DATA_BYTES, EventHub, Subscription
-from fleetmind.http.auth import Caller, identify
+from fleetmind.http.auth import Caller, identify, require_key
 from fleetmind.http.bodies import parse_body, read_body
 from fleetmind.mission_control.deps import HubDep, OperatorDep, websocket_key
 from fleetmind.mission_control.errors import AUTH, error_responses
@@ -68,10 +68,13 @@ class PublishRequest(BaseModel):
         }
     },
 )
-async def publish_event(request: Request, hub: HubDep, caller: OperatorDep) -> dict[str, int]:
+async def publish_event(
+    request: Request, hub: HubDep, caller: Annotated[Caller, Depends(require_key("operator", service=True))]
+) -> dict[str, int]:
+    """An operator key, or one of the stack's services (the supervisor) with the service credential."""
     body = await read_body(request, MAX_EVENT_BODY, f"an event may be at most {MAX_EVENT_BODY} bytes")
     event = parse_body(PublishRequest, body)
-    data = {**event.data, "source": "api", "by": caller.name}
+    data = {**event.data, "source": caller.via or "api", "by": caller.name}
     published = hub.publish_data(event.kind, event.message, level=event.level, data=data)
     return {"seq": published.seq}
 

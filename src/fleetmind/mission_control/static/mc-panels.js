@@ -266,6 +266,26 @@
     await refreshConversations(true);
   });
 
+  // --- self-healing: the supervisor's audit entries, as they arrive on the event stream (backlog first) -----------
+  const healingSeen = new Set();
+  const renderHealing = (ev) => {
+    if (healingSeen.has(ev.seq)) return;
+    healingSeen.add(ev.seq);
+    const e = ev.data || {};
+    const fault = e.fault && typeof e.fault === "object" ? e.fault.kind : e.fault;
+    const row = MC.el("tr", { "data-testid": "healing-row", class: `level-${ev.level}` },
+      MC.el("td", { text: MC.time(ev.ts) }),
+      MC.el("td", { text: e.job }),
+      MC.el("td", { text: fault }),
+      MC.el("td", { text: e.action }),
+      MC.el("td", { text: e.decided_by }),
+      MC.el("td", { text: e.outcome }));
+    const body = $("healing");
+    body.prepend(row);
+    while (body.children.length > 200) body.lastChild.remove();
+    $("healing-count").textContent = String(healingSeen.size);
+  };
+
   // --- wiring ----------------------------------------------------------------------------------------------------
   let statusTimer = null;
   let statusSoon = null;
@@ -277,6 +297,7 @@
   };
   MC.onLogout = () => { if (statusTimer) clearInterval(statusTimer); statusTimer = null; };
   MC.onEvent((ev) => {
+    if (ev.kind === "supervisor.heal") renderHealing(ev);
     if (ev.kind.startsWith("approval_")) refreshApprovals();
     if (ev.kind.startsWith("tool_run_")) refreshRuns();
     if (ev.kind === "agent_answer" || ev.kind === "agent_error") {
