@@ -122,8 +122,9 @@ def test_no_server_errors(operations: list[Any], live: Live) -> None:
     # hypothesis driven by hand, one operation at a time (schemathesis' pytest plugin predates pytest 9);
     # valid requests, and requests that break the schema somewhere (a body, a parameter)
     seen = _run_all(operations, [GenerationMode.POSITIVE], live.url, live.auth)
-    # the generated requests got past auth and validation, not only bounced off them
-    assert not [key for key in seen if key[2] in (401, 403, 429)]
+    # the generated requests got past auth and validation, not only bounced off them (filing an approval request
+    # is for the stack's services only: a person's key gets its 403 there, tests/supervisor/test_http_approvals.py)
+    assert not [key for key in seen if key[2] in (401, 403, 429) and key != ("POST", "/api/approvals", 403)]
     # requests that break the schema somewhere (a body, a parameter, the documented auth itself)
     seen += _run_all(operations, [GenerationMode.NEGATIVE], live.url, live.auth)
     for route, status in [

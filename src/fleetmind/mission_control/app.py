@@ -46,6 +46,7 @@ def mount(
     app.state.approvals = approvals
     app.state.tools = tools
     app.state.tool_runs = ToolRuns(tools, hub)
+    app.state.filed_approvals = set()  # requests other services filed (routes/approvals.py), while they wait
     app.state.cluster = ClusterView()
     r = routes
     for module in (r.status, r.state, r.events, r.approvals, r.tools, r.conversations, r.vision, r.home):

@@ -20,9 +20,8 @@ from typing import Any
 
 import httpx
 
-from fleetmind.http.auth import Caller, service_headers
-
 from fleetmind.events import EventHub
+from fleetmind.http.auth import Caller, service_headers
 
 log = logging.getLogger(__name__)
 Sink = Callable[[dict[str, Any]], None]

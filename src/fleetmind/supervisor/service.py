@@ -15,8 +15,9 @@ import time
 from typing import Any
 
 from fleetmind.cluster.client import ClusterClient, ClusterError
-from fleetmind.supervisor.actions import Decision
 from fleetmind.security.service import load_secret
+from fleetmind.supervisor.actions import Decision
+from fleetmind.supervisor.approvals import HttpApprovals
 from fleetmind.supervisor.audit import Audit, HttpEventSink, Sink
 from fleetmind.supervisor.detect import Detector
 from fleetmind.supervisor.guard import Guard
@@ -55,9 +56,14 @@ def build(settings: SupervisorSettings, client: ClusterClient | None = None) -> 
         else DiscoveringReflector(client, variant=variant, api_key=key)
     )
     sinks: list[Sink] = []
+    approvals: HttpApprovals | None = None
+    secret = load_secret(settings.state_dir)
+    if settings.events_url and secret:
+        # the same Mission Control takes its risky actions for a person to decide (POST /api/approvals)
+        approvals = HttpApprovals(settings.events_url.rsplit("/api/", 1)[0] + "/api/approvals", secret)
     if settings.events_url and settings.events_key:
         sinks.append(HttpEventSink.with_key(settings.events_url, settings.events_key.get_secret_value()))
-    elif settings.events_url and (secret := load_secret(settings.state_dir)):
+    elif settings.events_url and secret:
         # in the stack: Mission Control takes the service credential, the supervisor speaking for itself
         sinks.append(HttpEventSink.as_service(settings.events_url, secret))
     options = Options(
@@ -77,6 +83,7 @@ def build(settings: SupervisorSettings, client: ClusterClient | None = None) -> 
         guard=Guard(cooldown_s=settings.cooldown_s, budget=settings.budget, storm_window_s=settings.storm_window_s),
         reflector=reflector,
         audit=Audit(settings.state_dir, sinks=sinks),
+        approvals=approvals,
     )
 
 

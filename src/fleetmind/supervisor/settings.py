@@ -3,7 +3,8 @@
 Its files go under ``<state dir>/supervisor/`` (audit, cases, the kept reflection variant); the embedded
 cluster's task logs are read from ``<state dir>/logs``. The reflection LLM is ``llm_url`` when set, else the
 first healthy expert the registry lists (tag ``expert``), with the stack's service secret as its key. Events go to
-Mission Control's ``events_url`` with ``events_key`` (an operator key), else the stack's service secret. Bad values fail here, early.
+Mission Control's ``events_url`` with ``events_key`` (an operator key), else the stack's service secret.
+Bad values fail here, early.
 """
 
 from __future__ import annotations

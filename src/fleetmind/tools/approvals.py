@@ -130,6 +130,10 @@ class _Waiting:
     code_tries: int = 0
 
 
+def new_approval_id() -> str:
+    return f"apr-{secrets.token_hex(6)}"
+
+
 class ApprovalBroker:
     """Holds pending approvals; thread-safe, one instance shared by the agent, Mission Control and the CLI."""
 
@@ -169,16 +173,18 @@ class ApprovalBroker:
         reason: str = "",
         timeout_s: float | None = None,
         requester_key: str | None = None,
+        approval_id: str | None = None,
     ) -> ApprovalDecision:
         """Wait until a person decides, or until ``timeout_s`` (default: the broker's) passes → ``expired``.
-        ``requester_key`` defaults to :data:`acting_for`."""
+        ``requester_key`` defaults to :data:`acting_for`; ``approval_id`` (default: a new one) lets a caller in
+        another process know the id before the decision (Mission Control's ``POST /api/approvals``)."""
         timeout = self.timeout_s if timeout_s is None else timeout_s
         if requester_key is None:
             requester_key = acting_for.get()
         loop = asyncio.get_running_loop()
         now = time.time()
         pending = PendingApproval(
-            id=f"apr-{secrets.token_hex(6)}",
+            id=approval_id or new_approval_id(),
             tool=tool,
             arguments=dict(arguments),
             risk=risk,
@@ -319,6 +325,11 @@ class ApprovalBroker:
             raise SelfApprovalError(
                 f"wrong approval code ({MAX_CODE_TRIES - waiting.code_tries} tries left for this request)"
             )
+
+    def decision(self, approval_id: str) -> ApprovalDecision | None:
+        """The decision on ``approval_id`` if it was decided (and is still among the recent ones)."""
+        with self._lock:
+            return next((d for d in reversed(self._recent) if d.id == approval_id), None)
 
     def recent(self, limit: int = 50) -> list[ApprovalDecision]:
         """The latest decisions, newest first."""

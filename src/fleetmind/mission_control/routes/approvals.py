@@ -6,19 +6,25 @@ that is no longer waiting (decided by someone else, expired, cancelled) is a 404
 Nobody approves their own request: approving with the key the request was made for is a 403 ``self_approval``,
 unless the body also carries the request's one-time ``code`` (``fleetmind approvals code ID`` on the agent's
 machine prints it; the page asks for it).
+
+The stack's other services (the supervisor) file their risky actions here too: ``POST /api/approvals`` with the
+service credential opens a request in the same broker (202, its id) and ``GET /api/approvals/{id}`` says whether it
+is still pending or how it was decided. A person decides it on the page like any other.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from fleetmind.http.auth import Caller
+from fleetmind.http.auth import Caller, require_key
 from fleetmind.mission_control.deps import ApprovalsDep, OperatorDep
 from fleetmind.mission_control.errors import AUTH, ApiError, error_responses
-from fleetmind.tools.approvals import ApprovalBroker
+from fleetmind.tools.approvals import ApprovalBroker, new_approval_id
 from fleetmind.tools.errors import ApprovalNotFoundError, SelfApprovalError
 
 router = APIRouter(tags=["approvals"])
@@ -74,3 +80,58 @@ async def deny(
 ) -> dict[str, Any]:
     result: dict[str, Any] = _decide(broker, approval_id, False, caller, body)
     return result
+
+
+class FileRequest(BaseModel):
+    """A risky action another service of the stack wants a person to decide on."""
+
+    action: str = Field(
+        pattern=r"^[a-z][a-z0-9_.\-]{0,63}$", description="What would be done, e.g. supervisor.rollback"
+    )
+    arguments: dict[str, str] = Field(default_factory=dict, max_length=20)
+    risk: Literal["low", "medium", "high"] = "high"
+    reason: str = Field(default="", max_length=2000)
+    timeout_s: float = Field(default=300.0, gt=0, le=3600)
+
+
+ServiceCaller = Annotated[Caller, Depends(require_key("operator", service=True))]
+
+
+@router.post("/api/approvals", status_code=202, responses=error_responses(*AUTH, 400, 413, 422))
+async def file_request(
+    request: Request, body: FileRequest, broker: ApprovalsDep, caller: ServiceCaller
+) -> dict[str, Any]:
+    """Open a request (only the stack's services, with the service credential); decided on the page."""
+    if caller.via != "service":
+        raise ApiError(
+            403, "only the stack's services file approval requests", type="permission_error", code="not_a_service"
+        )
+    approval_id = new_approval_id()
+    waiting = asyncio.get_running_loop().create_task(
+        broker.request(
+            tool=body.action,
+            arguments=body.arguments,
+            risk=body.risk,
+            requester=caller.name,
+            reason=body.reason,
+            timeout_s=body.timeout_s,
+            requester_key=caller.key_id,
+            approval_id=approval_id,
+        )
+    )
+    tasks: set[asyncio.Task[Any]] = request.app.state.filed_approvals
+    tasks.add(waiting)
+    waiting.add_done_callback(tasks.discard)
+    await asyncio.sleep(0)  # the request is registered when its task first runs
+    return {"id": approval_id, "status": "pending"}
+
+
+@router.get("/api/approvals/{approval_id}", responses=error_responses(*AUTH, 404))
+async def approval_status(approval_id: str, broker: ApprovalsDep, _auth: ServiceCaller) -> JSONResponse:
+    """Whether a request is still pending, or how it was decided (by whom, when)."""
+    if any(p.id == approval_id for p in broker.pending()):
+        return JSONResponse({"id": approval_id, "status": "pending"})
+    decision = broker.decision(approval_id)
+    if decision is None:
+        raise ApiError(404, "no such approval request", code="approval_not_found")
+    return JSONResponse({"status": "decided", **decision.to_dict()})
