@@ -60,3 +60,30 @@ def test_sigstopped_expert_is_healed_by_the_supervisor(tiny_model: Path, tmp_pat
     for leftover in _pids_of(f"fleetmind.supervisor.*{stack.state_dir}") + _pids_of(f"--port {stack.ports['expert']}"):
         with pytest.raises(ProcessLookupError):
             os.kill(leftover, 0)
+
+
+@pytest.mark.slow
+def test_a_bad_expert_update_is_rolled_back_by_the_supervisor(tiny_model: Path, tmp_path: Path) -> None:
+    # the expert's job re-submitted with an argument llama-server rejects: it crash-loops right after the update,
+    # and the supervisor rolls it back to the version that ran
+    stack = start_stack(tmp_path, str(tiny_model))
+    try:
+        wait_healthy(stack.client, ("supervisor", "expert-general"), 60, stack.proc)
+        job = stack.client.job("llama-expert")
+        task = job["TaskGroups"][0]["Tasks"][0]
+        task["Config"]["args"] = [*task["Config"]["args"], "--no-such-option"]
+        stack.client.register_job(job)
+        updated_at = time.monotonic()
+        entries: list[dict[str, object]] = []
+        while time.monotonic() - updated_at < 60 and not any(e.get("outcome") == "healed" for e in entries):
+            out = stack.cli("supervise", "log", "--json", "--state-dir", str(stack.state_dir), "--job", "llama-expert")
+            entries = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+            time.sleep(1)
+        healed = [e for e in entries if e.get("outcome") == "healed"]
+        assert healed, f"not healed within a minute: {entries or stack.output()[-2000:]}"
+        assert healed[0]["action"] == "rollback", healed[0]
+        wait_healthy(stack.client, ("expert-general",), 60, stack.proc)
+        running = stack.client.job("llama-expert")["TaskGroups"][0]["Tasks"][0]["Config"]["args"]
+        assert "--no-such-option" not in running
+    finally:
+        assert stop_stack(stack) == 0
