@@ -137,6 +137,7 @@ def stream(http: httpx.Client, url: str, body: dict[str, Any], headers: dict[str
 def run_setting(
     http: httpx.Client, row: Row, url: str, model: str, fields: dict[str, Any], headers: dict[str, str], system: str
 ) -> None:
+    """One pass of ``row``'s setting over every question and open prompt; prints the row so far when done."""
     right = 0
     for question, accepted in QUESTIONS:
         messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
@@ -153,6 +154,7 @@ def run_setting(
         _, tokens, finish = stream(http, url, {"model": model, "messages": messages, **fields}, headers)
         row.open_lengths.append(tokens)
         row.finish[finish] = row.finish.get(finish, 0) + 1
+    print("  " + " | ".join(row.cells()), flush=True)  # a long run still leaves its numbers
 
 
 def table(rows: list[Row]) -> None:
