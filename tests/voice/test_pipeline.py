@@ -70,6 +70,13 @@ def talkative_expert(packaged_model: Path, tmp_path: Path) -> Iterator[str]:
         stop_process(proc)
 
 
+def barge_in_heard(client: VoiceClient) -> str:
+    """What the final transcripts after the first turn say, lower case."""
+    texts = [(r.message or {}).get("text", "") for r in client.messages("transcript", final=True)]
+    turns = [(r.message or {}).get("turn", 0) for r in client.messages("transcript", final=True)]
+    return " ".join(t for t, n in zip(texts, turns, strict=True) if n >= 2).lower()
+
+
 @pytest.mark.slow
 async def test_talking_over_the_agent_stops_playback_and_cancels_generation(
     make_voice_server, talkative_expert: str, espeak: str, tts_engines: list[str]
@@ -94,6 +101,12 @@ async def test_talking_over_the_agent_stops_playback_and_cancels_generation(
         try:
             end = await client.wait_for("answer_end", turn=1, timeout=30)
             await client.wait_for("transcript", final=True, turn=2, timeout=60)
+            # the VAD may end a turn at the barge-in's pause ("Stop." | "Please stop talking now."), each part then
+            # its own turn: wait until the words of the barge-in were heard
+            for _ in range(600):
+                if "stop" in barge_in_heard(client):
+                    break
+                await asyncio.sleep(0.05)
         finally:
             background.cancel()
 
@@ -113,8 +126,7 @@ async def test_talking_over_the_agent_stops_playback_and_cancels_generation(
     assert not late_audio, f"{len(late_audio)} audio chunks after the interrupt"
     # Nor any answer text for turn 1: the generation itself was cancelled, inside the agent too.
     assert not [r for r in client.messages("answer", turn=1) if r.at > interrupt.at + 0.05]
-    words = next(r for r in client.messages("transcript", final=True, turn=2)).message
-    assert words is not None and "stop" in words["text"].lower()
+    assert "stop" in barge_in_heard(client)
     for _ in range(200):  # the agent records the cancelled request as it winds down
         if server.runtime.stats.errors["cancelled"] >= 1:
             break
