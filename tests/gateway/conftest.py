@@ -88,7 +88,7 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @contextlib.contextmanager
-def running_stack(expert_url: str, tmp: Path) -> Iterator[Stack]:
+def running_stack(expert_url: str, tmp: Path, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
     """The real agent with one expert (``general``) and the real gateway in front of it, one key store."""
     state = tmp / "state"
     # operator: the tests read the agent's /api/status with it too
@@ -101,6 +101,7 @@ def running_stack(expert_url: str, tmp: Path) -> Iterator[Stack]:
         "HF_HUB_OFFLINE": "1",
         # nothing listens here: neither process may depend on a registry in this test
         "CONSUL_HTTP_ADDR": f"127.0.0.1:{free_tcp_port()}",
+        **(extra_env or {}),
     }
     agent_port, gateway_port = free_tcp_port(), free_tcp_port()
     agent_url = f"http://127.0.0.1:{agent_port}"
@@ -138,7 +139,9 @@ def wide_stack(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     port = free_tcp_port()
     server = start_llama_server(tiny_model, port, tmp / "llama-server.log", "-c", "8192")
     try:
-        with running_stack(f"http://127.0.0.1:{port}", tmp) as s:
+        # the tiny random model loops when greedy, which the loop guard would end in a fraction of a second: the
+        # long answer these tests kill half-way must stream until it is killed
+        with running_stack(f"http://127.0.0.1:{port}", tmp, {"FLEETMIND_AGENT_LOOP_GUARD": "false"}) as s:
             yield s
     finally:
         stop_process(server)

@@ -37,6 +37,7 @@ from fleetmind.agent.workflows.registry import default_registry
 from fleetmind.contracts.errors import AgentErrorCode
 from fleetmind.contracts.protocol import AgentEvent, AgentRequest
 from fleetmind.llm.chat import ExpertClient
+from fleetmind.llm.loop_guard import LoopGuard
 from fleetmind.memory.short_term import ConversationHistory
 
 if TYPE_CHECKING:
@@ -143,6 +144,7 @@ class AgentRuntime:
         return ExpertClient(
             connect_timeout_s=self.settings.expert_connect_timeout_s,
             read_timeout_s=self.settings.expert_read_timeout_s,
+            loop_guard=LoopGuard if self.settings.loop_guard else None,
         )
 
     @property

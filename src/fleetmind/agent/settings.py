@@ -45,6 +45,10 @@ class AgentSettings(BaseSettings):
         gt=0,
         description="Longest silence from an expert, the wait for its first token included.",
     )
+    loop_guard: bool = Field(
+        default=True,
+        description="End an answer that repeats itself (fleetmind.llm.loop_guard) with finish_reason length.",
+    )
     failed_expert_cooldown_s: float = Field(
         default=10.0,
         ge=0,
