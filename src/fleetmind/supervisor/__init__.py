@@ -17,6 +17,8 @@ Errors::
 
 from __future__ import annotations
 
+from fleetmind.http.auth import Caller, service_headers
+
 
 class SupervisorError(Exception):
     """Base of the supervisor's errors."""
@@ -28,3 +30,12 @@ class ActionRefused(SupervisorError):
 
 class HealFailed(SupervisorError):
     """The cluster refused or could not apply an action."""
+
+
+#: Who the supervisor is to Mission Control when it shows the stack's service credential.
+SUPERVISOR = Caller("supervisor", "supervisor", "operator")
+
+
+def supervisor_headers(secret: str) -> dict[str, str]:
+    """The headers of a call to Mission Control as the supervisor, under the stack's service ``secret``."""
+    return service_headers(secret, SUPERVISOR)

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from fleetmind.http.auth import Caller, service_headers
+from fleetmind.supervisor import supervisor_headers
 from fleetmind.tools.approvals import ApprovalBroker
 
 REQUESTER = "fleetmind-supervisor"
@@ -71,7 +71,7 @@ class HttpApprovals:
         self, url: str, secret: str, *, timeout_s: float = 300.0, poll_s: float = 1.0, http_timeout_s: float = 5.0
     ) -> None:
         self.url, self.timeout_s, self.poll_s, self.http_timeout_s = url.rstrip("/"), timeout_s, poll_s, http_timeout_s
-        self.headers = service_headers(secret, Caller("supervisor", "supervisor", "operator"))
+        self.headers = supervisor_headers(secret)
 
     def ask(self, *, job: str, action: str, risk: str, reason: str, detail: str) -> Verdict:
         body = {

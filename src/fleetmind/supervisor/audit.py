@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from fleetmind.events import EventHub
-from fleetmind.http.auth import Caller, service_headers
+from fleetmind.supervisor import supervisor_headers
 
 log = logging.getLogger(__name__)
 Sink = Callable[[dict[str, Any]], None]
@@ -67,7 +67,7 @@ class HttpEventSink:
 
     @classmethod
     def as_service(cls, url: str, secret: str) -> HttpEventSink:
-        return cls(url, service_headers(secret, Caller("supervisor", "supervisor", "operator")))
+        return cls(url, supervisor_headers(secret))
 
     def __call__(self, entry: dict[str, Any]) -> None:
         body = {"kind": EVENT_KIND, "message": _message(entry)[:4000], "level": _level(entry), "data": entry}
