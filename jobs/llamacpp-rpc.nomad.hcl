@@ -2,6 +2,12 @@
 # Each worker registers the service "llamacpp-rpc" (tag "rpc"); llama-expert with -var rpc_workers=N finds them there.
 # Run on a cluster:  nomad job run -var workers=3 jobs/llamacpp-rpc.nomad.hcl
 #
+# Placement: only on nodes tagged for RPC workers (node meta fleetmind_rpc = "true"; the nomad role writes it for hosts
+# in the inventory group rpc_workers, hosts the call-home placed as rpc_worker, or hosts with fleetmind_rpc: true), and
+# one worker per node (distinct_hosts): a second worker on the same machine lends no memory that the first could not,
+# and only adds a network hop. With fewer tagged nodes than workers, the rest stay queued until a node joins; on one
+# box (the embedded cluster) one worker runs and `fleetmind status` says why the others wait.
+#
 # Health: a worker serves one client at a time and its listen backlog is 1, so a plain TCP check stops connecting
 # once an expert holds the worker (measured: the third probe times out) and check_restart would then kill a worker in
 # use. The "health" sidecar instead reads the kernel's socket table: 200 when the worker listens and is free, 429
@@ -18,6 +24,12 @@ variable "datacenters" {
   type        = list(string)
   default     = ["*"]
   description = "Datacenters the workers may be placed in."
+}
+
+variable "distinct_hosts" {
+  type        = bool
+  default     = true
+  description = "One worker per node (Nomad's distinct_hosts). Off only to run several workers on one machine: loopback tests and benches."
 }
 
 variable "rpc_server" {
@@ -71,6 +83,18 @@ job "llamacpp-rpc" {
     attribute = "${meta.fleetmind_class}"
     operator  = "regexp"
     value     = var.node_classes
+  }
+
+  # Only on hosts tagged for RPC workers (the nomad role's meta.fleetmind_rpc; the embedded node is tagged).
+  constraint {
+    attribute = "${meta.fleetmind_rpc}"
+    value     = "true"
+  }
+
+  # One worker per node.
+  constraint {
+    operator = "distinct_hosts"
+    value    = var.distinct_hosts
   }
 
   group "worker" {

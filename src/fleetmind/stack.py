@@ -198,8 +198,18 @@ async def run(
     logs = cfg.logs_dir
     logs.mkdir(parents=True, exist_ok=True)
     token = ensure_token(cfg.cluster_token_file)
+    from fleetmind.llm.gguf_convert import GGUF_FILENAME
+
+    # plan() places the embedding model here (ensure_gguf), so this node's meta says so, as the llama_jobs role does
+    # on a cluster: llama-embedder is pinned to the node whose meta names its model path.
+    embedder_model = cfg.state_dir / "models" / GGUF_FILENAME
     cluster = EmbeddedCluster(
-        logs_dir=logs, host=cfg.host, nomad_port=cfg.nomad_port, consul_port=cfg.consul_port, token=token
+        logs_dir=logs,
+        host=cfg.host,
+        nomad_port=cfg.nomad_port,
+        consul_port=cfg.consul_port,
+        token=token,
+        node_meta={"fleetmind_embedder_model": str(embedder_model)},
     )
     await cluster.start()
     try:
@@ -207,9 +217,7 @@ async def run(
         client = ClusterClient(consul_addr=cluster.consul_addr, nomad_addr=cluster.nomad_addr, token=token)
         # The jobs that talk to the cluster get its address and token in their env (NOMAD_TOKEN, CONSUL_HTTP_TOKEN).
         cluster_vars = {"consul_addr": cluster.consul_addr, "nomad_addr": cluster.nomad_addr}
-        from fleetmind.llm.gguf_convert import GGUF_FILENAME
-
-        if not (cfg.state_dir / "models" / GGUF_FILENAME).is_file():
+        if not embedder_model.is_file():
             progress("converting all-MiniLM-L6-v2 to GGUF for the embedding server, once (a few seconds)")
         jobs = plan(cfg, {**cluster_vars, "nomad_token": token, "consul_token": token})
         for job in jobs:

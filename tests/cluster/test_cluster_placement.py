@@ -90,7 +90,8 @@ def test_stack_job_files_place_by_node_class(nomad_openapi: OpenAPIContract) -> 
     """The model jobs carry a regexp constraint on the class that, by default, allows every class."""
     for name, required in (("llama-expert", {"model": "/m.gguf"}), ("llama-embedder", {"model": "/e.gguf"})):
         job = load_job(JOBS_DIR / f"{name}.nomad.hcl", required)
-        (constraint,) = job["Constraints"]
+        # the class constraint comes first (the embedder is also pinned to its model: test_cluster_tagged_placement)
+        constraint = job["Constraints"][0]
         assert constraint["LTarget"] == CLASS and constraint["Operand"] == "regexp"
         facts = [NodeFacts("id", "n", "dc1", "global", meta={"fleetmind_class": c}) for c in CLASSES]
         assert all(unmet(constraint, f) is None for f in facts), constraint

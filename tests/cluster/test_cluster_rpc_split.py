@@ -57,7 +57,13 @@ def test_split_expert_answers_like_the_local_model(running_cluster: RunningClust
     rc.client.register_job(
         load_job(
             JOBS_DIR / "llamacpp-rpc.nomad.hcl",
-            {"rpc_server": str(binaries.rpc_server()), "python": sys.executable, "host": "127.0.0.1", "threads": 1},
+            {
+                "rpc_server": str(binaries.rpc_server()),
+                "python": sys.executable,
+                "host": "127.0.0.1",
+                "threads": 1,
+                "distinct_hosts": False,  # both workers on this one machine (on a cluster: one per tagged node)
+            },
         )
     )
     workers = wait_for(

@@ -261,11 +261,26 @@ def status(
                 table.add_row(job["ID"], task, state, str(st.get("Restarts", 0)), svc, addr, health, short)
                 if cause is not None:
                     causes.append(f"{job['ID']}/{task}: {cause.text}")
+        causes += _queued(job)
     # Piped output has no terminal width; rich would squeeze the table to 80 columns and cut names.
     Console(width=None if sys.stdout.isatty() else 200).print(table)
     # Causes are sentences: printed whole below the table rather than squeezed into a cell.
     for line in causes:
         typer.echo(line)
+
+
+def _queued(job: dict[str, Any]) -> list[str]:
+    """A line for each group of ``job`` with allocations that could not be placed (Nomad's job summary counts
+    them as queued), with the scheduler's reason where it gives one (the embedded one: the job's
+    StatusDescription, e.g. distinct_hosts on one node)."""
+    summary = (job.get("JobSummary") or {}).get("Summary") or {}
+    reason = str(job.get("StatusDescription") or "")
+    return [
+        f"{job['ID']}: {counts['Queued']} allocation(s) of group {group} not placed"
+        + (f" ({reason})" if reason else "")
+        for group, counts in sorted(summary.items())
+        if int(counts.get("Queued") or 0) > 0
+    ]
 
 
 def _service_cells(client: ClusterClient, services: list[str]) -> tuple[str, str, str]:

@@ -8,6 +8,10 @@ feasibility checker does (``scheduler/feasible.go``): targets are ``${meta.*}``,
 ``${node.*}`` references or literals, a reference the node does not have is *missing* (only ``!=`` and
 ``is_not_set`` hold then), ``regexp`` searches like Go's ``MatchString``, the ``set_contains*`` operators split
 both sides on commas, and the order operators compare numbers as numbers and anything else as text.
+
+``distinct_hosts`` is about allocations, not about one node: the orchestrator counts what already runs on its
+node (:func:`wants_distinct_hosts` says whether a job's or a group's constraints ask for it, as Nomad's
+``DistinctHostsIterator`` reads them). Nomad takes it only at job and group level and refuses it on a task.
 """
 
 from __future__ import annotations
@@ -44,6 +48,10 @@ OPERATORS = frozenset(
 # What a single-node engine can judge from the node alone (distinct_* are about several allocations or nodes,
 # version/semver need Nomad's version-constraint grammar).
 EVALUATED = OPERATORS - {"version", "semver", "distinct_hosts", "distinct_property"}
+# Judged over the allocations a node already runs (the orchestrator's part, not :func:`unmet`'s).
+DISTINCT_HOSTS = "distinct_hosts"
+# What Go's strconv.ParseBool, which Nomad reads distinct_hosts' value with, reads as false.
+_GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 # Operators whose RTarget may be empty.
 NO_VALUE = frozenset({"is_set", "is_not_set", "distinct_hosts", "distinct_property"})
 _REF = re.compile(r"^\$\{\s*([A-Za-z0-9_.\-]+)\s*\}$")
@@ -82,6 +90,17 @@ class NodeFacts:
             if ref.startswith(prefix):
                 return (table or {}).get(ref[len(prefix) :])
         return None
+
+
+def wants_distinct_hosts(constraints: list[Mapping[str, Any]]) -> bool:
+    """Whether these (a job's or a group's own) constraints ask for one allocation per node: the first
+    ``distinct_hosts`` decides, an empty value means true and a value Go cannot read as a bool still counts as
+    true, as in Nomad's ``hasDistinctHostsConstraint``; ``value = "false"`` turns it off."""
+    for constraint in constraints:
+        if constraint.get("Operand") == DISTINCT_HOSTS:
+            value = str(constraint.get("RTarget") or "")
+            return value not in _GO_FALSE
+    return False
 
 
 def describe(constraint: Mapping[str, Any]) -> str:

@@ -3,7 +3,9 @@
 Its ``meta`` carries the same placement facts a provisioned Nomad client gets from the inventory
 (``fleetmind_class``, ``fleetmind_workload``, ``fleetmind_llama_variant``, ``fleetmind_quant``), computed from this
 machine's own CPU flags, cores and RAM by :func:`fleetmind.llm.node_class.classify`, so job constraints on
-``${meta.fleetmind_class}`` mean the same on one box as on a cluster. Its attributes are the few Nomad
+``${meta.fleetmind_class}`` mean the same on one box as on a cluster. The one node is also tagged for RPC workers
+(``fleetmind_rpc`` ``"true"``, which the Nomad role writes on hosts the inventory tags): on one box, a
+``llamacpp-rpc`` job someone submits is meant to run here. Its attributes are the few Nomad
 fingerprints a constraint is likely to name (``cpu.arch``, ``cpu.numcores``, ``memory.totalbytes``,
 ``kernel.name``, ``unique.hostname`` ...).
 
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleetmind.cluster.constraints import NodeFacts, describe, unmet
+from fleetmind.cluster.constraints import DISTINCT_HOSTS, NodeFacts, describe, unmet, wants_distinct_hosts
 from fleetmind.llm.node_class import classify
 from fleetmind.llm.proof import cpu_flags
 
@@ -96,6 +98,7 @@ class EmbeddedNode:
         """The node as this machine's facts describe it; ``meta`` entries override the computed ones."""
         facts_meta, attributes = machine_meta_and_attributes()
         attributes["unique.network.ip-address"] = address
+        facts_meta["fleetmind_rpc"] = "true"
         return cls(node_id, name, address, datacenter, region, {**facts_meta, **(meta or {})}, attributes)
 
     @property
@@ -146,12 +149,47 @@ class EmbeddedNode:
         metric["NodesEvaluated"] = 1
         metric["NodesAvailable"] = {self.datacenter: 1}
         for constraint in constraints:
+            if constraint.get("Operand") == DISTINCT_HOSTS:
+                continue  # about the allocations already here: the orchestrator counts them
             reason = unmet(constraint, self.facts)
             if reason is not None:
                 metric["NodesFiltered"] = 1
                 metric["ConstraintFiltered"] = {describe(constraint): 1}
                 return metric, reason
         return None
+
+    def distinct_room(
+        self, job: Mapping[str, Any], group: Mapping[str, Any], here: list[tuple[str, str]], missing: int
+    ) -> tuple[int, tuple[dict[str, Any], str] | None]:
+        """How many of ``missing`` allocations of ``group`` this node may still take under ``distinct_hosts``
+        (``here``: (job, group) of the allocations it already runs or was just given), and for the rest Nomad's
+        metric and a sentence. Nomad's rule: a job-level ``distinct_hosts`` allows one allocation of the job per
+        node, a group-level one one of the group; so with one node, one allocation runs and the rest stay queued."""
+        by_job = wants_distinct_hosts(list(job.get("Constraints") or []))
+        by_group = wants_distinct_hosts(list(group.get("Constraints") or []))
+        if not (by_job or by_group) or missing <= 0:
+            return missing, None
+        clash = any(j == job["ID"] and (by_job or g == group["Name"]) for j, g in here)
+        room = 0 if clash else 1
+        left = missing - room
+        if left == 0:
+            return room, None
+        metric: dict[str, Any] = {
+            "NodesEvaluated": 1,
+            "NodesFiltered": 1,
+            "NodesExhausted": 0,
+            "NodesAvailable": {self.datacenter: 1},
+            "ConstraintFiltered": {DISTINCT_HOSTS: 1},
+            "CoalescedFailures": left - 1,
+            "AllocationTime": 0,
+        }
+        count = int(group.get("Count", 1))
+        scope = "the job" if by_job else "the group"
+        why = (
+            f"distinct_hosts: {scope} runs one allocation per node and this cluster has one node ({self.name}), "
+            f"so {count - left} of {count} run and {left} wait until another node joins"
+        )
+        return room, (metric, why)
 
     def drain_metadata(self, status: str, meta: Mapping[str, str] | None) -> dict[str, Any]:
         now = _rfc3339(time.time_ns())

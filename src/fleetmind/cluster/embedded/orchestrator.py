@@ -6,7 +6,8 @@ picked free), and each runs as an :class:`AllocRunner`. A group is placed only w
 every constraint of the job, the group and its tasks holds on the node (:mod:`fleetmind.cluster.constraints`
 against :class:`.node.EmbeddedNode`); otherwise it stays queued and the evaluation (``FailedTGAllocs``,
 ``StatusDescription``) and the job's ``StatusDescription`` say why, e.g. ``constraint not met:
-${meta.fleetmind_class} regexp ^avx512$ ...``. Making the node eligible again re-evaluates every job.
+${meta.fleetmind_class} regexp ^avx512$ ...``. A ``distinct_hosts`` job or group gets one allocation on the one
+node, the rest stay queued and say so. Making the node eligible again re-evaluates every job.
 Deregistering stops every allocation; ``purge`` also forgets the job. Reads (:mod:`.views`) return Nomad's API
 shapes (``Job``, ``JobListStub``, ``AllocationListStub``, ``Allocation``, ``Evaluation``, ``Node``).
 """
@@ -22,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fleetmind.cluster.constraints import EVALUATED, check_regexp, describe
+from fleetmind.cluster.constraints import DISTINCT_HOSTS, EVALUATED, check_regexp, describe
 from fleetmind.cluster.embedded.allocation import DRIVERS, AllocRunner, Placement
 from fleetmind.cluster.embedded.evals import Evaluations
 from fleetmind.cluster.embedded.index import IndexClock
@@ -115,9 +116,16 @@ class Orchestrator(OrchestratorViews):
                     )
                 if not isinstance((task.get("Config") or {}).get("command"), str):
                     raise JobInvalid(f"task {task.get('Name')!r}: config.command is required")
+            for task in group["Tasks"]:
+                for constraint in task.get("Constraints") or []:
+                    if constraint.get("Operand") in (DISTINCT_HOSTS, "distinct_property"):
+                        raise JobInvalid(
+                            f"task {task.get('Name')!r}: constraint operator {constraint['Operand']!r} is not "
+                            "allowed at task level (Nomad takes it on a job or a group)"
+                        )
             for constraint in _constraints(job, group):
                 operand = str(constraint.get("Operand") or "=")
-                if operand not in EVALUATED:
+                if operand not in EVALUATED | {DISTINCT_HOSTS}:
                     raise JobInvalid(
                         f"constraint {describe(constraint)}: operator {operand!r} is not supported by the embedded "
                         f"orchestrator (one node; use {', '.join(sorted(EVALUATED))})"
@@ -244,21 +252,24 @@ class Orchestrator(OrchestratorViews):
             failed: dict[str, tuple[dict[str, Any], str]] = {}
             queued: dict[str, int] = {}
             record.blocked = {}
+            here = [(job_id, a.group["Name"]) for a in current]  # what distinct_hosts counts (Nomad's proposed)
             for group in record.job["TaskGroups"]:
                 have = {a.index for a in current if a.group["Name"] == group["Name"]}
                 missing = [i for i in range(int(group.get("Count", 1))) if i not in have]
                 queued[group["Name"]] = 0
                 if not missing:
                     continue
-                refusal = self.node.refusal(_constraints(record.job, group), len(missing))
+                refusal, room = self.node.refusal(_constraints(record.job, group), len(missing)), 0
+                if refusal is None:  # the node fits: distinct_hosts may still allow fewer than asked
+                    room, refusal = self.node.distinct_room(record.job, group, here, len(missing))
                 if refusal is not None:
                     failed[group["Name"]] = refusal
-                    queued[group["Name"]] = len(missing)
+                    queued[group["Name"]] = len(missing) - room
                     record.blocked[group["Name"]] = refusal[1]
                     log.warning("not placing %s.%s: %s", job_id, group["Name"], refusal[1])
-                    continue
-                for index in missing:
+                for index in missing[:room]:
                     self._place(record, group, index, eval_id)
+                    here.append((job_id, group["Name"]))
             self._finish_eval(eval_id, failed, queued)
 
     def _check_static_ports(self, job: dict[str, Any]) -> None:
