@@ -217,6 +217,15 @@ class ClusterClient:
         """One allocation in full (``Allocation``)."""
         return dict(self._nomad_call(f"allocation {alloc_id}", lambda: self._nomad.allocation.get_allocation(alloc_id)))
 
+    def allocations(self) -> list[dict[str, Any]]:
+        """Every allocation of the cluster (``AllocationListStub``), newest first."""
+        return list(self._nomad_call("list allocations", self._nomad.allocations.get_allocations))
+
+    def collect_garbage(self) -> None:
+        """Nomad's forced garbage collection (``PUT /v1/system/gc``, a management token on Nomad): the files and
+        records of terminal allocations and dead jobs go (:mod:`fleetmind.cluster.garbage` says which)."""
+        self._nomad_call("garbage collection", self._nomad.system.initiate_garbage_collection)
+
     def job_versions(self, job_id: str) -> list[dict[str, Any]]:
         """Every kept version of the job (Nomad ``Job``), newest first."""
         answer = self._nomad_call(f"versions of job {job_id}", lambda: self._nomad.job.get_versions(job_id))

@@ -4,7 +4,8 @@ Jobs: ``GET/PUT/POST /v1/jobs``, ``GET/POST/PUT/DELETE /v1/job/:id``, ``GET /v1/
 /v1/job/:id/summary``, ``GET /v1/job/:id/evaluations``; allocations: ``GET /v1/allocations``, ``GET
 /v1/allocation/:id``; evaluations: ``GET /v1/evaluations``, ``GET /v1/evaluation/:id``; the node: ``GET /v1/nodes``,
 ``GET /v1/node/:id``, ``GET /v1/node/:id/allocations``, ``POST /v1/node/:id/drain`` and ``POST
-/v1/node/:id/eligibility`` (stop placing on it, as the power agent does before a sleep); plus
+/v1/node/:id/eligibility`` (stop placing on it, as the power agent does before a sleep); ``PUT /v1/system/gc``
+(garbage collection: the files of dead allocations go, see :mod:`.gc`; 200 with no body, as Nomad answers); plus
 ``/v1/status/leader``, ``/v1/status/peers`` and ``/v1/regions``. Shapes follow HashiCorp's
 OpenAPI description (tests/cluster/contracts/nomad-openapi-v1.yaml); errors are plain text with Nomad's status
 codes. Like Nomad with ACLs on, every route but the leader status wants the cluster token (``X-Nomad-Token``);
@@ -203,6 +204,11 @@ def create_nomad_app(orchestrator: Orchestrator, *, token: str, advertise: str =
     async def stop_allocation(alloc_id: str) -> Response:
         result = orchestrator.stop_allocation(alloc_id)
         return _json(result, result["Index"])
+
+    @app.put("/v1/system/gc")
+    async def system_gc() -> Response:
+        await orchestrator.collect_garbage()
+        return Response(status_code=200)
 
     @app.get("/v1/status/leader")
     async def leader() -> Response:

@@ -8,7 +8,8 @@ against :class:`.node.EmbeddedNode`); otherwise it stays queued and the evaluati
 ``StatusDescription``) and the job's ``StatusDescription`` say why, e.g. ``constraint not met:
 ${meta.fleetmind_class} regexp ^avx512$ ...``. A ``distinct_hosts`` job or group gets one allocation on the one
 node, the rest stay queued and say so. Making the node eligible again re-evaluates every job.
-Deregistering stops every allocation; ``purge`` also forgets the job. Reads (:mod:`.views`) return Nomad's API
+Deregistering stops every allocation; ``purge`` also forgets the job. Garbage collection (:mod:`.gc`) deletes the
+files of dead allocations and forgets them. Reads (:mod:`.views`) return Nomad's API
 shapes (``Job``, ``JobListStub``, ``AllocationListStub``, ``Allocation``, ``Evaluation``, ``Node``).
 """
 
@@ -26,10 +27,12 @@ from typing import Any
 from fleetmind.cluster.constraints import DISTINCT_HOSTS, EVALUATED, check_regexp, describe
 from fleetmind.cluster.embedded.allocation import DRIVERS, AllocRunner, Placement
 from fleetmind.cluster.embedded.evals import Evaluations
+from fleetmind.cluster.embedded.gc import OrchestratorGC
 from fleetmind.cluster.embedded.index import IndexClock
 from fleetmind.cluster.embedded.node import ELIGIBLE, INELIGIBLE, EmbeddedNode
 from fleetmind.cluster.embedded.registry import Registry
 from fleetmind.cluster.embedded.views import JobInvalid, JobRecord, NotFound, OrchestratorViews
+from fleetmind.cluster.garbage import ALLOCS
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +60,7 @@ def _constraints(job: Mapping[str, Any], group: Mapping[str, Any]) -> list[dict[
     return [c for c in found if isinstance(c, dict)]
 
 
-class Orchestrator(OrchestratorViews):
+class Orchestrator(OrchestratorViews, OrchestratorGC):
     """Jobs and allocations of the embedded single-node cluster."""
 
     def __init__(
@@ -73,7 +76,7 @@ class Orchestrator(OrchestratorViews):
     ) -> None:
         """``node_meta`` overrides entries of the node's meta (by default this machine's placement facts)."""
         self.logs_dir = Path(logs_dir)
-        self.data_dir = Path(data_dir) if data_dir else self.logs_dir / "allocs"
+        self.data_dir = Path(data_dir) if data_dir else self.logs_dir / ALLOCS
         self.registry = registry
         self.clock = IndexClock()
         self.jobs: dict[str, JobRecord] = {}
