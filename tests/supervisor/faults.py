@@ -6,9 +6,13 @@ orchestrator, fails the way its name says; the supervisor must detect, diagnose 
 
 from __future__ import annotations
 
+import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+from fleetmind.cluster.client import ClusterClient
 
 SEC = 1_000_000_000
 TASK_SERVER = Path(__file__).resolve().parents[1] / "cluster" / "task_server.py"
@@ -124,9 +128,31 @@ def missing_model(llama_server: Path, fallback: Path) -> dict[str, Any]:
 
 
 def disk_full(full_dir: Path) -> dict[str, Any]:
-    """Writes its state into ``full_dir`` (a small full tmpfs)."""
-    code = "import sys; open(sys.argv[1] + '/state.bin', 'wb').write(b'0' * 8 * 2**20)"
+    """Writes 8 MB of state into ``full_dir`` (a small full tmpfs), then serves."""
+    code = "import sys, time; open(sys.argv[1] + '/state.bin', 'wb').write(b'0' * 8 * 2**20); time.sleep(3600)"
     return job("diskfull", sys.executable, ["-c", code, str(full_dir)])
+
+
+def chatter(size: int) -> dict[str, Any]:
+    """A batch job that logs ``size`` bytes of chatter to stdout and finishes."""
+    code = (
+        "import sys; n = int(sys.argv[1]); chunk = b'chatter: item processed, all good\\n' * 2048; "
+        "[sys.stdout.buffer.write(chunk) for _ in range(n // len(chunk))]"
+    )
+    out = job("chatter", sys.executable, ["-c", code, str(size)])
+    out["Type"] = "batch"
+    return out
+
+
+def fill_with_logs(client: ClusterClient, state_dir: Path, *, leave: int = 256 * 1024, timeout: float = 60) -> None:
+    """Fill ``state_dir`` (the cluster's own) the way a stack fills it: a chatty job's log, until ``leave`` bytes
+    are free; returns once the job has finished (its allocation is dead: garbage for the next collection)."""
+    client.register_job(chatter(shutil.disk_usage(state_dir).free - leave))
+    deadline = time.monotonic() + timeout
+    while client.job("chatter")["Status"] != "dead":
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the chatty job did not finish within {timeout}s")
+        time.sleep(0.1)
 
 
 def hung(tmp: Path) -> dict[str, Any]:
@@ -139,3 +165,24 @@ def good_then_bad(_tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     good = job("badupdate", sys.executable, ["-c", SLEEPER])
     bad = job("badupdate", sys.executable, ["-c", "import sys; sys.exit('unknown option --frobnicate')"])
     return good, bad
+
+
+def llama_build_with_sigill_variant(bin_dir: Path) -> list[str]:
+    """A copy of the installed llama.cpp build in ``bin_dir`` with one more CPU variant, which ggml's dispatch
+    prefers and which dies by SIGILL (tests/llm/test_cpu_fit.py's AMX ``tilezero`` without the tile permission);
+    returns the real variants."""
+    from tests.llm.test_cpu_fit import _copy_build, _fake_amx_variant
+
+    variants = _copy_build(bin_dir)
+    _fake_amx_variant(bin_dir, bin_dir / variants[0])
+    return variants
+
+
+def llama_expert(llama_server: Path, model: Path, port: int) -> dict[str, Any]:
+    """jobs/llama-expert.nomad.hcl as `fleetmind up` renders it (the default stack: no fallback model, so the task
+    is llama-server itself), with its own llama-server."""
+    from fleetmind.cluster.jobspec import load_job
+
+    variables = {"llama_server": str(llama_server), "model": str(model), "expert_name": "tiny", "port": port}
+    variables |= {"host": "127.0.0.1", "threads": 1, "ctx_size": 512, "python": sys.executable}
+    return load_job(Path(__file__).resolve().parents[2] / "jobs" / "llama-expert.nomad.hcl", variables)

@@ -3,11 +3,13 @@ correctly escalated, with its audit line (crash loop with the LLM is in test_ref
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,11 @@ import pytest
 
 from fleetmind.cluster.embedded import memlimit
 from fleetmind.llm import binaries
+from fleetmind.llm.cpu_fit import RECORD, SET_ASIDE
 from fleetmind.supervisor.audit import read_audit
+from fleetmind.supervisor.diagnose import llama_bin_dir
 from tests.cluster.conftest import RunningCluster, wait_for
+from tests.conftest import free_port
 from tests.supervisor import faults
 from tests.supervisor.conftest import make_supervisor, tick_until
 
@@ -111,14 +116,29 @@ def test_missing_model_switches_to_fallback(cluster: RunningCluster, tmp_path: P
     assert cluster.client.healthy_services("missingmodel")
 
 
+def _tmpfs(mount: Path, size: str) -> None:
+    mount.mkdir()
+    assert os.geteuid() == 0 and shutil.which("mount"), "mounting the small tmpfs needs root"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], check=True)
+
+
 @pytest.fixture
 def full_tmpfs(tmp_path: Path):
     mount = tmp_path / "small"
-    mount.mkdir()
-    assert os.geteuid() == 0 and shutil.which("mount"), "mounting the small tmpfs needs root"
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
+    _tmpfs(mount, "2m")
     try:
         _fill(mount)
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def small_state_dir(tmp_path: Path):
+    """A 24 MB tmpfs the cluster keeps its logs and allocation folders in."""
+    mount = tmp_path / "small-state"
+    _tmpfs(mount, "24m")
+    try:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
@@ -140,5 +160,61 @@ def test_state_dir_full_is_escalated_with_a_case(cluster: RunningCluster, tmp_pa
     cluster.client.register_job(faults.disk_full(full_tmpfs))
     entry = tick_until(sup, "diskfull")
     assert entry["diagnosis"]["state_dir"]["free_mb"] < 16
+    assert entry["diagnosis"]["garbage"]["bytes"] == 0  # nothing of the cluster's on that disk: collecting can't help
     assert (entry["action"], entry["rule"], entry["outcome"]) == ("mark_failed_and_alert", "disk_full", "escalated")
+    assert "garbage collection would free 0.0 MB" in entry["reason"]
     assert sup.tick() == []  # escalated: not retried until a person changes the job
+
+
+def test_state_dir_full_of_dead_allocations_logs_is_reclaimed(tmp_path: Path, small_state_dir: Path) -> None:
+    cluster = RunningCluster(small_state_dir)  # its logs and allocation folders live on the small disk
+    try:
+        sup = make_supervisor(cluster, tmp_path / "state", disk_dir=small_state_dir)
+        faults.fill_with_logs(cluster.client, small_state_dir)
+        assert (small_state_dir / "chatter.main.task.stdout.log").stat().st_size > 20 * 2**20
+        cluster.client.register_job(faults.disk_full(small_state_dir))
+        entry = tick_until(sup, "diskfull")
+        assert entry["diagnosis"]["state_dir"]["free_mb"] < 6  # a quarter of the disk
+        assert entry["diagnosis"]["garbage"]["allocations"] == 1
+        assert entry["diagnosis"]["garbage"]["bytes"] > 20 * 2**20
+        assert (entry["action"], entry["rule"], entry["decided_by"]) == ("reclaim_disk", "disk_full", "rule")
+        assert entry["outcome"] == "healed" and entry["risk"] == "low"
+        assert entry["freed_bytes"] > 20 * 2**20
+        assert not list(small_state_dir.glob("chatter.*"))  # the dead job's log went, with the job
+        assert [j["ID"] for j in cluster.client.jobs()] == ["diskfull"]
+        running_alloc(cluster, "diskfull")
+        assert (small_state_dir / "state.bin").stat().st_size == 8 * 2**20  # it wrote its state this time
+        assert [e["action"] for e in read_audit(tmp_path / "state")] == ["reclaim_disk"]
+    finally:
+        cluster.close()
+
+
+def test_sigill_of_a_llama_cpp_variant_sets_it_aside_and_restarts(
+    cluster: RunningCluster, tmp_path: Path, tiny_model: Path
+) -> None:
+    bin_dir = tmp_path / "bin"
+    faults.llama_build_with_sigill_variant(bin_dir)
+    sup = make_supervisor(cluster, tmp_path / "state", fallback_model=tiny_model)
+    port = free_port()
+    cluster.client.register_job(faults.llama_expert(bin_dir / "llama-server", tiny_model, port))
+    entry = tick_until(sup, "llama-expert")
+    assert entry["fault"]["kind"] == "sigill"
+    assert "sapphirerapids" in entry["diagnosis"]["llama_cpp"]["variants"]
+    assert (entry["action"], entry["rule"], entry["decided_by"]) == ("set_aside_cpu_variant", "sigill", "rule")
+    assert entry["outcome"] == "healed"
+    assert entry["set_aside"]["sapphirerapids"] == "killed by SIGILL on this CPU"
+    assert (bin_dir / SET_ASIDE / "libggml-cpu-sapphirerapids.so").is_file()
+    assert json.loads((bin_dir / RECORD).read_text())["variant"] == entry["variant"]
+    (served,) = cluster.client.healthy_services("expert-tiny")
+    assert served.port == port
+    assert cluster.client.job("llama-expert")["Version"] == 0  # the job is unchanged: the build was fixed
+
+
+def test_the_build_is_found_behind_the_expert_launcher(tmp_path: Path) -> None:
+    """With a fallback model `up` puts the launcher in front; the diagnosis finds the same build after its ``--``."""
+    server = tmp_path / "bin" / "llama-server"
+    server.parent.mkdir()
+    server.write_text("")
+    launcher = [sys.executable, "-m", "fleetmind.cluster.expert_launcher", "--min-workers", "0", "--fallback-model"]
+    assert llama_bin_dir([*launcher, "/m/light.gguf", "--", str(server), "-m", "/m/big.gguf"]) == server.parent
+    assert llama_bin_dir([sys.executable, "-c", "print()"]) is None

@@ -1,8 +1,12 @@
 """The allowlist: every action the supervisor may take, its risk, and the JSON schema the LLM must answer with.
 
 The LLM's schema (:func:`decision_schema`) offers only :data:`LLM_ACTIONS`; a rule may also choose
-``switch_to_portable_binary``. :func:`parse_decision` is the one gate every decision passes, the LLM's above all:
-whatever is not on the allowlist is refused (:class:`~fleetmind.supervisor.ActionRefused`), never applied.
+``switch_to_portable_binary``, ``set_aside_cpu_variant`` (a llama.cpp build's CPU variant died by SIGILL: prove the
+build again, which sets it aside, then restart) and ``reclaim_disk`` (the state dir is full of the cluster's own
+garbage: collect it, then restart). Those need facts only a rule reads (the job's portable binary, the build's
+variants, the bytes a collection would free), and a failure that calls for them never reaches the LLM.
+:func:`parse_decision` is the one gate every decision passes, the LLM's above all: whatever is not on the allowlist
+is refused (:class:`~fleetmind.supervisor.ActionRefused`), never applied.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ RISK: dict[str, Risk] = {
     "reschedule": "medium",
     "switch_to_fallback_model": "medium",
     "switch_to_portable_binary": "medium",
+    "set_aside_cpu_variant": "medium",  # moves a variant of the shared build aside; every proof starts from all
+    "reclaim_disk": "low",  # deletes only the files of dead allocations (cluster.garbage), then restarts
     "rollback": "medium",
     "mark_failed_and_alert": "low",
     "error": "low",

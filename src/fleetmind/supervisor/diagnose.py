@@ -2,7 +2,10 @@
 
 The allocation's status, the failing task's last events (type, message, exit code, signal, cause, OOM), the last
 lines of its log (when the task's log folder is on this machine, as in embedded mode), the job's version
-history, the task's resources, the free space in the state dir, and whether the model file it serves exists.
+history, the task's resources, the free space in the state dir, and whether the model file it serves exists. When
+the state dir is (nearly) full: what a garbage collection would free there (``garbage``: the dead allocations, by
+:mod:`fleetmind.cluster.garbage`'s rule, and the bytes their files take on that disk). On a SIGILL of a llama.cpp
+program: its build folder and the CPU variants there (``llama_cpp``).
 Every text is cut, and the whole diagnosis is at most :data:`MAX_BYTES` of JSON, so neither the audit nor the
 LLM's prompt can be flooded by one noisy task.
 """
@@ -10,19 +13,25 @@ LLM's prompt can be flooded by one noisy task.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fleetmind.cluster.client import ClusterClient
+from fleetmind.cluster import garbage
+from fleetmind.cluster.client import ClusterClient, ClusterError
 from fleetmind.exits import tail_lines
+from fleetmind.llm import proof
 from fleetmind.supervisor.detect import Fault
 
 MAX_BYTES = 8192
 MAX_EVENTS = 6
 LOG_LINES = 15
+MIN_FREE_MB = 16  # less free in the state dir than this (or a quarter of a small disk) counts as full
+DISK_FULL = ("no space left on device", "enospc", "disk quota exceeded")
+LLAMA_PROGRAMS = ("llama-server", "llama-cli", "rpc-server")
 
 
 def _cut(text: Any, limit: int) -> str:
@@ -46,6 +55,27 @@ def model_index(args: list[str]) -> int | None:
 def model_path(args: list[str]) -> str | None:
     index = model_index(args)
     return args[index] if index is not None else None
+
+
+def llama_bin_dir(argv: list[str]) -> Path | None:
+    """The folder of the llama.cpp program a command runs (itself, or after a launcher's ``--``), or None."""
+    for arg in argv:
+        if Path(arg).name in LLAMA_PROGRAMS and Path(arg).is_file():
+            return Path(arg).parent
+    return None
+
+
+def low_water_mb(total_mb: object) -> float:
+    """Below this many free MB a disk is full: :data:`MIN_FREE_MB`, or a quarter of a disk smaller than 64 MB."""
+    return min(MIN_FREE_MB, total_mb / 4) if isinstance(total_mb, int) and total_mb > 0 else MIN_FREE_MB
+
+
+def measure_garbage(client: ClusterClient, logs_dir: Path, disk: Path) -> dict[str, int]:
+    """What a garbage collection would free on ``disk``'s file system: the embedded orchestrator's files of every
+    dead allocation (``<logs dir>/allocs/<id>`` and the logs no live allocation writes)."""
+    jobs = {j["ID"]: j for j in client.jobs()}
+    ids, paths = garbage.garbage(client.allocations(), jobs, logs_dir, logs_dir / garbage.ALLOCS)
+    return {"allocations": len(ids), "bytes": garbage.disk_bytes(paths, device=os.stat(disk).st_dev)}
 
 
 @dataclass(frozen=True)
@@ -139,6 +169,20 @@ def diagnose(
         stem = f"{fault.job}.{group.get('Name', '')}"
         tail = tail_lines(Path(logs_dir) / f"{stem}.{fault.task}.stderr.log", LOG_LINES)
         data["log_tail"] = _cut(tail, 1500)
+    disk = data.get("state_dir") or {}
+    full = "free_mb" in disk and disk["free_mb"] < low_water_mb(disk["total_mb"])
+    if (
+        state_dir is not None
+        and logs_dir is not None
+        and (full or any(s in json.dumps(data).lower() for s in DISK_FULL))
+    ):
+        try:
+            data["garbage"] = measure_garbage(client, Path(logs_dir), Path(state_dir))
+        except (ClusterError, OSError) as exc:
+            data["garbage"] = {"error": _cut(exc, 200)}
+    if fault.kind == "sigill" and (bin_dir := llama_bin_dir([str(config.get("command") or ""), *args])):
+        aside = sorted(proof.variant_of(p.name) for p in (bin_dir / proof.SET_ASIDE).glob("libggml-cpu-*.so"))
+        data["llama_cpp"] = {"bin_dir": _cut(bin_dir, 300), "variants": proof.variants(bin_dir), "set_aside": aside}
     while len(json.dumps(data)) > MAX_BYTES and data["events"]:
         data["events"] = data["events"][1:]
     if len(json.dumps(data)) > MAX_BYTES:

@@ -5,6 +5,10 @@
 ``reschedule`` turns the group's static ports into dynamic ones (the port is taken) or else moves the
 allocation; ``rollback`` reverts to the previous version; ``switch_to_fallback_model`` and
 ``switch_to_portable_binary`` re-register the job with the fallback model or the job's portable command.
+``reclaim_disk`` asks the cluster for a garbage collection (Nomad's ``PUT /v1/system/gc``) and then restarts the
+allocation; the bytes it freed in the state dir are audited. ``set_aside_cpu_variant`` proves the job's llama.cpp
+build again (:func:`fleetmind.llm.cpu_fit.prove` with the light model: the variant that dies by SIGILL is moved to
+``<bin>/variants-set-aside/``), then restarts the allocation, which loads the next variant.
 ``mark_failed_and_alert`` and ``error`` change nothing in the cluster: they escalate. :func:`plan` computes the
 new job first, so its risk (a big memory grant) is known before anything is applied.
 """
@@ -12,10 +16,13 @@ new job first, so its risk (a big memory grant) is known before anything is appl
 from __future__ import annotations
 
 import copy
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fleetmind.cluster.client import ClusterClient, ClusterError
+from fleetmind.llm import LlmError, cpu_fit
 from fleetmind.supervisor import HealFailed
 from fleetmind.supervisor.actions import RISK, RISK_ORDER, Decision, Risk
 from fleetmind.supervisor.diagnose import Diagnosis, find_task, model_index
@@ -42,6 +49,7 @@ class Plan:
     risk: Risk
     job: dict[str, Any] | None  # the job to register, for actions that change it
     detail: str
+    proof_model: str | None = None  # set_aside_cpu_variant: the model the build is proven with
 
 
 def _clean(job: dict[str, Any]) -> dict[str, Any]:
@@ -69,6 +77,15 @@ def plan(
     fault = diagnosis.fault
     if action in ("restart", "rollback", "mark_failed_and_alert", "error"):
         return Plan(decision, risk, None, action)
+    if action == "reclaim_disk":
+        return Plan(decision, risk, None, "collect the cluster's garbage, then restart the allocation")
+    if action == "set_aside_cpu_variant":
+        llama = diagnosis.data.get("llama_cpp") or {}
+        model = diagnosis.data.get("model") or {}
+        proof_model = fallback_model or (model.get("path") if model.get("exists") else None)
+        if not llama.get("bin_dir") or not proof_model:
+            raise HealFailed("no llama.cpp build folder, or no model file to prove it with")
+        return Plan(decision, risk, None, f"prove {llama['bin_dir']} with {proof_model}, then restart", proof_model)
     job = _clean(client.job(fault.job))
     found = find_task(job, fault.task)
     if found is None:
@@ -120,11 +137,35 @@ def plan(
     raise HealFailed(f"no way to apply {action!r}")
 
 
-def apply(client: ClusterClient, p: Plan, diagnosis: Diagnosis) -> str:
-    """Apply a plan; returns what was done. Raises :class:`HealFailed`."""
+def _free(disk: Path | None) -> int:
+    return shutil.disk_usage(disk).free if disk is not None else 0
+
+
+def apply(
+    client: ClusterClient, p: Plan, diagnosis: Diagnosis, *, disk_dir: Path | None = None
+) -> tuple[str, dict[str, Any]]:
+    """Apply a plan; returns what was done and the facts to audit (``freed_bytes`` in ``disk_dir`` for
+    ``reclaim_disk``; the proof's variant and what it set aside for ``set_aside_cpu_variant``). Raises
+    :class:`HealFailed`."""
     fault = diagnosis.fault
     action = p.decision.action
     try:
+        if action == "reclaim_disk":
+            before = _free(disk_dir)
+            client.collect_garbage()
+            freed = max(0, _free(disk_dir) - before)
+            client.stop_allocation(fault.alloc)
+            return f"garbage collected: {freed / 2**20:.1f} MB freed; allocation restarted", {"freed_bytes": freed}
+        if action == "set_aside_cpu_variant":
+            bin_dir = Path(diagnosis.data["llama_cpp"]["bin_dir"])
+            try:
+                proven = cpu_fit.prove(Path(str(p.proof_model)), bin_dir=bin_dir)
+            except (LlmError, OSError) as exc:
+                raise HealFailed(f"the proof of {bin_dir} failed: {str(exc)[:300]}") from exc
+            client.stop_allocation(fault.alloc)
+            aside = ", ".join(f"{v} ({why})" for v, why in proven.set_aside.items()) or "nothing"
+            facts = {"variant": proven.variant, "set_aside": proven.set_aside}
+            return f"proved {bin_dir}: set aside {aside}; ggml loads {proven.variant}; restarted", facts
         if p.job is not None:
             client.register_job(p.job)
         elif action in ("restart", "reschedule"):
@@ -135,7 +176,7 @@ def apply(client: ClusterClient, p: Plan, diagnosis: Diagnosis) -> str:
             if not older:
                 raise HealFailed(f"job {fault.job} has no version older than {current}")
             client.revert_job(fault.job, max(older), enforce_prior_version=current)
-            return f"reverted to version {max(older)}"
+            return f"reverted to version {max(older)}", {}
     except ClusterError as exc:
         raise HealFailed(f"{action} on {fault.job}: {exc}") from exc
-    return p.detail
+    return p.detail, {}

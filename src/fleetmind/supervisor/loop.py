@@ -143,7 +143,10 @@ class Supervisor:
         before = self._newest_index(fault.job)
         attempt = self.guard.acted(fault.job)
         try:
-            entry["detail"] = healing.apply(self.client, plan, diagnosis)
+            entry["detail"], facts = healing.apply(
+                self.client, plan, diagnosis, disk_dir=self.options.disk_dir or self.options.state_dir
+            )
+            entry.update(facts)
         except HealFailed as exc:
             self.guard.escalated(fault.job, fault.job_version)
             return self.audit.write({**entry, "outcome": "failed", "error": str(exc)[:500], "attempt": attempt})

@@ -1,8 +1,10 @@
 """Decide, rules first: the well-understood failures get a deterministic action; only the rest go to the LLM.
 
-In order: a full state dir (no action helps: escalate), OOM → more memory, SIGILL → the job's portable binary,
-a missing model → the fallback model, a port already taken → another port, a crash loop right after a job update
-→ the previous version, a hung task (running, its check failing) → restart. The first rule that matches decides.
+In order: a full state dir → collect the cluster's garbage when that frees enough, else escalate (the disk holds
+what the stack does not own), OOM → more memory, SIGILL → the job's portable binary, or for a llama.cpp build with
+runtime CPU dispatch the proof that sets the crashing variant aside (else escalate), a missing model → the
+fallback model, a port already taken → another port, a crash loop right after a job update → the previous version,
+a hung task (running, its check failing) → restart. The first rule that matches decides.
 """
 
 from __future__ import annotations
@@ -11,13 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fleetmind.supervisor.actions import Decision
-from fleetmind.supervisor.diagnose import Diagnosis
+from fleetmind.supervisor.diagnose import DISK_FULL, Diagnosis, low_water_mb
 
 PORTABLE_META = "fleetmind_portable_command"
 FALLBACK_META = "fleetmind_fallback_model"
 PORT_TAKEN = ("address already in use", "couldn't bind", "could not bind", "eaddrinuse")
-DISK_FULL = ("no space left on device", "enospc", "disk quota exceeded")
-MIN_FREE_MB = 16
 RECENT_UPDATE_S = 900.0
 
 Rule = Callable[[Diagnosis, "RuleContext"], Decision | None]
@@ -35,11 +35,20 @@ def _rule(name: str, action: str, reason: str) -> Decision:
 
 
 def disk_full(d: Diagnosis, _ctx: RuleContext) -> Decision | None:
-    free = (d.data.get("state_dir") or {}).get("free_mb")
-    text = d.text()
-    if any(s in text for s in DISK_FULL) or (isinstance(free, int) and free < MIN_FREE_MB):
-        return _rule("disk_full", "mark_failed_and_alert", f"the state dir is full ({free} MB free): free disk space")
-    return None
+    """Reclaim when collecting the dead allocations' files brings the free space back above the low water mark
+    (and frees at least a quarter of it); otherwise something the stack does not own fills the disk: escalate."""
+    disk = d.data.get("state_dir") or {}
+    free, low = disk.get("free_mb"), low_water_mb(disk.get("total_mb"))
+    if not (any(s in d.text() for s in DISK_FULL) or (isinstance(free, int) and free < low)):
+        return None
+    found = d.data.get("garbage") or {}
+    mb = int(found.get("bytes") or 0) / 2**20
+    if isinstance(free, int) and mb >= max(low - free, low / 4):
+        why = f"the state dir is full ({free} MB free); the files of dead allocations ({found.get('allocations')}) "
+        why += f"hold {mb:.1f} MB: collect them"
+        return _rule("disk_full", "reclaim_disk", why)
+    why = f"the state dir is full ({free} MB free) and garbage collection would free {mb:.1f} MB: free disk space"
+    return _rule("disk_full", "mark_failed_and_alert", why)
 
 
 def oom(d: Diagnosis, _ctx: RuleContext) -> Decision | None:
@@ -53,6 +62,10 @@ def sigill(d: Diagnosis, _ctx: RuleContext) -> Decision | None:
         return None
     if d.data.get("meta", {}).get(PORTABLE_META):
         return _rule("sigill", "switch_to_portable_binary", "SIGILL: this CPU cannot run the build")
+    llama = d.data.get("llama_cpp") or {}
+    if len(llama.get("variants") or []) > 1:  # runtime CPU dispatch: another variant can run here
+        why = f"SIGILL in the llama.cpp build at {llama['bin_dir']}: prove it again, setting the crashing variant aside"
+        return _rule("sigill", "set_aside_cpu_variant", why)
     return _rule("sigill", "mark_failed_and_alert", "SIGILL and the job names no portable binary: rebuild for this CPU")
 
 
