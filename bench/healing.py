@@ -1,15 +1,17 @@
 """Benchmark: the supervisor against injected faults on the embedded backend, with real processes.
 
 Each fault runs on its own fresh embedded cluster (real task processes, the real OOM killer over a memory
-cgroup, a real port holder, a real llama-server for the missing model, a small tmpfs for the full disk, SIGSTOP for
-the hung process) with one supervisor ticking every 0.5 s; the reflection LLM is the packaged SmolLM2 on a real
+cgroup, a real port holder, a real llama-server for the missing model, SIGSTOP for the hung process; for the full
+disk the cluster keeps its state in a 24 MB tmpfs, which a finished chatty job's log fills, as a stack fills its own
+state dir) with one supervisor ticking every 0.5 s; the reflection LLM is the packaged SmolLM2 on a real
 llama-server (only failures no rule matches reach it). For each fault it prints: detected after (from the
 injection to the detection), the action, who decided it, healed after (from the injection until the new
 allocation ran, checks passing, for the settle time of 2 s, included), and the attempts.
 
 Run from the repo root: ``python -m bench.healing``. Goals: at least 90% of faults healed with no human, a median
 time to heal of at most 15 s, and no healing storm (a fault healed again right after its fix). An escalation is
-counted as not healed, even where escalating is the right answer (a full disk).
+counted as not healed. A disk filled by files the stack does not own is escalated, rightly; that case is covered by
+tests/supervisor/test_faults.py and not run here.
 """
 
 from __future__ import annotations
@@ -68,16 +70,29 @@ def _running(cluster: RunningCluster, job: str) -> list[dict[str, Any]]:
     return [a for a in cluster.client.job_allocations(job) if a["ClientStatus"] == "running"]
 
 
+SMALL_STATE_DIR = "24m"
+
+
 def run_fault(
-    name: str, work: Path, llm_url: str, tiny: Path, inject: Callable[[RunningCluster, Path], tuple[str, float, Any]]
+    name: str,
+    work: Path,
+    llm_url: str,
+    tiny: Path,
+    inject: Callable[[RunningCluster, Path], tuple[str, float, Any]],
+    *,
+    small_state_dir: bool = False,
 ) -> Row:
-    cluster = RunningCluster(work / name / "logs")
+    logs = work / name / "logs"
+    if small_state_dir:  # the cluster's own state (logs, allocation folders) on a small disk
+        logs.mkdir(parents=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SMALL_STATE_DIR}", "tmpfs", str(logs)], check=True)
+    cluster = RunningCluster(logs)
     cleanup = None
     try:
         options = Options(state_dir=work / name / "state", logs_dir=cluster.logs_dir, verify_timeout_s=60, settle_s=2.0)
+        if small_state_dir:
+            options.disk_dir = logs
         job, injected_at, cleanup = inject(cluster, work / name)
-        if isinstance(cleanup, Path):
-            options.disk_dir = cleanup
         sup = Supervisor(
             cluster.client,
             options,
@@ -113,9 +128,9 @@ def run_fault(
         )
     finally:
         cluster.close()
-        if isinstance(cleanup, Path):
-            subprocess.run(["umount", "-l", str(cleanup)], check=False)
-        elif callable(cleanup):
+        if small_state_dir:
+            subprocess.run(["umount", "-l", str(logs)], check=False)
+        if callable(cleanup):
             cleanup()
 
 
@@ -153,19 +168,10 @@ def injections(work: Path, tiny: Path) -> dict[str, Callable[[RunningCluster, Pa
         cluster.client.register_job(faults.missing_model(binaries.llama_server(), tiny))
         return "missingmodel", time.time(), None
 
-    def disk_full(cluster: RunningCluster, where: Path) -> tuple[str, float, Any]:
-        mount = where / "small"
-        mount.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
-        with (mount / "filler").open("wb") as fh:
-            try:
-                while True:
-                    fh.write(b"0" * 65536)
-                    fh.flush()
-            except OSError:
-                pass
-        cluster.client.register_job(faults.disk_full(mount))
-        return "diskfull", time.time(), mount
+    def disk_full(cluster: RunningCluster, _where: Path) -> tuple[str, float, Any]:
+        faults.fill_with_logs(cluster.client, cluster.logs_dir)  # a finished job's log: the cluster's garbage
+        cluster.client.register_job(faults.disk_full(cluster.logs_dir))
+        return "diskfull", time.time(), None
 
     def hung(cluster: RunningCluster, where: Path) -> tuple[str, float, Any]:
         cluster.client.register_job(faults.hung(where))
@@ -217,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"http://127.0.0.1:{port}",
                     tiny,
                     inject,
+                    small_state_dir=name == "state dir full",
                 )
             )
             rows[-1].fault = name
@@ -234,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         if r.outcome != "healed":
             print(f"  {r.fault}: {r.outcome} because: {r.reason}")
+    print(
+        "  a state dir filled by files the stack does not own: escalated (mark_failed_and_alert), not run here: "
+        "tests/supervisor/test_faults.py::test_state_dir_full_is_escalated_with_a_case"
+    )
     healed_rows = [r for r in rows if r.outcome == "healed"]
     share = len(healed_rows) / max(len(rows), 1)
     median = (
