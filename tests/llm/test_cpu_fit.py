@@ -164,14 +164,33 @@ def test_expected_variant_follows_the_cpu_flags(tmp_path: Path) -> None:
 
 # A stand-in llama-server for the timing rule alone (real servers' speeds differ by noise, not by design): it "loads"
 # the best variant present beside it, as ggml's dispatch does, and reports that variant's decode speed from a table.
+# Each start is logged to starts.log; a variant named in sigill.txt dies by SIGILL once loaded; a start while another
+# instance of the same folder runs logs "overlap" (two proofs at once).
 STAND_IN = r"""#!{python}
-import json, pathlib, sys
+import json, os, pathlib, signal, sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 here = pathlib.Path(sys.argv[0]).resolve().parent
 order = ["x64", "sse42", "sandybridge", "haswell", "skylakex", "icelake"]
 speed = {{"icelake": 50.0, "skylakex": 60.0, "haswell": 100.0, "sandybridge": 70.0, "sse42": 40.0, "x64": 20.0}}
 best = [v for v in order if (here / f"libggml-cpu-{{v}}.so").exists()][-1]
+running = here / "running"
+try:
+    os.close(os.open(running, os.O_CREAT | os.O_EXCL))
+    overlap = ""
+except FileExistsError:
+    overlap = " overlap"
+with open(here / "starts.log", "a") as log:
+    log.write(best + overlap + "\n")
+def leave(*_):
+    running.unlink(missing_ok=True)
+    os._exit(0)
+signal.signal(signal.SIGTERM, leave)
 print(f"load_backend: loaded CPU backend from {{here}}/libggml-cpu-{{best}}.so", file=sys.stderr, flush=True)
+dying = (here / "sigill.txt").read_text().split() if (here / "sigill.txt").exists() else []
+if best in dying:
+    running.unlink(missing_ok=True)
+    signal.signal(signal.SIGILL, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGILL)
 class H(BaseHTTPRequestHandler):
     def log_message(self, *a): pass
     def reply(self, body):
@@ -186,15 +205,30 @@ HTTPServer(("127.0.0.1", int(sys.argv[sys.argv.index("--port") + 1])), H).serve_
 """
 
 
-def test_a_variant_that_outscores_a_clearly_faster_one_is_set_aside(tiny_model: Path, tmp_path: Path) -> None:
+def _stand_in_build(
+    bin_dir: Path, variants: tuple[str, ...] = ("sandybridge", "haswell", "skylakex", "icelake")
+) -> None:
     import sys
 
-    bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "llama-server").write_text(STAND_IN.format(python=sys.executable))
     (bin_dir / "llama-server").chmod(0o755)
     for variant in ("sandybridge", "haswell", "skylakex", "icelake"):
         (bin_dir / f"libggml-cpu-{variant}.so").write_bytes(b"")
+
+
+def _starts(bin_dir: Path) -> list[str]:
+    log = bin_dir / "starts.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def _present(bin_dir: Path) -> list[str]:
+    return sorted(p.name.removeprefix("libggml-cpu-").removesuffix(".so") for p in bin_dir.glob("libggml-cpu-*.so"))
+
+
+def test_a_variant_that_outscores_a_clearly_faster_one_is_set_aside(tiny_model: Path, tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    _stand_in_build(bin_dir)
 
     proof = prove(tiny_model, bin_dir=bin_dir, timeout_s=30)
 
@@ -212,3 +246,79 @@ def test_a_variant_that_outscores_a_clearly_faster_one_is_set_aside(tiny_model: 
     # A second proof starts from every variant again and comes to the same choice.
     again = prove(tiny_model, bin_dir=bin_dir, timeout_s=30)
     assert again.variant == "haswell" and again.set_aside == proof.set_aside
+
+
+def test_a_prove_only_keeps_the_install_speed_choice_and_sets_aside_only_what_dies(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    """What the supervisor's SIGILL heal runs: nothing is re-timed, what the install set aside as slower stays aside
+    with its reason, and only the variant that now dies by SIGILL goes (here: the chosen one, as on a VM that moved
+    to a host without AVX2)."""
+    bin_dir = tmp_path / "bin"
+    _stand_in_build(bin_dir)
+    install = prove(tiny_model, bin_dir=bin_dir, timeout_s=30)
+    assert install.variant == "haswell" and set(install.set_aside) == {"icelake", "skylakex"}
+    (bin_dir / "starts.log").unlink()
+
+    healthy = prove(tiny_model, bin_dir=bin_dir, timeout_s=30, measure=False)
+    assert _starts(bin_dir) == ["haswell"]  # one start, no timing rounds
+    assert healthy.variant == "haswell" and healthy.set_aside == install.set_aside
+    assert healthy.measured == install.measured  # the install's timings, not new ones
+    assert _present(bin_dir) == ["haswell", "sandybridge"]
+
+    (bin_dir / "starts.log").unlink()
+    (bin_dir / "sigill.txt").write_text("haswell")
+    healed = prove(tiny_model, bin_dir=bin_dir, timeout_s=30, measure=False)
+    assert _starts(bin_dir) == ["haswell", "sandybridge"]  # the dying one, then the next; nothing timed
+    assert healed.variant == "sandybridge"
+    assert healed.set_aside == {**install.set_aside, "haswell": "killed by SIGILL on this CPU"}
+    assert _present(bin_dir) == ["sandybridge"]
+    record = json.loads((bin_dir / RECORD).read_text())
+    assert record["set_aside"]["skylakex"] == "slower here: 60 < 100 tokens/s"  # the install's reason stands
+    assert record["measured"] == install.measured and record["variant"] == "sandybridge"
+
+
+def test_a_prove_only_puts_back_what_an_interrupted_measurement_hid(tiny_model: Path, tmp_path: Path) -> None:
+    """A full proof killed while timing leaves the higher variants hidden; hiding was never a choice."""
+    bin_dir = tmp_path / "bin"
+    _stand_in_build(bin_dir)
+    hidden = bin_dir / "variants-being-measured"
+    hidden.mkdir()
+    for variant in ("skylakex", "icelake"):
+        (bin_dir / f"libggml-cpu-{variant}.so").rename(hidden / f"libggml-cpu-{variant}.so")
+
+    result = prove(tiny_model, bin_dir=bin_dir, timeout_s=30, measure=False)
+
+    assert result.variant == "icelake" and result.set_aside == {} and result.measured == {}
+    assert _present(bin_dir) == ["haswell", "icelake", "sandybridge", "skylakex"] and not hidden.exists()
+
+
+def test_proofs_of_one_build_folder_take_turns(tiny_model: Path, tmp_path: Path) -> None:
+    """Two experts of one build that both die by SIGILL heal at once: the proofs hold the folder's lock in turn."""
+    import threading
+
+    from fleetmind.llm import proof as raw
+
+    bin_dir = tmp_path / "bin"
+    _stand_in_build(bin_dir)
+    (bin_dir / "sigill.txt").write_text("icelake")
+    with raw.lock(bin_dir), pytest.raises(raw.ProofBusyError, match="another proof of"):
+        raw.prove(bin_dir, tiny_model, timeout_s=30, measure=False, wait_s=0.5)
+    assert _starts(bin_dir) == []  # it waited for the lock and never touched the folder
+
+    results: list[object] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(prove(tiny_model, bin_dir=bin_dir, timeout_s=30, measure=False)))
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(results) == 2
+    starts = _starts(bin_dir)
+    assert not any("overlap" in s for s in starts), starts  # never two servers of one folder at once
+    # the first set icelake aside; the second found it gone and proved the next one in one start
+    assert starts == ["icelake", "skylakex", "skylakex"]
+    assert _present(bin_dir) == ["haswell", "sandybridge", "skylakex"]
+    assert json.loads((bin_dir / RECORD).read_text())["set_aside"] == {"icelake": "killed by SIGILL on this CPU"}

@@ -8,12 +8,15 @@ by a signal it moves the variant that was loaded into ``<bin>/variants-set-aside
 best one. What it chose, and why, goes to ``<bin>/cpu_fit.json`` and to the log.
 
 ``python -m fleetmind.llm.cpu_fit prove [--model M]`` is the last step of ``make llama``; ``show`` prints the record.
+``prove --only`` proves without timing: it keeps what was set aside and the variant chosen for speed at install, and
+sets aside only what dies (what the supervisor runs when a llama.cpp expert dies by SIGILL).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -89,12 +92,23 @@ class Proof:
         return head + why + timed + aside + f" (AMX variants {', '.join(sorted(AMX_VARIANTS))} are never built)"
 
 
-def prove(model: Path, *, bin_dir: Path | None = None, timeout_s: float = 120.0) -> Proof:
+def prove(model: Path, *, bin_dir: Path | None = None, timeout_s: float = 120.0, measure: bool = True) -> Proof:
     """Generate tokens with the build; set aside variants that die by SIGILL; record the result. Raises
-    BuildUnfitError (the message names what the CPU reports and how each try ended)."""
+    BuildUnfitError (the message names what the CPU reports and how each try ended), or
+    :class:`~fleetmind.llm.proof.ProofBusyError` when another proof of the folder does not finish in time.
+
+    ``measure=False`` only proves (the supervisor's heal): what earlier proofs set aside stays aside, nothing is
+    timed, and the record keeps the install's timings and reasons beside the new set-asides. The folder's proof lock
+    is held from the proof to the written record, so two proofs never interleave their moves or records."""
     bin_dir = bin_dir or binaries.bin_dir()
+    with proof.lock(bin_dir):
+        return _prove_locked(model, bin_dir, timeout_s=timeout_s, measure=measure)
+
+
+def _prove_locked(model: Path, bin_dir: Path, *, timeout_s: float, measure: bool) -> Proof:
     built = proof.variants(bin_dir) + sorted(proof.variant_of(p.name) for p in (bin_dir / SET_ASIDE).glob("*.so"))
-    result = proof.prove(bin_dir, model, timeout_s=timeout_s)
+    earlier = None if measure else load_record(bin_dir)
+    result = proof.prove(bin_dir, model, timeout_s=timeout_s, measure=measure, lock_held=True)
     cpu = cpu_info()
     if not result.ok:
         (bin_dir / RECORD).unlink(missing_ok=True)
@@ -109,6 +123,16 @@ def prove(model: Path, *, bin_dir: Path | None = None, timeout_s: float = 120.0)
             "build needs at least x86-64 with SSE2 (CPU variant x64); the variants built here: "
             f"{', '.join(sorted(set(built))) or 'none (no runtime dispatch)'}. Rebuild with `make llama`."
         )
+    set_aside = {
+        v: why if why.startswith("slower") else f"killed by {why} on this CPU" for v, why in result.set_aside.items()
+    }
+    measured = result.measured
+    if earlier is not None:  # a heal: the install's reasons for what is still aside, and its timings, stand
+        still_aside = {proof.variant_of(p.name) for p in (bin_dir / SET_ASIDE).glob("libggml-cpu-*.so")}
+        kept, timed = earlier.get("set_aside"), earlier.get("measured")
+        kept = kept if isinstance(kept, dict) else {}
+        set_aside = {**{str(v): str(w) for v, w in kept.items() if v in still_aside}, **set_aside}
+        measured = {str(v): float(t) for v, t in timed.items()} if isinstance(timed, dict) else {}
     record = Proof(
         variant=result.variant,
         tokens=result.tokens,
@@ -116,15 +140,15 @@ def prove(model: Path, *, bin_dir: Path | None = None, timeout_s: float = 120.0)
         model=str(model),
         cpu=cpu.model,
         flags=cpu.notable,
-        set_aside={
-            v: why if why.startswith("slower") else f"killed by {why} on this CPU"
-            for v, why in result.set_aside.items()
-        },
-        measured=result.measured,
+        set_aside=set_aside,
+        measured=measured,
         variants=[v for v in VARIANT_FLAGS if v in built],
         proved_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    (bin_dir / RECORD).write_text(json.dumps(asdict(record), indent=2) + "\n")
+    # Written whole, then renamed over the old record: a reader (doctor, the supervisor) never sees half of it.
+    partial = bin_dir / f".{RECORD}.partial"
+    partial.write_text(json.dumps(asdict(record), indent=2) + "\n")
+    os.replace(partial, bin_dir / RECORD)
     return record
 
 
@@ -144,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("prove", help="generate tokens with the installed build; set aside variants that crash")
     p.add_argument("--model", help="GGUF model to prove with (default: the packaged chat model)")
     p.add_argument("--bin-dir", type=Path, help="folder of the llama.cpp programs (default: the installed build)")
+    p.add_argument("--only", action="store_true", help="prove only: keep the install's speed choice, time nothing")
     sub.add_parser("show", help="print what the last proof recorded")
     args = parser.parse_args(argv)
     if args.command == "show":
@@ -154,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         model = resolve(args.model or DEFAULT_MODEL)
-        record = prove(model, bin_dir=args.bin_dir)
-    except LlmError as exc:
+        record = prove(model, bin_dir=args.bin_dir, measure=not args.only)
+    except (LlmError, proof.ProofBusyError) as exc:
         print(f"llama.cpp: NOT installed: {exc}", file=sys.stderr)
         return 1
     print(record.summary())

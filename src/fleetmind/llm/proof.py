@@ -16,15 +16,23 @@ AVX-512 variants can decode slower than the AVX2 one. So once a variant has gene
 that run are timed on the same model (``MEASURE_TOKENS`` tokens, ``ROUNDS`` rounds, each variant's best round), and
 those that score higher than the fastest but are slower by more than ``MARGIN`` are set aside too: dispatch then loads
 the fastest.
+
+A proof with ``measure=False`` only proves (what the supervisor's SIGILL heal runs on a live build): it keeps what an
+earlier proof set aside, sets aside only the variants that die by SIGILL, and times nothing, so the speed choice made
+at install stands whatever the light model's timings would say today.
+
+Proofs of one build folder take turns: each holds an exclusive ``flock`` on ``BIN_DIR/.proof.lock`` while it moves
+files (:func:`lock`). Every move is one ``rename`` inside the folder, so a ``llama-server`` that starts meanwhile sees
+each variant either where it was or where it went, never a half-written copy.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -33,6 +41,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -42,6 +51,8 @@ MEASURE = 3  # how many of the best variants that run are timed
 MEASURE_TOKENS = 128
 ROUNDS = 2
 MARGIN = 1.08  # a lower variant must be this much faster to win (single runs differ by about 5% here)
+LOCK = ".proof.lock"
+LOCK_WAIT_S = 900.0  # a full proof with a big model takes minutes; a waiting one gives up after this
 _LOADED = re.compile(r"loaded CPU backend from (\S+)")
 
 
@@ -139,18 +150,65 @@ def _generate(proc: subprocess.Popen[bytes], port: int, timeout_s: float, n_pred
     return tokens, float((data.get("timings") or {}).get("predicted_per_second") or 0.0)
 
 
-def prove(bin_dir: Path, model: Path, *, timeout_s: float = 120.0) -> ProofResult:
-    """Try until the build generates; a variant that dies by SIGILL is set aside while another one remains."""
+class ProofBusyError(TimeoutError):
+    """Another proof of the same build folder held its lock for longer than the wait allowed."""
+
+
+@contextlib.contextmanager
+def lock(bin_dir: Path, *, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+    """Hold the build folder's proof lock (``flock`` on ``BIN_DIR/.proof.lock``), waiting up to ``wait_s``; raises
+    :class:`ProofBusyError`. Released when the holder exits, even if it is killed."""
+    with open(bin_dir / LOCK, "a") as fh:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise ProofBusyError(f"another proof of {bin_dir} is running (waited {wait_s:.0f} s)") from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _move(src: Path, dest: Path) -> None:
+    """One ``rename`` (same folder tree, same file system): a starting server never sees a partial file."""
+    os.replace(src, dest)
+
+
+def prove(
+    bin_dir: Path,
+    model: Path,
+    *,
+    timeout_s: float = 120.0,
+    measure: bool = True,
+    lock_held: bool = False,
+    wait_s: float = LOCK_WAIT_S,
+) -> ProofResult:
+    """Try until the build generates; a variant that dies by SIGILL is set aside while another one remains.
+
+    ``measure=True`` (an install) starts from every variant and then times the best ones (``_keep_the_fastest``);
+    ``measure=False`` (a heal) keeps what is set aside and times nothing. The proof holds the folder's lock
+    (:func:`lock`) unless the caller says it already does (``lock_held``)."""
+    if not lock_held:
+        with lock(bin_dir, wait_s=wait_s):
+            return prove(bin_dir, model, timeout_s=timeout_s, measure=measure, lock_held=True)
     server = bin_dir / "llama-server"
     aside = bin_dir / SET_ASIDE
-    # Every proof starts from every variant: what an earlier proof set aside (or a measurement cut short left hidden)
-    # is proven and timed again; a reinstall has already put a fresh copy back.
-    for folder in (aside, bin_dir / MEASURING):
+    # Variants hidden by a measurement that was cut short (the holder died) go back: hiding was never a choice.
+    # An install's proof starts from every variant, including what an earlier proof set aside (a reinstall has
+    # already put a fresh copy back); a heal's proof keeps the earlier choices.
+    for folder in (bin_dir / MEASURING, *((aside,) if measure else ())):
         for lib in folder.glob("libggml-cpu-*.so") if folder.is_dir() else ():
             if (bin_dir / lib.name).exists():
                 lib.unlink()
             else:
-                shutil.move(str(lib), str(bin_dir / lib.name))
+                _move(lib, bin_dir / lib.name)
+    with contextlib.suppress(OSError):
+        (bin_dir / MEASURING).rmdir()
     result = ProofResult(ok=False, variant=None)
     while True:
         attempt = try_generate(server, model, timeout_s=timeout_s)
@@ -158,7 +216,7 @@ def prove(bin_dir: Path, model: Path, *, timeout_s: float = 120.0) -> ProofResul
         if attempt.exit_code is None:
             result.ok, result.variant = True, variant
             result.tokens, result.tokens_per_s = attempt.tokens, round(attempt.tokens_per_s, 1)
-            if variant and len(variants(bin_dir)) > 1:
+            if measure and variant and len(variants(bin_dir)) > 1:
                 _keep_the_fastest(result, bin_dir, model, timeout_s=timeout_s)
             return result
         result.failures.append((variant or "the build", attempt.exit_code))
@@ -166,7 +224,7 @@ def prove(bin_dir: Path, model: Path, *, timeout_s: float = 120.0) -> ProofResul
         sig = -attempt.exit_code if attempt.exit_code < 0 else 0
         if sig == signal.SIGILL and variant and variant in variants(bin_dir) and len(variants(bin_dir)) > 1:
             aside.mkdir(exist_ok=True)
-            shutil.move(str(bin_dir / f"libggml-cpu-{variant}.so"), str(aside / f"libggml-cpu-{variant}.so"))
+            _move(bin_dir / f"libggml-cpu-{variant}.so", aside / f"libggml-cpu-{variant}.so")
             result.set_aside[variant] = signal.Signals(sig).name
             continue
         return result
@@ -186,12 +244,12 @@ def _keep_the_fastest(result: ProofResult, bin_dir: Path, model: Path, *, timeou
                 result.measured[variant] = round(max(attempt.tokens_per_s, result.measured.get(variant, 0.0)), 1)
                 if len(variants(bin_dir)) < 2:
                     break
-                shutil.move(str(bin_dir / f"libggml-cpu-{variant}.so"), str(measuring / f"libggml-cpu-{variant}.so"))
+                _move(bin_dir / f"libggml-cpu-{variant}.so", measuring / f"libggml-cpu-{variant}.so")
             for lib in measuring.glob("libggml-cpu-*.so"):
-                shutil.move(str(lib), str(bin_dir / lib.name))
+                _move(lib, bin_dir / lib.name)
     finally:
         for lib in measuring.glob("libggml-cpu-*.so"):
-            shutil.move(str(lib), str(bin_dir / lib.name))
+            _move(lib, bin_dir / lib.name)
         measuring.rmdir()
     if not result.measured:
         return
@@ -201,7 +259,7 @@ def _keep_the_fastest(result: ProofResult, bin_dir: Path, model: Path, *, timeou
         return
     aside.mkdir(exist_ok=True)
     for variant in order[: order.index(best)]:
-        shutil.move(str(bin_dir / f"libggml-cpu-{variant}.so"), str(aside / f"libggml-cpu-{variant}.so"))
+        _move(bin_dir / f"libggml-cpu-{variant}.so", aside / f"libggml-cpu-{variant}.so")
         result.set_aside[variant] = (
             f"slower here: {result.measured[variant]:.0f} < {result.measured[best]:.0f} tokens/s"
         )

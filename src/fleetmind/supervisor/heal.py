@@ -7,8 +7,11 @@ allocation; ``rollback`` reverts to the previous version; ``switch_to_fallback_m
 ``switch_to_portable_binary`` re-register the job with the fallback model or the job's portable command.
 ``reclaim_disk`` asks the cluster for a garbage collection (Nomad's ``PUT /v1/system/gc``) and then restarts the
 allocation; the bytes it freed in the state dir are audited. ``set_aside_cpu_variant`` proves the job's llama.cpp
-build again (:func:`fleetmind.llm.cpu_fit.prove` with the light model: the variant that dies by SIGILL is moved to
-``<bin>/variants-set-aside/``), then restarts the allocation, which loads the next variant.
+build again without timing it (:func:`fleetmind.llm.cpu_fit.prove` with ``measure=False`` and the light model: the
+variant that dies by SIGILL is moved to ``<bin>/variants-set-aside/``; what the install set aside as slower stays
+aside and nothing is re-timed, so noise never changes the variant), then restarts the allocation, which loads the
+next variant. Proofs of one build folder take turns (its lock file): a second expert of the same build that dies
+meanwhile waits, then finds the variant already aside.
 ``mark_failed_and_alert`` and ``error`` change nothing in the cluster: they escalate. :func:`plan` computes the
 new job first, so its risk (a big memory grant) is known before anything is applied.
 """
@@ -159,7 +162,7 @@ def apply(
         if action == "set_aside_cpu_variant":
             bin_dir = Path(diagnosis.data["llama_cpp"]["bin_dir"])
             try:
-                proven = cpu_fit.prove(Path(str(p.proof_model)), bin_dir=bin_dir)
+                proven = cpu_fit.prove(Path(str(p.proof_model)), bin_dir=bin_dir, measure=False)
             except (LlmError, OSError) as exc:
                 raise HealFailed(f"the proof of {bin_dir} failed: {str(exc)[:300]}") from exc
             client.stop_allocation(fault.alloc)
