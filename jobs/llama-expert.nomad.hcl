@@ -43,7 +43,7 @@ variable "system_prompt" {
 variable "generation" {
   type        = string
   default     = "{}"
-  description = "The expert's generation defaults as a JSON object (temperature, top_p, top_k, min_p, repeat_penalty, dry_multiplier, dry_allowed_length, max_tokens, seed), published in the service meta; the agent applies them where a request sets none. `fleetmind up` writes them from the expert's profile (fleetmind/agent/experts.yaml); \"{}\" leaves llama-server's own."
+  description = "The expert's generation defaults as a JSON object (temperature, top_p, top_k, min_p, repeat_penalty, dry_multiplier, dry_allowed_length, dry_sequence_breakers, max_tokens, seed), published in the service meta; the agent applies them where a request sets none. `fleetmind up` writes them from the expert's profile (fleetmind/agent/experts.yaml); \"{}\" leaves llama-server's own."
 }
 
 variable "port" {

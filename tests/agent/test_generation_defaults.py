@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import httpx
 import pytest
 from agent_testkit import make_request
 
@@ -56,12 +57,25 @@ def test_max_tokens_is_never_unbounded_and_defaults_cannot_touch_the_request_its
 
 
 def test_the_job_publishes_the_defaults_and_the_directory_reads_them_back() -> None:
-    generation = Generation(temperature=0.2, dry_multiplier=0.8, max_tokens=200)
-    job = load_job(JOBS / "llama-expert.nomad.hcl", {"model": "/m.gguf", "generation": generation.meta()})
-    meta = job["TaskGroups"][0]["Services"][0]["Meta"]
-    assert Generation.from_meta(meta["generation"]) == generation
+    for generation in (Generation(temperature=0.2, dry_multiplier=0.8, max_tokens=200), profile("general").generation):
+        job = load_job(JOBS / "llama-expert.nomad.hcl", {"model": "/m.gguf", "generation": generation.meta()})
+        meta = job["TaskGroups"][0]["Services"][0]["Meta"]
+        assert Generation.from_meta(meta["generation"]) == generation
+    assert profile("general").generation.dry_sequence_breakers == ("\n",)  # a newline survives HCL and JSON
     default_job = load_job(JOBS / "llama-expert.nomad.hcl", {"model": "/m.gguf"})
     assert Generation.from_meta(default_job["TaskGroups"][0]["Services"][0]["Meta"]["generation"]) == Generation()
+
+
+def test_llama_server_takes_every_packaged_experts_defaults(llama_server_url: str) -> None:
+    """What the agent sends is what llama-server accepts: no field it refuses (an empty breaker list is a 400)."""
+    for name in load_profiles():
+        request = make_request("Say hi.", params=SamplingParams(max_tokens=4))
+        body = completion_payload(request, model=name, defaults=profile(name).generation.payload())
+        with httpx.stream("POST", f"{llama_server_url}/v1/chat/completions", json=body, timeout=60) as resp:
+            assert resp.status_code == 200, (name, resp.read())
+            assert any(line.startswith("data:") for line in resp.iter_lines()), name
+    with pytest.raises(ValueError, match="dry_sequence_breakers"):
+        Generation.from_meta('{"dry_multiplier": 0.8, "dry_sequence_breakers": []}')
 
 
 class Registry:

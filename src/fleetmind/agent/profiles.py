@@ -50,6 +50,9 @@ class Generation(BaseModel):
     # 0 is off, 0.8 the value its authors suggest.
     dry_multiplier: float | None = Field(default=None, ge=0, le=5)
     dry_allowed_length: int | None = Field(default=None, ge=1, le=64)
+    # What ends a repeated sequence for DRY. Each breaker costs the request a scan of the whole vocabulary when
+    # llama-server sets up its sampler (SmolLM2: ~3 ms each; llama.cpp's four defaults ~12 ms before the first token).
+    dry_sequence_breakers: tuple[str, ...] | None = Field(default=None, min_length=1, max_length=8)
     max_tokens: int | None = Field(default=None, ge=1, le=1 << 20)
     seed: int | None = Field(default=None)
 

@@ -98,7 +98,9 @@ DEFAULT_MAX_TOKENS = 1024
 # Fields an expert's defaults never set: they belong to the request itself.
 _BODY_FIELDS = frozenset({"model", "messages", "stream", "stream_options"})
 _OPENAI_REPETITION = frozenset({"frequency_penalty", "presence_penalty"})
-_LLAMA_REPETITION = frozenset({"repeat_penalty", "repeat_last_n", "dry_multiplier", "dry_base", "dry_allowed_length"})
+_LLAMA_REPETITION = frozenset(
+    {"repeat_penalty", "repeat_last_n", "dry_multiplier", "dry_base", "dry_allowed_length", "dry_sequence_breakers"}
+)
 # How much of an error body goes into an error message: enough to read, never a whole page.
 _ERROR_BODY_LIMIT = 500
 # Statuses that say the request itself is wrong; anything else (429, 5xx, 404 from a non-llama server) is the
