@@ -7,6 +7,15 @@ first two, llama-server on the third. For each link (a bare bridge, 1 Gbit with 
 length). It prints decode tokens/s (llama-server's own ``timings.predicted_per_second``, median), the ratio to
 local at the same link, the seconds until the server was ready (the weights cross the link at load), and whether
 every answer was token for token the local one. Run as root from the repo root: ``python -m bench.rpc_hosts``.
+
+``--memory-limit MB`` shows instead when a split pays: each host's processes get a memory cgroup limited to MB
+(cgroup v1 ``memory.limit_in_bytes`` or v2 ``memory.max``, swap off; :mod:`fleetmind.cluster.embedded.memlimit`),
+and the model is loaded without mmap (``-lm none``), so its weights must be resident where they are used (with
+mmap the kernel would page them in and out of a cache charged elsewhere instead of refusing). It serves the model
+three ways on the expert host: locally without a limit (the reference answers), locally under the limit, and split
+over the two workers with every host under the limit; it prints whether each served, why not (the OOM killer's count
+in the cgroup, or the server's own error), each process's peak resident memory (``VmHWM``), decode tokens/s, and
+whether the split answers were token for token the unlimited local ones (temperature 0).
 """
 
 from __future__ import annotations
@@ -16,12 +25,15 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.netns.hosts import LAN_1G, LAN_100M, Host, Link, host_net, wait_tcp
+import httpx
+from tests.netns.hosts import LAN_1G, LAN_100M, Host, HostNet, Link, host_net, wait_tcp
 
 from bench.rpc_split import PROMPTS, measure, wait_healthy
+from fleetmind.cluster.embedded import memlimit
 from fleetmind.llm import binaries
 from fleetmind.llm.models import resolve
 
@@ -38,16 +50,38 @@ class Result:
     answers: int
 
 
+def start_in(host: Host, cmd: list[str], log: Path, cgroup: memlimit.MemoryCgroup | None) -> subprocess.Popen[bytes]:
+    """``cmd`` on ``host``, inside ``cgroup`` from its first allocation on. ``ip netns exec`` mounts a sysfs of the
+    namespace, without the cgroup folders, so the process cannot join by itself: a shell waits until this process
+    has put it in (it keeps its pid through ``exec``), then becomes the program."""
+    if cgroup is None:
+        return host.start(*cmd, log=log)
+    gate = f'while ! grep -q "/{cgroup.path.name}$" /proc/$$/cgroup; do sleep 0.02; done; exec "$@"'
+    proc = host.start("/bin/sh", "-c", gate, "sh", *cmd, log=log)
+    cgroup.procs.write_text(str(proc.pid))
+    return proc
+
+
 def serve(
-    expert: Host, model: Path, threads: int, rpc: list[tuple[str, int]], logs: Path, tag: str
+    expert: Host,
+    model: Path,
+    threads: int,
+    rpc: list[tuple[str, int]],
+    logs: Path,
+    tag: str,
+    *,
+    cgroup: memlimit.MemoryCgroup | None = None,
+    extra: list[str] | None = None,
 ) -> tuple[str, float, subprocess.Popen[bytes]]:
+    """llama-server on ``expert`` (inside ``cgroup`` when given), split over ``rpc`` workers if any; waits until it
+    is healthy (raises RuntimeError when it exits first)."""
     cmd = [str(binaries.llama_server()), "-m", str(model), "--host", expert.ip, "--port", str(SERVER_PORT)]
-    cmd += ["-c", "2048", "-t", str(threads), "--no-webui"]
+    cmd += ["-c", "2048", "-t", str(threads), "--no-webui", *(extra or [])]
     if rpc:
         cmd += ["--rpc", ",".join(f"{ip}:{port}" for ip, port in rpc), "-ngl", "99"]
     log = logs / f"server-{tag}.log"
     t0 = time.perf_counter()
-    proc = expert.start(*cmd, log=log)
+    proc = start_in(expert, cmd, log, cgroup)
     url = f"http://{expert.ip}:{SERVER_PORT}"
     wait_healthy(url, proc, log, timeout=300)
     return url, time.perf_counter() - t0, proc
@@ -78,6 +112,170 @@ def run_one(
     return Result(statistics.median(decode), ready, identical, answers)
 
 
+# -- when a split pays: a model that does not fit one host's memory -------------------------------------------------
+
+NO_MMAP = ["-lm", "none"]  # weights resident in the process (llama.cpp's load mode without mmap)
+
+
+@dataclass
+class Fit:
+    """One way of serving under (or without) the memory limit."""
+
+    setting: str
+    served: bool
+    why: str  # "served", or what ended it
+    peak_mb: dict[str, int]  # process -> peak resident memory (VmHWM), where it lived to be read
+    decode: float | None = None
+    identical: int = 0
+    answers: int = 0
+
+
+def peak_mb(pid: int) -> int | None:
+    """A process's peak resident memory (``VmHWM``) in MiB, None when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def limit_cgroup(name: str, limit_mb: int) -> memlimit.MemoryCgroup:
+    group = memlimit.create(name, limit_mb)
+    if group is None:
+        raise RuntimeError(
+            "no writable memory cgroup on this machine (cgroup v1's memory hierarchy, or v2 with the memory "
+            "controller, under /sys/fs/cgroup): the memory limit cannot be put on a host"
+        )
+    return group
+
+
+def _answers(url: str, prompts: Sequence[str], n_predict: int) -> tuple[list[float], list[list[int]]]:
+    decode, tokens = [], []
+    for prompt in prompts:
+        dec, _, toks = measure(url, prompt, n_predict)
+        decode.append(dec)
+        tokens.append(toks)
+    return decode, tokens
+
+
+def memory_fits(
+    net: HostNet,
+    model: Path,
+    limit_mb: int,
+    logs: Path,
+    *,
+    threads: int = 1,
+    n_predict: int = 32,
+    prompts: Sequence[str] = tuple(PROMPTS),
+) -> list[Fit]:
+    """Serve ``model`` on the third host of ``net`` locally without a limit, locally under ``limit_mb`` and split over
+    workers on the first two hosts with every host under ``limit_mb``; each as a :class:`Fit`."""
+    w1, w2, expert = net.hosts[:3]
+    groups: list[memlimit.MemoryCgroup] = []
+    fits: list[Fit] = []
+    try:
+        url, _, proc = serve(expert, model, threads, [], logs, "mem-local-unlimited", extra=NO_MMAP)
+        try:
+            decode, reference = _answers(url, prompts, n_predict)
+            peak = {"llama-server": peak_mb(proc.pid) or 0}
+            fits.append(Fit("local, no limit (reference)", True, "served", peak, statistics.median(decode)))
+        finally:
+            expert.stop(proc)
+
+        group = limit_cgroup(f"{expert.name}-local", limit_mb)
+        groups.append(group)
+        try:
+            url, _, proc = serve(expert, model, threads, [], logs, "mem-local-limited", cgroup=group, extra=NO_MMAP)
+        except RuntimeError as exc:
+            kills = group.oom_kills()
+            why = f"OOM-killed while loading (oom_kill {kills})" if kills else f"did not start: {str(exc)[-300:]}"
+            fits.append(Fit(f"local, {limit_mb} MiB", False, why, {}))
+        else:
+            try:
+                decode, tokens = _answers(url, prompts, n_predict)
+                same = sum(t == r for t, r in zip(tokens, reference, strict=True))
+                peak = {"llama-server": peak_mb(proc.pid) or 0}
+                fits.append(
+                    Fit(f"local, {limit_mb} MiB", True, "served", peak, statistics.median(decode), same, len(tokens))
+                )
+            except (httpx.HTTPError, KeyError, ValueError) as exc:  # the server died answering: the result here
+                kills = group.oom_kills()
+                why = f"OOM-killed while answering (oom_kill {kills})" if kills else f"failed: {exc}"
+                fits.append(Fit(f"local, {limit_mb} MiB", False, why, {}))
+            finally:
+                expert.stop(proc)
+
+        for hosts in ((w1,), (w1, w2)):
+            fits.append(
+                _split_fit(expert, hosts, model, limit_mb, logs, threads, n_predict, prompts, reference, groups)
+            )
+    finally:
+        for group in groups:
+            group.remove()
+    return fits
+
+
+def _split_fit(
+    expert: Host,
+    hosts: tuple[Host, ...],
+    model: Path,
+    limit_mb: int,
+    logs: Path,
+    threads: int,
+    n_predict: int,
+    prompts: Sequence[str],
+    reference: list[list[int]],
+    groups: list[memlimit.MemoryCgroup],
+) -> Fit:
+    """The model split over fresh workers on ``hosts``, the expert and each worker under ``limit_mb``."""
+    n = len(hosts)
+    setting = f"{n} worker{'s' if n > 1 else ''}, {limit_mb} MiB each host"
+    mine: list[memlimit.MemoryCgroup] = []
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        for w in hosts:
+            mine.append(limit_cgroup(f"{w.name}-worker{n}", limit_mb))
+            cmd = [str(binaries.rpc_server()), "-H", w.ip, "-p", str(WORKER_PORT), "-t", str(threads)]
+            log = logs / f"mem-worker{n}-{w.name}.log"
+            workers.append(start_in(w, cmd, log, mine[-1]))
+            wait_tcp(w, w.ip, WORKER_PORT, proc=workers[-1], log=log)
+        mine.append(limit_cgroup(f"{expert.name}-split{n}", limit_mb))
+        rpc = [w.reach(WORKER_PORT) for w in hosts]
+        try:
+            url, _, proc = serve(expert, model, threads, rpc, logs, f"mem-split{n}", cgroup=mine[-1], extra=NO_MMAP)
+        except RuntimeError as exc:
+            killed = [w.name for w, g in zip(hosts, mine, strict=False) if g.oom_kills()]
+            killed += ["the expert"] if mine[-1].oom_kills() else []
+            if killed:
+                return Fit(setting, False, f"OOM-killed while loading: {', '.join(killed)}", {})
+            return Fit(setting, False, f"did not start: {str(exc)[-300:]}", {})
+        try:
+            decode, tokens = _answers(url, prompts, n_predict)
+            peaks = {"llama-server": peak_mb(proc.pid) or 0}
+            peaks |= {f"worker {w.name}": peak_mb(p.pid) or 0 for w, p in zip(hosts, workers, strict=True)}
+            same = sum(t == r for t, r in zip(tokens, reference, strict=True))
+            return Fit(setting, True, "served", peaks, statistics.median(decode), same, len(tokens))
+        finally:
+            expert.stop(proc)
+    finally:
+        for w, p in zip(hosts, workers, strict=False):
+            w.stop(p)
+        groups.extend(mine)
+
+
+def print_fits(model: Path, limit_mb: int, fits: list[Fit]) -> None:
+    size = model.stat().st_size / 2**20
+    print(f"model {model.name} ({size:.0f} MiB file), loaded without mmap, -c 2048; limit {limit_mb} MiB per host")
+    print(f"{'serving':30}{'served':>8}{'decode tok/s':>14}{'same':>8}  peak resident MiB / why not")
+    for fit in fits:
+        decode = f"{fit.decode:.1f}" if fit.decode is not None else "-"
+        same = f"{fit.identical}/{fit.answers}" if fit.answers else "-"
+        detail = ", ".join(f"{k} {v}" for k, v in fit.peak_mb.items()) if fit.served else fit.why
+        print(f"{fit.setting:30}{'yes' if fit.served else 'no':>8}{decode:>14}{same:>8}  {detail}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m-instruct", help="catalogue name or GGUF path")
@@ -85,11 +283,24 @@ def main() -> None:
     parser.add_argument("--n-predict", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="threads of each worker and of llama-server")
     parser.add_argument("--cache", action="store_true", help="workers keep the weights in a local cache (-c)")
+    parser.add_argument(
+        "--memory-limit",
+        type=int,
+        metavar="MB",
+        help="instead of the link table: limit every host to MB of memory and show local vs split under it",
+    )
     args = parser.parse_args()
     if args.rounds < 1 or args.n_predict < 1 or args.threads < 1:
         parser.error("--rounds, --n-predict and --threads must be positive")
+    if args.memory_limit is not None and args.memory_limit < 16:
+        parser.error("--memory-limit must be at least 16 MB")
 
     model = resolve(args.model)
+    if args.memory_limit is not None:
+        with tempfile.TemporaryDirectory(prefix="rpc-memory-") as tmp, host_net(3, Path(tmp) / "net") as net:
+            fits = memory_fits(net, model, args.memory_limit, Path(tmp), threads=args.threads, n_predict=args.n_predict)
+        print_fits(model, args.memory_limit, fits)
+        return
     with tempfile.TemporaryDirectory(prefix="rpc-hosts-") as tmp, host_net(3, Path(tmp) / "net") as net:
         logs = Path(tmp)
         w1, w2, expert = net.hosts

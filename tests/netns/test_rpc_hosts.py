@@ -9,9 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from bench.rpc_hosts import WORKER_PORT, serve
+from bench.rpc_hosts import WORKER_PORT, memory_fits, serve
 
+from fleetmind.cluster.embedded import memlimit
 from fleetmind.llm import binaries
+from fleetmind.llm.models import resolve
 from tests.netns.hosts import LAN_100M, Host, host_net, wait_tcp
 
 PROMPTS = ["The capital of France is", "def fibonacci(n):", "Once upon a time"]
@@ -54,3 +56,23 @@ def test_a_split_expert_answers_like_the_local_one(tiny_model: Path, tmp_path: P
         assert all(n < 50_000 for n in received["local"]), received
         assert all(len(a) == 24 for a in answers["local"])
         assert answers["split"] == answers["local"]
+
+
+def test_a_model_too_big_for_one_hosts_memory_serves_split_over_two(tmp_path: Path) -> None:
+    """When a split pays: under the same memory limit on every host (a memory cgroup; weights loaded without mmap,
+    so they must be resident), the packaged SmolLM2 (94 MiB file) is killed loading on one host, and serves split
+    over ggml-rpc-server workers on the two others, token for token like the unlimited local one (temperature 0).
+    Memory, not time: at -c 2048 a local server peaks near 185 MiB, the split one near 94 and the workers near 65
+    and 86, so 128 MiB leaves tens of MiB either way."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")  # never taken under make test, which runs as root
+    assert memlimit.available(), "the memory limit needs a writable memory cgroup (/sys/fs/cgroup)"
+    limit = 128
+    model = resolve("smollm2-135m-instruct")
+    with host_net(3, tmp_path / "net") as net:
+        reference, local, _one_worker, split = memory_fits(net, model, limit, tmp_path, n_predict=16, prompts=PROMPTS)
+    assert reference.served and reference.peak_mb["llama-server"] > limit  # it really does not fit in the limit
+    assert not local.served and "OOM-killed while loading" in local.why, local
+    assert split.served, split
+    assert split.identical == split.answers == len(PROMPTS)
+    assert all(0 < peak <= limit for peak in split.peak_mb.values()), split.peak_mb
