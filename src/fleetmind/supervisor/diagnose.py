@@ -1,7 +1,9 @@
 """Diagnose: everything a decision needs about one fault, gathered through the cluster client, bounded in size.
 
 The allocation's status, the failing task's last events (type, message, exit code, signal, cause, OOM), the last
-lines of its log (when the task's log folder is on this machine, as in embedded mode), the job's version
+lines of its stderr (``log_tail``) and stdout (``stdout_tail``) read through Nomad's ``GET
+/v1/client/fs/logs/:alloc_id`` (the last 4 KiB of each; the embedded orchestrator serves the same route, so both
+backends are one code path; a log the cluster will not give is named in ``log_errors``), the job's version
 history, the task's resources, the free space in the state dir, and whether the model file it serves exists. When
 the state dir is (nearly) full: what a garbage collection would free there (``garbage``: the dead allocations, by
 :mod:`fleetmind.cluster.garbage`'s rule, and the bytes their files take on that disk). On a SIGILL of a llama.cpp
@@ -22,13 +24,13 @@ from typing import Any
 
 from fleetmind.cluster import garbage
 from fleetmind.cluster.client import ClusterClient, ClusterError
-from fleetmind.exits import tail_lines
 from fleetmind.llm import proof
 from fleetmind.supervisor.detect import Fault
 
 MAX_BYTES = 8192
 MAX_EVENTS = 6
 LOG_LINES = 15
+LOG_BYTES = 4096  # what is read of each log (stderr, stdout): its last 4 KiB, through the cluster's API
 MIN_FREE_MB = 16  # less free in the state dir than this (or a quarter of a small disk) counts as full
 DISK_FULL = ("no space left on device", "enospc", "disk quota exceeded")
 LLAMA_PROGRAMS = ("llama-server", "llama-cli", "rpc-server")
@@ -165,10 +167,13 @@ def diagnose(
             data["state_dir"] = {"free_mb": usage.free // 2**20, "total_mb": usage.total // 2**20}
         except OSError as exc:
             data["state_dir"] = {"error": _cut(exc, 200)}
-    if logs_dir is not None:
-        stem = f"{fault.job}.{group.get('Name', '')}"
-        tail = tail_lines(Path(logs_dir) / f"{stem}.{fault.task}.stderr.log", LOG_LINES)
-        data["log_tail"] = _cut(tail, 1500)
+    for kind, key in (("stderr", "log_tail"), ("stdout", "stdout_tail")):
+        try:
+            tail = client.task_logs(fault.alloc, fault.task, kind, max_bytes=LOG_BYTES)
+        except ClusterError as exc:
+            data.setdefault("log_errors", {})[kind] = _cut(exc, 200)
+            continue
+        data[key] = _cut("\n".join(tail.splitlines()[-LOG_LINES:]), 1500)
     disk = data.get("state_dir") or {}
     full = "free_mb" in disk and disk["free_mb"] < low_water_mb(disk["total_mb"])
     if (
@@ -187,4 +192,5 @@ def diagnose(
         data["events"] = data["events"][1:]
     if len(json.dumps(data)) > MAX_BYTES:
         data["log_tail"] = _cut(data.get("log_tail"), 200)
+        data["stdout_tail"] = _cut(data.get("stdout_tail"), 200)
     return Diagnosis(fault, data)

@@ -100,6 +100,12 @@ class AllocRunner:
             region=self.placement.region,
         )
 
+    def log_path(self, task: str, kind: str) -> Path:
+        """Where task ``task`` of this allocation writes ``kind`` (stdout or stderr): one log per slot,
+        ``<logs dir>/<job>.<group>[.<index>].<task>.<kind>.log``."""
+        stem = f"{self.job['ID']}.{self.group['Name']}" + (f".{self.index}" if self.index else "")
+        return self.placement.logs_dir / f"{stem}.{task}.{kind}.log"
+
     def _launch_spec(self, task: dict[str, Any]) -> LaunchSpec:
         nomad_env = self._env_for(task)
         names = {**self.placement.node_vars, **nomad_env}
@@ -114,15 +120,13 @@ class AllocRunner:
         ]
         # raw_exec tasks inherit the client's environment, then Nomad's variables, then the job's env block.
         env = {**os.environ, **nomad_env, **interpolate(dict(task.get("Env") or {}), names)}
-        stem = f"{self.job['ID']}.{self.group['Name']}" + (f".{self.index}" if self.index else "")
-        logs = self.placement.logs_dir
         sig = getattr(signal, str(task.get("KillSignal") or "SIGTERM"), signal.SIGTERM)
         return LaunchSpec(
             argv=argv,
             env=env,
             cwd=task_dir,
-            stdout=logs / f"{stem}.{task['Name']}.stdout.log",
-            stderr=logs / f"{stem}.{task['Name']}.stderr.log",
+            stdout=self.log_path(task["Name"], "stdout"),
+            stderr=self.log_path(task["Name"], "stderr"),
             kill_timeout=seconds(int(task.get("KillTimeout") or 5 * 10**9)),
             kill_signal=sig,
             memory_max_mb=int((task.get("Resources") or {}).get("MemoryMaxMB") or 0),

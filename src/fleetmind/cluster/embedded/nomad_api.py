@@ -5,7 +5,9 @@ Jobs: ``GET/PUT/POST /v1/jobs``, ``GET/POST/PUT/DELETE /v1/job/:id``, ``GET /v1/
 /v1/allocation/:id``; evaluations: ``GET /v1/evaluations``, ``GET /v1/evaluation/:id``; the node: ``GET /v1/nodes``,
 ``GET /v1/node/:id``, ``GET /v1/node/:id/allocations``, ``POST /v1/node/:id/drain`` and ``POST
 /v1/node/:id/eligibility`` (stop placing on it, as the power agent does before a sleep); ``PUT /v1/system/gc``
-(garbage collection: the files of dead allocations go, see :mod:`.gc`; 200 with no body, as Nomad answers); plus
+(garbage collection: the files of dead allocations go, see :mod:`.gc`; 200 with no body, as Nomad answers); ``GET
+/v1/client/fs/logs/:alloc_id`` (a task's stdout/stderr, see :mod:`.logs`; what the supervisor's diagnosis reads on
+both backends); plus
 ``/v1/status/leader``, ``/v1/status/peers`` and ``/v1/regions``. Shapes follow HashiCorp's
 OpenAPI description (tests/cluster/contracts/nomad-openapi-v1.yaml); errors are plain text with Nomad's status
 codes. Like Nomad with ACLs on, every route but the leader status wants the cluster token (``X-Nomad-Token``);
@@ -18,8 +20,9 @@ import json
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
+from fleetmind.cluster.embedded import logs
 from fleetmind.cluster.embedded.acl import TokenGate
 from fleetmind.cluster.embedded.blocking import block, flag
 from fleetmind.cluster.embedded.jobshape import JobShapeError, check_job
@@ -79,6 +82,19 @@ ELIGIBILITY_BODY = {
             }
         },
     }
+}
+
+
+# The logs route's query (for the OpenAPI description the fuzz tests read; the handler parses it as Nomad does).
+LOGS_QUERY = {
+    "parameters": [
+        {"name": "task", "in": "query", "schema": {"type": "string"}},
+        {"name": "type", "in": "query", "schema": {"type": "string"}},
+        {"name": "follow", "in": "query", "schema": {"type": "string"}},
+        {"name": "offset", "in": "query", "schema": {"type": "string"}},
+        {"name": "origin", "in": "query", "schema": {"type": "string"}},
+        {"name": "plain", "in": "query", "schema": {"type": "string"}},
+    ]
 }
 
 
@@ -204,6 +220,17 @@ def create_nomad_app(orchestrator: Orchestrator, *, token: str, advertise: str =
     async def stop_allocation(alloc_id: str) -> Response:
         result = orchestrator.stop_allocation(alloc_id)
         return _json(result, result["Index"])
+
+    @app.get("/v1/client/fs/logs/{alloc_id}", openapi_extra=LOGS_QUERY)
+    async def task_logs(alloc_id: str, request: Request) -> Response:
+        query = logs.parse_log_query(request.query_params)
+        path = orchestrator.task_log(alloc_id, query.task, query.kind)
+        start, end = logs.window(path, query)
+        pieces = logs.read(path, start, end)
+        if query.plain:
+            return StreamingResponse(pieces, media_type="text/plain")
+        name = f"alloc/logs/{query.task}.{query.kind}.0"
+        return StreamingResponse(logs.frames(name, start, pieces), media_type="application/json")
 
     @app.put("/v1/system/gc")
     async def system_gc() -> Response:

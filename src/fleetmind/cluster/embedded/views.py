@@ -5,6 +5,7 @@ allocations (``AllocationListStub``, ``Allocation``), evaluations and the node. 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fleetmind.cluster.embedded.allocation import AllocRunner
@@ -157,6 +158,16 @@ class OrchestratorViews:
         if alloc is None:
             raise NotFound(f"alloc not found: {alloc_id}")
         return alloc.to_api()
+
+    def task_log(self, alloc_id: str, task: str, kind: str) -> Path:
+        """The log file of ``task``'s ``kind`` (stdout/stderr) in allocation ``alloc_id``: NotFound for an unknown
+        allocation (or one collected), JobInvalid for a task its group does not have."""
+        alloc = self.allocs.get(alloc_id)
+        if alloc is None:
+            raise NotFound(f'Unknown allocation "{alloc_id}"')
+        if task not in [t["Name"] for t in alloc.group.get("Tasks") or []]:
+            raise JobInvalid(f'unknown task name "{task}"')
+        return alloc.log_path(task, kind)
 
     def evaluation(self, eval_id: str) -> dict[str, Any]:
         evaluation = self.evals.get(eval_id)
