@@ -20,6 +20,7 @@ from fleetmind.llm import binaries
 from fleetmind.llm.cpu_fit import RECORD, SET_ASIDE, cpu_info, expected_variant
 from fleetmind.llm.proof import variants as llama_variants
 from fleetmind.supervisor.audit import read_audit
+from fleetmind.supervisor.cases import load_cases
 from fleetmind.supervisor.diagnose import llama_bin_dir
 from tests.cluster.conftest import RunningCluster, wait_for
 from tests.conftest import free_port
@@ -164,6 +165,9 @@ def test_state_dir_full_is_escalated_with_a_case(cluster: RunningCluster, tmp_pa
     assert entry["diagnosis"]["garbage"]["bytes"] == 0  # nothing of the cluster's on that disk: collecting can't help
     assert (entry["action"], entry["rule"], entry["outcome"]) == ("mark_failed_and_alert", "disk_full", "escalated")
     assert "garbage collection would free 0.0 MB" in entry["reason"]
+    (case,) = load_cases(state)  # the escalation became a YAML test case: its diagnosis in, the rule's action out
+    assert case.expected == "mark_failed_and_alert" and case.diagnostics["job"] == "diskfull"
+    assert case.diagnostics["state_dir"] == entry["diagnosis"]["state_dir"]
     assert sup.tick() == []  # escalated: not retried until a person changes the job
 
 
