@@ -21,8 +21,10 @@ whether the split answers were token for token the unlimited local ones (tempera
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -72,9 +74,12 @@ def serve(
     *,
     cgroup: memlimit.MemoryCgroup | None = None,
     extra: list[str] | None = None,
+    workers: Sequence[subprocess.Popen[bytes]] = (),
+    timeout: float = 300,
 ) -> tuple[str, float, subprocess.Popen[bytes]]:
     """llama-server on ``expert`` (inside ``cgroup`` when given), split over ``rpc`` workers if any; waits until it
-    is healthy (raises RuntimeError when it exits first)."""
+    is healthy. Raises RuntimeError when it exits first, or when one of ``workers`` does (llama-server can wait on a
+    worker that is gone), TimeoutError after ``timeout``; either way the server is stopped."""
     cmd = [str(binaries.llama_server()), "-m", str(model), "--host", expert.ip, "--port", str(SERVER_PORT)]
     cmd += ["-c", "2048", "-t", str(threads), "--no-webui", *(extra or [])]
     if rpc:
@@ -83,8 +88,19 @@ def serve(
     t0 = time.perf_counter()
     proc = start_in(expert, cmd, log, cgroup)
     url = f"http://{expert.ip}:{SERVER_PORT}"
-    wait_healthy(url, proc, log, timeout=300)
-    return url, time.perf_counter() - t0, proc
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if any(w.poll() is not None for w in workers):
+                raise RuntimeError("an RPC worker exited while the expert was loading")
+            with contextlib.suppress(TimeoutError):
+                wait_healthy(url, proc, log, timeout=1)
+                return url, time.perf_counter() - t0, proc
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} not healthy within {timeout}s")
+    except BaseException:
+        expert.stop(proc)
+        raise
 
 
 def run_one(
@@ -169,10 +185,13 @@ def memory_fits(
     threads: int = 1,
     n_predict: int = 32,
     prompts: Sequence[str] = tuple(PROMPTS),
+    worker_counts: Sequence[int] = (1, 2),
 ) -> list[Fit]:
     """Serve ``model`` on the third host of ``net`` locally without a limit, locally under ``limit_mb`` and split over
-    workers on the first two hosts with every host under ``limit_mb``; each as a :class:`Fit`."""
-    w1, w2, expert = net.hosts[:3]
+    each of ``worker_counts`` workers on the first hosts with every host under ``limit_mb``; each as a :class:`Fit`."""
+    expert = net.hosts[-1]
+    if len(net.hosts) < max(worker_counts, default=0) + 1:
+        raise ValueError(f"{max(worker_counts)} workers and the expert need as many hosts plus one")
     groups: list[memlimit.MemoryCgroup] = []
     fits: list[Fit] = []
     try:
@@ -188,7 +207,7 @@ def memory_fits(
         groups.append(group)
         try:
             url, _, proc = serve(expert, model, threads, [], logs, "mem-local-limited", cgroup=group, extra=NO_MMAP)
-        except RuntimeError as exc:
+        except (RuntimeError, TimeoutError) as exc:
             kills = group.oom_kills()
             why = f"OOM-killed while loading (oom_kill {kills})" if kills else f"did not start: {str(exc)[-300:]}"
             fits.append(Fit(f"local, {limit_mb} MiB", False, why, {}))
@@ -207,14 +226,25 @@ def memory_fits(
             finally:
                 expert.stop(proc)
 
-        for hosts in ((w1,), (w1, w2)):
+        for count in worker_counts:
+            hosts = tuple(net.hosts[:count])
             fits.append(
                 _split_fit(expert, hosts, model, limit_mb, logs, threads, n_predict, prompts, reference, groups)
             )
     finally:
         for group in groups:
-            group.remove()
+            _remove(group)
     return fits
+
+
+def _remove(group: memlimit.MemoryCgroup, tries: int = 50) -> None:
+    """Remove a cgroup; the kernel may refuse for a moment after its last process ended, so try a while."""
+    for _ in range(tries):
+        group.remove()
+        if not group.path.exists():
+            return
+        time.sleep(0.1)
+    print(f"warning: could not remove {group.path}", file=sys.stderr)
 
 
 def _split_fit(
@@ -244,8 +274,10 @@ def _split_fit(
         mine.append(limit_cgroup(f"{expert.name}-split{n}", limit_mb))
         rpc = [w.reach(WORKER_PORT) for w in hosts]
         try:
-            url, _, proc = serve(expert, model, threads, rpc, logs, f"mem-split{n}", cgroup=mine[-1], extra=NO_MMAP)
-        except RuntimeError as exc:
+            url, _, proc = serve(
+                expert, model, threads, rpc, logs, f"mem-split{n}", cgroup=mine[-1], extra=NO_MMAP, workers=workers
+            )
+        except (RuntimeError, TimeoutError) as exc:
             killed = [w.name for w, g in zip(hosts, mine, strict=False) if g.oom_kills()]
             killed += ["the expert"] if mine[-1].oom_kills() else []
             if killed:

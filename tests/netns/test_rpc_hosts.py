@@ -70,7 +70,8 @@ def test_a_model_too_big_for_one_hosts_memory_serves_split_over_two(tmp_path: Pa
     limit = 128
     model = resolve("smollm2-135m-instruct")
     with host_net(3, tmp_path / "net") as net:
-        reference, local, _one_worker, split = memory_fits(net, model, limit, tmp_path, n_predict=16, prompts=PROMPTS)
+        fits = memory_fits(net, model, limit, tmp_path, n_predict=16, prompts=PROMPTS, worker_counts=(2,))
+    reference, local, split = fits
     assert reference.served and reference.peak_mb["llama-server"] > limit  # it really does not fit in the limit
     assert not local.served and "OOM-killed while loading" in local.why, local
     assert split.served, split
