@@ -20,7 +20,7 @@ MINILM_VERSION        := 0.1.0
 
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help setup test-setup run test test-fast lint format bench llama models lock clean
+.PHONY: help setup test-setup run test test-fast whole-chain lint format bench llama models lock clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -44,6 +44,9 @@ test: test-setup ## set everything up, then run lint, types and the whole test s
 
 test-fast: test-setup ## the test suite without the slow (packaged-model) tests
 	$(VENV)/bin/pytest -m "not slow"
+
+whole-chain: test-setup ## the opt-in whole chain in a QEMU VM: netboot, Debian install, call-home, converge, health (about an hour under TCG)
+	FLEETMIND_WHOLE_CHAIN=1 $(VENV)/bin/pytest -s tests/infra/test_whole_chain.py
 
 lint: $(STAMP)/dev-deps ## ruff, mypy and the layer rules
 	$(VENV)/bin/ruff check src tests bench

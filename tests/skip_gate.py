@@ -24,6 +24,9 @@ ALLOWED_SKIPS: dict[str, str] = {
     "tests/infra/test_converge.py::test_llama_cpp_builds_from_the_pinned_sdist_for_this_cpu": (
         "the opt-in build of llama.cpp from source in the chroot (FLEETMIND_TEST_LLAMA_BUILD=1)"
     ),
+    "tests/infra/test_whole_chain.py::*": (
+        "the opt-in whole chain in a QEMU VM, about an hour under TCG (FLEETMIND_WHOLE_CHAIN=1, `make whole-chain`)"
+    ),
 }
 
 
