@@ -76,6 +76,7 @@ def serve(
     extra: list[str] | None = None,
     workers: Sequence[subprocess.Popen[bytes]] = (),
     timeout: float = 300,
+    ngl: int = 99,
 ) -> tuple[str, float, subprocess.Popen[bytes]]:
     """llama-server on ``expert`` (inside ``cgroup`` when given), split over ``rpc`` workers if any; waits until it
     is healthy. Raises RuntimeError when it exits first, or when one of ``workers`` does (llama-server can wait on a
@@ -83,7 +84,7 @@ def serve(
     cmd = [str(binaries.llama_server()), "-m", str(model), "--host", expert.ip, "--port", str(SERVER_PORT)]
     cmd += ["-c", "2048", "-t", str(threads), "--no-webui", *(extra or [])]
     if rpc:
-        cmd += ["--rpc", ",".join(f"{ip}:{port}" for ip, port in rpc), "-ngl", "99"]
+        cmd += ["--rpc", ",".join(f"{ip}:{port}" for ip, port in rpc), "-ngl", str(ngl)]
     log = logs / f"server-{tag}.log"
     t0 = time.perf_counter()
     proc = start_in(expert, cmd, log, cgroup)
@@ -112,7 +113,7 @@ def run_one(
     tag: str,
     reference: dict[str, list[int]],
 ) -> Result:
-    url, ready, proc = serve(expert, model, args.threads, rpc, logs, tag)
+    url, ready, proc = serve(expert, model, args.threads, rpc, logs, tag, ngl=args.ngl)
     try:
         measure(url, "Hello", 8)  # warm-up: the first touch of the weights is not what we measure
         decode, identical, answers = [], 0, 0
@@ -316,14 +317,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="threads of each worker and of llama-server")
     parser.add_argument("--cache", action="store_true", help="workers keep the weights in a local cache (-c)")
     parser.add_argument(
+        "--ngl",
+        type=int,
+        default=99,
+        help="layers on the workers (-ngl): 99 puts the output layer there too; the model's layer count (30 for "
+        "SmolLM2) keeps it on the expert, so no logits cross the link",
+    )
+    parser.add_argument(
         "--memory-limit",
         type=int,
         metavar="MB",
         help="instead of the link table: limit every host to MB of memory and show local vs split under it",
     )
     args = parser.parse_args()
-    if args.rounds < 1 or args.n_predict < 1 or args.threads < 1:
-        parser.error("--rounds, --n-predict and --threads must be positive")
+    if args.rounds < 1 or args.n_predict < 1 or args.threads < 1 or args.ngl < 1:
+        parser.error("--rounds, --n-predict, --threads and --ngl must be positive")
     if args.memory_limit is not None and args.memory_limit < 16:
         parser.error("--memory-limit must be at least 16 MB")
 
@@ -345,7 +353,7 @@ def main() -> None:
             wait_tcp(w, w.ip, WORKER_PORT, proc=proc, log=log)
         print(
             f"model {model.name}, {args.n_predict} tokens per answer, {args.rounds}x{len(PROMPTS)} answers each, "
-            f"threads {args.threads}, worker cache {'on' if args.cache else 'off'}"
+            f"threads {args.threads}, worker cache {'on' if args.cache else 'off'}, -ngl {args.ngl}"
         )
         reference: dict[str, list[int]] = {}
         rows = []

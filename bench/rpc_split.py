@@ -1,10 +1,10 @@
 """Benchmark: a model split over two ``ggml-rpc-server`` workers on loopback vs the same model served locally.
 
-Starts two real workers, one llama-server with ``--rpc`` over them (``-ngl 99``) and one plain llama-server on the same
-model, then sends the same prompts alternately to both (temperature 0, fixed seed, same length) and prints decode
-tokens/s (llama-server's own ``timings.predicted_per_second``) and end-to-end tokens/s for each, with the ratio
-split / local (goal >= 0.9) and whether the answers were identical. Run from the repo root:
-``python -m bench.rpc_split`` (packaged SmolLM2 unless ``--model`` says otherwise).
+Starts two real workers (``--workers``), one llama-server with ``--rpc`` over them (``-ngl 99``, or ``--ngl``) and
+one plain llama-server on the same model, then sends the same prompts alternately to both (temperature 0, fixed
+seed, same length) and prints decode tokens/s (llama-server's own ``timings.predicted_per_second``) and end-to-end
+tokens/s for each, with the ratio split / local (goal >= 0.9) and whether the answers were identical. Run from the
+repo root: ``python -m bench.rpc_split`` (packaged SmolLM2 unless ``--model`` says otherwise).
 """
 
 from __future__ import annotations
@@ -102,12 +102,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="passes over the prompts")
     parser.add_argument("--n-predict", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="threads of each worker and each llama-server")
+    parser.add_argument("--workers", type=int, choices=(1, 2), default=2, help="ggml-rpc-server workers to split over")
+    parser.add_argument(
+        "--ngl",
+        type=int,
+        default=99,
+        help="layers on the workers (-ngl): 99 puts the output layer there too (what the expert launcher does); the "
+        "model's layer count (30 for SmolLM2) keeps the output layer on the expert, so no logits cross",
+    )
     args = parser.parse_args()
+    if args.ngl < 1:
+        parser.error("--ngl must be positive")
 
     model = resolve(args.model)
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="rpc-split-") as tmp:
         logs = Path(tmp)
-        worker_ports = [free_port(), free_port()]
+        worker_ports = [free_port() for _ in range(args.workers)]
         for i, port in enumerate(worker_ports):
             cmd = [str(binaries.rpc_server()), "-H", "127.0.0.1", "-p", str(port), "-t", str(args.threads)]
             start(cmd, logs / f"worker{i}.log", stack)
@@ -116,14 +126,17 @@ def main() -> None:
         common = ["-m", str(model), "--host", "127.0.0.1", "-c", "2048", "-t", str(args.threads), "--no-webui"]
         servers: dict[str, str] = {}
         rpc = ",".join(f"127.0.0.1:{p}" for p in worker_ports)
-        for name, extra in (("split", ["--rpc", rpc, "-ngl", "99"]), ("local", [])):
+        for name, extra in (("split", ["--rpc", rpc, "-ngl", str(args.ngl)]), ("local", [])):
             port = free_port()
             log = logs / f"{name}.log"
             proc = start([str(binaries.llama_server()), *common, "--port", str(port), *extra], log, stack)
             servers[name] = f"http://127.0.0.1:{port}"
             wait_healthy(servers[name], proc, log)
 
-        print(f"model {model.name}, {args.n_predict} tokens per answer, threads {args.threads}, workers {rpc}")
+        print(
+            f"model {model.name}, {args.n_predict} tokens per answer, threads {args.threads}, workers {rpc}, "
+            f"-ngl {args.ngl}"
+        )
         for url in servers.values():  # warm-up: first-touch of the weights is not what we measure
             measure(url, "Hello", 8)
         decode: dict[str, list[float]] = {name: [] for name in servers}
