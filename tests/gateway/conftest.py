@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from fleetmind.gateway.app import create_app
 from fleetmind.gateway.settings import GatewaySettings
+from fleetmind.llm.tinymodel import write_tiny_llama
 from fleetmind.security import KeyStore
 from tests.conftest import start_llama_server, stop_process
 from tests.gateway.gateway_helpers import (
@@ -132,12 +133,16 @@ def stack(llama_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 @pytest.fixture(scope="module")
-def wide_stack(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def wide_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Agent and gateway on the tiny model served with a KV cache roomy enough for one long and many short
     answers at once (the shared fixture's 2048 tokens overflow, which is llama-server's limit, not ours)."""
     tmp = tmp_path_factory.mktemp("gateway-wide-stack")
     port = free_tcp_port()
-    server = start_llama_server(tiny_model, port, tmp / "llama-server.log", "-c", "8192")
+    # llama-server gives each of its 4 slots at most the model's trained context: the tiny model says 8192 here, so
+    # the victim's 7500 tokens fit (with 2048 its answer ended, truncated, in under a second: before a loaded machine
+    # noticed the kill)
+    model = write_tiny_llama(tmp / "tiny-8k.gguf", context_length=8192)
+    server = start_llama_server(model, port, tmp / "llama-server.log", "-c", "32768")
     try:
         # the tiny random model loops when greedy, which the loop guard would end in a fraction of a second: the
         # long answer these tests kill half-way must stream until it is killed
