@@ -8,6 +8,7 @@ double that counts what it is asked; the key store and the router are the real o
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from pathlib import Path
 from typing import Any, cast
@@ -124,6 +125,84 @@ async def test_one_key_check_one_model_check_and_no_registry_call_when_warm(
             assert not registry.calls
     finally:
         await agent_http.aclose()
+        await agent_app.state.tool_runs.aclose()
+        await runtime.stop()
+        detach_logging(agent_app)
+
+
+class NoHTTP(httpx.AsyncBaseTransport):
+    """A transport that fails the test if anything is sent over it."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        raise AssertionError(f"the one-process gateway sent an HTTP request: {request.method} {request.url}")
+
+
+async def test_one_process_the_gateway_hands_requests_to_its_agent_without_a_hop(
+    tmp_path: Path, llama_server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `fleetmind up` runs on one machine (agent_process --gateway-port): the same checks, once each, and no
+    HTTP between gateway and agent; a client that leaves mid-answer cancels the agent's request."""
+    from fleetmind.apps.agent_process import create_gateway
+
+    monkeypatch.setenv("FLEETMIND_SERVICE_SECRET", SECRET)
+    key, _ = KeyStore(tmp_path / "keys.json").create("client")
+    registry = CountingRegistry(llama_server_url)
+    counts: Counter[str] = Counter()
+    identify = KeyStore.identify
+
+    def counted_identify(self: KeyStore, offered: str | None) -> Any:
+        counts["key checks"] += 1
+        return identify(self, offered)
+
+    plan_route = routing.plan_route
+
+    def counted_plan_route(*args: Any, **kwargs: Any) -> routing.RoutePlan:
+        counts["model checks"] += 1
+        return plan_route(*args, **kwargs)
+
+    monkeypatch.setattr(KeyStore, "identify", counted_identify)
+    monkeypatch.setattr("fleetmind.agent.workflows.steps.plan_route", counted_plan_route)
+    directory = ExpertDirectory(cluster=cast(ClusterClient, registry), ttl_s=300, secret=SecretSource(SECRET))
+    runtime = AgentRuntime(settings=AgentSettings(), directory=directory)
+    agent_app = create_agent_app(Settings(state_dir=tmp_path), runtime)
+    gateway = create_gateway(agent_app, "127.0.0.1", 8080)
+    service = gateway.state.chat_service
+    await service.http.aclose()
+    service.http = httpx.AsyncClient(transport=NoHTTP())
+    headers = {"Authorization": f"Bearer {key}"}
+    body = {"model": "general", "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 4}
+    transport = httpx.ASGITransport(app=gateway)
+    client = httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080", timeout=60)
+    try:
+        not_yet = await client.post("/v1/chat/completions", json=body, headers=headers)
+        assert not_yet.status_code == 503, not_yet.text  # the pipeline is not running: the agent is not ready
+        await runtime.start()
+        counts.clear()
+        for i, stream in enumerate((False, True)):
+            ask = {**body, "stream": stream, "messages": [{"role": "user", "content": f"Say hi, {i}."}]}
+            r = await client.post("/v1/chat/completions", json=ask, headers=headers)
+            assert r.status_code == 200, r.text
+            assert ("data: [DONE]" in r.text) if stream else r.json()["choices"][0]["message"]["content"]
+        assert counts == Counter({"key checks": 2, "model checks": 2})
+        unknown = await client.post("/v1/chat/completions", json={**body, "model": "gpt-4o"}, headers=headers)
+        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
+        refused = await client.post("/v1/chat/completions", json=body, headers={"Authorization": "Bearer nope"})
+        assert refused.status_code == 401
+        # a client that goes away after the first chunk: the agent's request ends too, nothing stays in flight
+        long = {**body, "stream": True, "max_tokens": 200, "messages": [{"role": "user", "content": "Count to 100."}]}
+        async with client.stream("POST", "/v1/chat/completions", json=long, headers=headers) as resp:
+            assert resp.status_code == 200
+            async for line in resp.aiter_lines():
+                if '"content":"' in line and '"content":""' not in line:
+                    break
+        for _ in range(100):
+            if not runtime.in_flight:
+                break
+            await asyncio.sleep(0.05)
+        assert not runtime.in_flight
+    finally:
+        await client.aclose()
+        await service.aclose()
         await agent_app.state.tool_runs.aclose()
         await runtime.stop()
         detach_logging(agent_app)

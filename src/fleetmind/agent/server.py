@@ -12,7 +12,7 @@ closing the runtime's iterator cancels the request and its expert call. Everythi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -21,13 +21,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from fleetmind.agent.runtime import AgentRuntime
-from fleetmind.contracts.protocol import AgentRequest
+from fleetmind.contracts.protocol import AgentEvent, AgentRequest
 from fleetmind.events import EventHub
 from fleetmind.http.auth import Caller, require_key
 from fleetmind.http.bodies import inline_refs, parse_body
 from fleetmind.http.envelope import ErrorResponse, ServiceError
 
-__all__ = ["AgentServices", "HealthResponse", "router"]
+__all__ = ["AgentServices", "HealthResponse", "answer", "router"]
 
 NDJSON = "application/x-ndjson"
 
@@ -69,8 +69,10 @@ def _preview(text: str | None, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-async def _lines(runtime: AgentRuntime, request: AgentRequest, hub: EventHub) -> AsyncIterator[str]:
-    """The answer's NDJSON lines; the turn's start and end go into the live event stream too."""
+async def answer(runtime: AgentRuntime, request: AgentRequest, hub: EventHub) -> AsyncGenerator[AgentEvent, None]:
+    """The answer's events for ``request`` (its owner already set by the caller's checked key); the turn's start and
+    end go into the live event stream too. The chat route streams them as lines; a gateway in this process reads
+    them directly (:mod:`fleetmind.apps.agent_process`)."""
     last_user = next((m.content for m in reversed(request.messages) if m.role == "user"), None)
     hub.publish(
         "agent_turn",
@@ -80,28 +82,42 @@ async def _lines(runtime: AgentRuntime, request: AgentRequest, hub: EventHub) ->
         conversation_id=request.conversation_id,
         owner=request.owner,
     )
-    answer: list[str] = []
-    async for event in runtime.submit(request):
-        if event.type == "delta":
-            answer.append(event.text)
-        elif event.type == "done":
-            hub.publish(
-                "agent_answer",
-                f"{event.expert or 'the agent'} answered {request.id}: {_preview(''.join(answer))}",
-                request_id=request.id,
-                expert=event.expert,
-                completion_tokens=event.usage.completion_tokens if event.usage else 0,
-            )
-        else:
-            hub.publish(
-                "agent_error",
-                f"request {request.id} failed ({event.code}): {event.message}",
-                level="warning",
-                request_id=request.id,
-                code=event.code,
-                expert=event.expert,
-            )
-        yield event.model_dump_json(exclude_none=True) + "\n"
+    parts: list[str] = []
+    # closed here, not left to the garbage collector: closing it is what cancels the request and its expert call
+    events = runtime.submit(request)
+    try:
+        async for event in events:
+            if event.type == "delta":
+                parts.append(event.text)
+            elif event.type == "done":
+                hub.publish(
+                    "agent_answer",
+                    f"{event.expert or 'the agent'} answered {request.id}: {_preview(''.join(parts))}",
+                    request_id=request.id,
+                    expert=event.expert,
+                    completion_tokens=event.usage.completion_tokens if event.usage else 0,
+                )
+            else:
+                hub.publish(
+                    "agent_error",
+                    f"request {request.id} failed ({event.code}): {event.message}",
+                    level="warning",
+                    request_id=request.id,
+                    code=event.code,
+                    expert=event.expert,
+                )
+            yield event
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+async def _lines(runtime: AgentRuntime, request: AgentRequest, hub: EventHub) -> AsyncIterator[str]:
+    events = answer(runtime, request, hub)
+    try:
+        async for event in events:
+            yield event.model_dump_json(exclude_none=True) + "\n"
+    finally:
+        await events.aclose()
 
 
 _ERRORS: dict[int | str, dict[str, object]] = {

@@ -10,16 +10,22 @@ idempotent) and call :func:`detach_logging` when done.
 
 :func:`main` reads the shared settings (``FLEETMIND_STATE_DIR`` for API keys), the agent's own
 (``FLEETMIND_AGENT_*``) and the cluster addresses (``CONSUL_HTTP_ADDR``, ``NOMAD_ADDR``) from the environment its
-job gives it, and serves with uvicorn, which turns SIGINT/SIGTERM into a graceful shutdown: open answers get a few
-seconds, then the pipeline ends.
+job gives it, and serves with uvicorn. With ``--gateway-port`` the same process also serves the OpenAI-compatible
+gateway (:func:`fleetmind.gateway.app.create_app`, its settings from ``FLEETMIND_GATEWAY_*``) on that port, handing
+each checked request to this agent directly (:func:`gateway_link`): what `fleetmind up` runs on one machine, one
+process and one hop fewer per request and per token. SIGINT/SIGTERM stop every server gracefully (open answers get
+a few seconds), then the pipeline ends and the process exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
+import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -28,10 +34,13 @@ from fastapi import FastAPI
 
 import fleetmind
 from fleetmind.agent.logs import setup_logging
-from fleetmind.agent.server import AgentServices
+from fleetmind.agent.server import AgentServices, answer
 from fleetmind.agent.server import router as agent_router
 from fleetmind.config import Settings, get_settings
+from fleetmind.contracts.protocol import AgentEvent, AgentRequest
 from fleetmind.events import EventHub, EventLogHandler
+from fleetmind.gateway.errors import AgentUnavailableError
+from fleetmind.gateway.upstream import AgentLink
 from fleetmind.http import install
 from fleetmind.mission_control import app as mission_control
 from fleetmind.security import KeyStore
@@ -136,6 +145,68 @@ def create_app(
     return app
 
 
+def gateway_link(services: AgentServices) -> AgentLink:
+    """How a gateway in this process hands a request to this agent: what ``POST /api/agent/chat`` does for the
+    gateway's HTTP call (the checked key owns the request), as events instead of lines."""
+
+    async def link(request: AgentRequest, key_id: str) -> AsyncIterator[AgentEvent]:
+        if not services.runtime.running:
+            raise AgentUnavailableError("The agent is not ready: its pipeline is not running.")
+        events = answer(services.runtime, request.model_copy(update={"owner": key_id}), services.hub)
+        try:
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()
+
+    return link
+
+
+def create_gateway(app: FastAPI, host: str, port: int) -> FastAPI:
+    """The gateway's app for this process's agent ``app``: the same key file, chats through :func:`gateway_link`."""
+    from fleetmind.gateway.app import create_app as create_gateway_app
+    from fleetmind.gateway.settings import get_gateway_settings
+
+    settings = get_gateway_settings().model_copy(update={"host": host, "port": port})
+    return create_gateway_app(
+        settings,
+        key_store=app.state.key_store,
+        service_secret=app.state.service_secret,
+        link=gateway_link(app.state.agent),
+    )
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal capture: :func:`serve` stops every server of the process on one signal."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve(servers: Sequence[uvicorn.Server]) -> None:
+    """Serve until SIGINT/SIGTERM (a second SIGINT forces), or until any server ends (its startup failed)."""
+    loop = asyncio.get_running_loop()
+
+    def stop(sig: signal.Signals) -> None:
+        for server in servers:
+            if server.should_exit and sig == signal.SIGINT:
+                server.force_exit = True
+            server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop, sig)
+    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for server in servers:
+            server.should_exit = True
+        await asyncio.gather(*tasks)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
 def detach_logging(app: FastAPI) -> None:
     """Stop feeding this app's hub from the process's log records (the app is done)."""
     logging.getLogger().removeHandler(app.state.events_log_handler)
@@ -148,6 +219,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--host", default=default("host"), help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=default("ui_port"), help="port to listen on (default: %(default)s)")
+    parser.add_argument(
+        "--gateway-port",
+        type=int,
+        default=None,
+        help="also serve the OpenAI-compatible gateway on this port, in this process (default: none)",
+    )
     parser.add_argument("--log-level", default=None, help="log level (default: FLEETMIND_LOG_LEVEL or INFO)")
     parser.add_argument(
         "--graceful-timeout",
@@ -175,14 +252,29 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     app = create_app(settings, runtime)
-    config = uvicorn.Config(
-        app,
-        host=args.host,
-        port=args.port,
-        log_config=None,  # keep the JSON logging set up above
-        log_level=level.lower(),
-        timeout_graceful_shutdown=args.graceful_timeout or None,
-    )
+    servers = [
+        _Server(
+            uvicorn.Config(
+                app,
+                host=args.host,
+                port=args.port,
+                log_config=None,  # keep the JSON logging set up above
+                log_level=level.lower(),
+                timeout_graceful_shutdown=args.graceful_timeout or None,
+            )
+        )
+    ]
+    if args.gateway_port is not None:
+        gateway = create_gateway(app, args.host, args.gateway_port)
+        config = uvicorn.Config(
+            gateway,
+            host=args.host,
+            port=args.gateway_port,
+            log_config=None,
+            log_level=level.lower(),
+            timeout_graceful_shutdown=args.graceful_timeout or None,
+        )
+        servers.append(_Server(config))
     log.info(
         "agent listening on http://%s:%d",
         args.host,
@@ -191,13 +283,15 @@ def main(argv: list[str] | None = None) -> int:
             "event": "listening",
             "host": args.host,
             "port": args.port,
+            "gateway_port": args.gateway_port,
             "state_dir": str(settings.state_dir),
         },
     )
-    server = uvicorn.Server(config)
-    server.run()
-    # uvicorn exits without raising when startup (the pipeline) fails; say so through the exit status.
-    return 0 if server.started else 1
+    if args.gateway_port is not None:
+        log.info("gateway (OpenAI API) listening on http://%s:%d/v1", args.host, args.gateway_port)
+    asyncio.run(serve(servers))
+    # uvicorn returns without raising when startup (the pipeline, a taken port) fails; say so through the exit status
+    return 0 if all(server.started for server in servers) else 1
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from fleetmind.gateway.metrics import GatewayMetrics, MetricsMiddleware
 from fleetmind.gateway.routes import chat, health, models
 from fleetmind.gateway.service import ChatService
 from fleetmind.gateway.settings import GatewaySettings, get_gateway_settings
+from fleetmind.gateway.upstream import AgentLink
 from fleetmind.http import install
 from fleetmind.security import KeyStore
 from fleetmind.security.service import SecretSource
@@ -34,14 +35,16 @@ def create_app(
     registry: Registry | None = None,
     http: httpx.AsyncClient | None = None,
     service_secret: str | None = None,
+    link: AgentLink | None = None,
 ) -> FastAPI:
     """Build the app; anything not given comes from the environment (settings, key file, registry, the service
-    secret: ``FLEETMIND_SERVICE_SECRET`` or the state dir's, read when first needed)."""
+    secret: ``FLEETMIND_SERVICE_SECRET`` or the state dir's, read when first needed). ``link``: the agent runs in
+    this process (:func:`fleetmind.apps.agent_process.main` with ``--gateway-port``), and chats go to it directly."""
     settings = settings or get_gateway_settings()
     key_store = key_store or KeyStore(get_settings().keys_file)
     secret = SecretSource(service_secret)
     locator = AgentLocator(settings, registry=registry, secret=secret)
-    service = ChatService(settings, locator, http=http, secret=secret)
+    service = ChatService(settings, locator, http=http, secret=secret, link=link)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -7,7 +7,8 @@ code; after that, failures travel as an error chunk followed by ``[DONE]``. Ever
 (``request_timeout_s``): the agent is told it, and the gateway gives up a little later if the agent does not.
 Closing the stream early (a client that went away) closes the upstream response, which is the agent's cue to
 stop. The agent is reached with the stack's service credential and told who is asking (:class:`Identity`); the
-caller's key stays here (:mod:`fleetmind.security.service`).
+caller's key stays here (:mod:`fleetmind.security.service`). Where the agent runs in this process (the embedded
+stack), ``link`` hands it the request directly: the same events, no HTTP hop and no registry lookup.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from fleetmind.gateway.schemas import (
     message_text,
 )
 from fleetmind.gateway.settings import GatewaySettings
-from fleetmind.gateway.upstream import Upstream, event_error, status_error
+from fleetmind.gateway.upstream import AgentLink, EventStream, LocalStream, Upstream, event_error, status_error
 from fleetmind.security.service import (
     CALLER_ID_HEADER,
     CALLER_SCOPE_HEADER,
@@ -107,10 +108,12 @@ class ChatService:
         *,
         http: httpx.AsyncClient | None = None,
         secret: SecretSource | None = None,
+        link: AgentLink | None = None,
     ) -> None:
         self.settings = settings
         self.locator = locator
         self.secret = secret or SecretSource()
+        self.link = link
         # no read timeout here: each request has its own deadline, enforced per line in Upstream
         self.http = http or httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5.0))
 
@@ -126,11 +129,18 @@ class ChatService:
             )
         return {SERVICE_HEADER: secret, CALLER_ID_HEADER: identity.key_id, CALLER_SCOPE_HEADER: identity.scope}
 
-    async def _open(self, req: ChatCompletionRequest, *, identity: Identity, completion_id: str) -> Upstream:
+    async def _open(self, req: ChatCompletionRequest, *, identity: Identity, completion_id: str) -> EventStream:
         start = time.monotonic()
         deadline = start + self.settings.request_timeout_s + TIMEOUT_GRACE_S
         discovery_deadline = start + self.settings.discovery_timeout_s
         request_id = "req-" + completion_id.removeprefix("chatcmpl-")
+        if self.link is not None:
+            try:
+                wire = agent_request(req, request_id=request_id, timeout_s=self.settings.request_timeout_s)
+            except ValidationError as exc:
+                raise InvalidRequestError(f"The request cannot be passed to the agent: {exc}") from exc
+            log.info("chat %s model=%s stream=%s -> this process's agent", request_id, req.model, req.stream)
+            return LocalStream(self.link(wire, identity.key_id), deadline, request_id)
         delay = 0.1
         while True:
             url = await self.locator.agent_url(deadline=discovery_deadline)
@@ -258,7 +268,7 @@ def sse(payload: dict[str, object] | str) -> str:
 
 async def _sse(
     req: ChatCompletionRequest,
-    upstream: Upstream,
+    upstream: EventStream,
     first: AgentEvent,
     *,
     completion_id: str,

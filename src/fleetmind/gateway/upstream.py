@@ -1,8 +1,10 @@
-"""The agent's side of a chat: its answer stream (:class:`Upstream`) and its failures as gateway errors.
+"""The agent's side of a chat: its answer stream and its failures as gateway errors.
 
-An open agent response is read line by line, each an :class:`~fleetmind.contracts.protocol.AgentEvent`, under the
-request's one deadline. An agent ``error`` event (:func:`event_error`) or an HTTP status instead of a stream
-(:func:`status_error`) becomes the gateway error a client sees.
+Two kinds of stream, one interface (:class:`EventStream`): :class:`Upstream`, an open agent response read line by
+line (each an :class:`~fleetmind.contracts.protocol.AgentEvent`), and :class:`LocalStream`, the events of an agent
+in this process (:class:`AgentLink`: the embedded stack serves the gateway from the agent's own process, one hop
+fewer). Both are read under the request's one deadline. An agent ``error`` event (:func:`event_error`) or an HTTP
+status instead of a stream (:func:`status_error`) becomes the gateway error a client sees.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import anyio
 import httpx
 from pydantic import ValidationError
 
-from fleetmind.contracts.protocol import AgentEvent
+from fleetmind.contracts.protocol import AgentEvent, AgentRequest
 from fleetmind.gateway.errors import (
     AgentUnavailableError,
     AuthenticationError,
@@ -81,6 +84,65 @@ def status_error(status: int, body: bytes) -> GatewayError:
     if status == 504:
         return UpstreamTimeoutError(detail or "The agent timed out.")
     return UpstreamError(f"The agent answered HTTP {status}" + (f": {detail}" if detail else "."))
+
+
+class EventStream(Protocol):
+    """An agent's answer as events, under the request's deadline."""
+
+    request_id: str
+
+    async def next_event(self) -> AgentEvent | None:
+        """The next event, ``None`` when the agent closed the stream; raises on timeout or garbage."""
+        ...
+
+    async def finish(self) -> None:
+        """After ``done``: let the stream end cleanly."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the stream; an unfinished answer is cancelled."""
+        ...
+
+
+class AgentLink(Protocol):
+    """An agent in this process: the events of ``request``, owned by the key ``key_id`` (already checked here).
+
+    Raises a :class:`~fleetmind.gateway.errors.GatewayError` (``AgentUnavailableError``: not running) instead of
+    answering, as the HTTP agent answers a status."""
+
+    def __call__(self, request: AgentRequest, key_id: str) -> AsyncIterator[AgentEvent]: ...
+
+
+@dataclass
+class LocalStream:
+    """The events of an agent in this process (:class:`AgentLink`), read as an :class:`Upstream` is read."""
+
+    events: AsyncIterator[AgentEvent]
+    deadline: float
+    request_id: str
+
+    async def next_event(self) -> AgentEvent | None:
+        left = self.deadline - time.monotonic()
+        try:
+            if left <= 0:
+                raise TimeoutError
+            async with asyncio.timeout(left):
+                return await anext(self.events)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError:
+            raise UpstreamTimeoutError("The agent did not finish within the request timeout.") from None
+
+    async def finish(self) -> None:
+        """Nothing is left to read after ``done``; closing ends the agent's side."""
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        # closing the generator cancels the request and its expert call, as a closed connection does over HTTP
+        aclose = getattr(self.events, "aclose", None)
+        if aclose is not None:
+            with anyio.CancelScope(shield=True):
+                await aclose()
 
 
 @dataclass
