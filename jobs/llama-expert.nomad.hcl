@@ -3,7 +3,7 @@
 # `fleetmind up` runs the same file on the embedded orchestrator (host 127.0.0.1).
 # Spanning machines: with -var rpc_workers=N the task runs `python -m fleetmind.cluster.expert_launcher`, which waits for N
 # healthy "llamacpp-rpc" workers in Consul (jobs/llamacpp-rpc.nomad.hcl) and then execs this same llama-server
-# command with `--rpc host:port,... -ngl 99`; if none appear within rpc_wait seconds it starts locally instead.
+# command with `--rpc host:port,... -ngl 99` (rpc_gpu_layers); if none appear within rpc_wait seconds it starts locally instead.
 
 variable "node_classes" {
   type        = string
@@ -86,6 +86,12 @@ variable "rpc_workers" {
   type        = number
   default     = 0
   description = "Least number of healthy ggml-rpc-server workers to split the model over; 0 serves on this node alone."
+}
+
+variable "rpc_gpu_layers" {
+  type        = number
+  default     = 99
+  description = "Layers the split puts on the workers (llama.cpp's -ngl): 99 includes the output layer, so every token's logits cross the network back; the model's layer count (e.g. 30 for SmolLM2) keeps the output layer here (measured faster, see the README's RPC section)."
 }
 
 variable "rpc_service" {
@@ -211,6 +217,7 @@ job "llama-expert" {
             "--min-workers", "${var.rpc_workers}",
             "--service", var.rpc_service,
             "--wait", "${var.rpc_wait}",
+            "--n-gpu-layers", "${var.rpc_gpu_layers}",
           ] : var.fallback_model != "" ? ["-m", "fleetmind.cluster.expert_launcher", "--min-workers", "0"] : [],
           var.fallback_model != "" ? [
             "--fallback-model", var.fallback_model,

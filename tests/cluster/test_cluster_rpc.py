@@ -67,12 +67,19 @@ def test_llama_expert_rpc_variant_wraps_the_same_command() -> None:
     local = load_job(JOBS_DIR / "llama-expert.nomad.hcl", base)["TaskGroups"][0]["Tasks"][0]
     split = load_job(
         JOBS_DIR / "llama-expert.nomad.hcl",
-        {**base, "rpc_workers": 2, "rpc_wait": 30, "consul_addr": "10.0.0.1:8500", "extra_args": ["-lv", "4"]},
+        {
+            **base,
+            "rpc_workers": 2,
+            "rpc_wait": 30,
+            "rpc_gpu_layers": 30,
+            "consul_addr": "10.0.0.1:8500",
+            "extra_args": ["-lv", "4"],
+        },
     )["TaskGroups"][0]["Tasks"][0]
     assert local["Config"]["command"] == "/bin/llama-server"
     assert split["Config"]["command"] == "/venv/python"
     launcher = ["-m", "fleetmind.cluster.expert_launcher", "--min-workers", "2", "--service", "llamacpp-rpc"]
-    launcher += ["--wait", "30"]
+    launcher += ["--wait", "30", "--n-gpu-layers", "30"]  # 30: SmolLM2's layers, the output layer stays here
     assert split["Config"]["args"] == [*launcher, "--", "/bin/llama-server", *local["Config"]["args"], "-lv", "4"]
     assert split["Env"]["CONSUL_HTTP_ADDR"] == "10.0.0.1:8500"
 
