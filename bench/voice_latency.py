@@ -1,8 +1,11 @@
 """Benchmark: voice-to-voice latency — end of the user's speech to the first answer audio — with its breakdown.
 
-Starts llama-server on the packaged SmolLM2, an AgentRuntime and the voice WebSocket (the real pipeline:
-Silero VAD → Whisper tiny.en → agent → Piper), then speaks espeak-ng questions into it like a microphone (20 ms
-frames in real time, silence between turns) and times each turn from the moment the last speech frame left:
+Starts the default stack as `fleetmind up` does (tests/e2e/launcher.start_stack, llama-server threads as `up` picks
+them, the packaged SmolLM2, embeddings, memory and routing on) and speaks into the voice WebSocket of its agent
+process (the real pipeline: Silero VAD → Whisper tiny.en → agent → Piper) with the stack's key, like a microphone
+(espeak-ng questions in 20 ms frames in real time, silence between turns). ``--in-process`` instead runs llama-server,
+an AgentRuntime (no embeddings) and the voice socket in this process: quicker to start, for comparing settings.
+Each turn is timed from the moment the last speech frame left:
 
 * ``vad``: end of speech → the VAD says stopped (its ``stop_secs`` of silence plus detection);
 * ``stt``: VAD stopped → final transcript (Whisper on the whole utterance);
@@ -11,10 +14,11 @@ frames in real time, silence between turns) and times each turn from the moment 
   sentence, then Piper synthesises it);
 * ``total``: end of speech → first answer audio arrives at the client.
 
-Prints p50 and p95 of each over ``--turns`` turns (default 30). The voice is Piper or nothing: the espeak-ng fallback
-is turned off, so a missing Piper voice fails the bench instead of timing a robot. A turn with no answer audio is
-counted as a failure, not skipped. Run from the repo root:
-``python -m bench.voice_latency``.
+Prints p50 and p95 of each over ``--turns`` turns (default 30). The voice settings are the defaults unless a flag
+sets one (passed as ``FLEETMIND_VOICE_*`` to the stack). The voice is Piper or nothing: the espeak-ng fallback is
+turned off, so a missing Piper voice fails the bench instead of timing a robot. A turn with no answer audio is
+counted as a failure, not skipped; so is a question the VAD cut in two (it said "stopped" before the speech ended).
+Run from the repo root: ``python -m bench.voice_latency``.
 """
 
 from __future__ import annotations
@@ -133,6 +137,7 @@ async def run_turns(url: str, key: str, turns: int, failures: list[str]) -> list
         try:
             for i in range(turns):
                 turn = i + 1
+                began = time.time()
                 mic.say(speech[i % len(speech)])
                 await mic.speech_ended.wait()
                 end = mic.speech_end_at
@@ -149,10 +154,16 @@ async def run_turns(url: str, key: str, turns: int, failures: list[str]) -> list
                 row = dict(started.message.get("timings", {}))
                 row["vad"] = vad.message["t"] - end
                 row["total"] = first_audio - end
-                rows.append(row)
                 heard = [r for r in client.messages("transcript", final=True) if r.at > end]
                 text = (heard[0].message if heard else None) or {}
-                print(f"turn {turn:2d}: total {row['total']:.3f}s  heard {text.get('text')!r}", flush=True)
+                # the VAD said "stopped" while the question was still being spoken: it split the turn
+                cut = sum(1 for r in client.messages("vad", state="stopped") if began < r.at <= end)
+                if cut:
+                    failures.append(f"turn {turn}: cut in {cut + 1} by the VAD (heard {text.get('text')!r} last)")
+                    print(f"turn {turn:2d}: FAILED, cut in {cut + 1}, heard {text.get('text')!r}", flush=True)
+                else:
+                    rows.append(row)
+                    print(f"turn {turn:2d}: total {row['total']:.3f}s  heard {text.get('text')!r}", flush=True)
                 try:  # let the answer finish playing (or 6 s), then a short pause before the next question
                     await next_after(client, "speaking", started.at, 6, state="stopped")
                 except TimeoutError:
@@ -168,27 +179,94 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def main_async(args: argparse.Namespace) -> None:
+# flag -> VoiceSettings field; a flag left out keeps the default (the stack's own)
+FLAGS = {
+    "max_tokens": "max_answer_tokens",
+    "interim": "interim_interval_s",
+    "vad_stop": "vad_stop_secs",
+    "early_final": "early_final_after_s",
+    "first_words": "tts_first_chunk_words",
+    "history_turns": "history_turns",
+    "stt_threads": "stt_threads",
+}
+
+
+def voice_env(args: argparse.Namespace) -> dict[str, str]:
+    """The FLEETMIND_VOICE_* variables the flags set, and Piper or a failure (never the espeak-ng fallback)."""
+    env = {"FLEETMIND_VOICE_TTS_FALLBACK_TO_ESPEAK": "false"}
+    for flag, field in FLAGS.items():
+        if (value := getattr(args, flag)) is not None:
+            env[f"FLEETMIND_VOICE_{field.upper()}"] = str(value)
+    return env
+
+
+def report(settings: VoiceSettings, where: str, rows: list[dict[str, float]], failures: list[str], turns: int) -> None:
+    print(
+        f"\nvoice-to-voice latency over {len(rows)} answered turns of {turns}, {len(failures)} failed "
+        f"({where}; seconds; TTS Piper; vad_stop_secs={settings.vad_stop_secs}, early final after "
+        f"{settings.early_final_after_s}s, interim every {settings.interim_interval_s}s, max "
+        f"{settings.max_answer_tokens} answer tokens, first chunk at most {settings.tts_first_chunk_words} words, "
+        f"history up to {settings.history_turns} turns; load average {os.getloadavg()[0]:.2f})"
+    )
+    print(f"{'part':<18}{'p50':>8}{'p95':>8}{'mean':>8}")
+    for part in PARTS:
+        values = [r[part] for r in rows if part in r]
+        if values:
+            print(f"{part:<18}{pct(values, 0.5):8.3f}{pct(values, 0.95):8.3f}{statistics.fmean(values):8.3f}")
+    if rows:
+        totals = [r["total"] for r in rows]
+        p50, p95 = pct(totals, 0.5), pct(totals, 0.95)
+        print(
+            "\nshares of the p50 total: "
+            + ", ".join(
+                f"{part} {pct([r[part] for r in rows if part in r], 0.5) / p50:.0%}"
+                for part in PARTS[:-1]
+                if any(part in r for r in rows)
+            )
+        )
+        print("goals:")
+        for text, met in (
+            (f"voice-to-voice p50 <= 1.0 s ({p50:.3f} s)", p50 <= 1.0),
+            (f"voice-to-voice p95 <= 1.5 s ({p95:.3f} s)", p95 <= 1.5),
+            (f"no turn left unanswered or cut in two ({len(failures)} of {turns} failed)", not failures),
+        ):
+            print(f"  [{'met' if met else 'NOT met'}] {text}")
+    for failure in failures:
+        print(f"failed: {failure}")
+
+
+def on_the_stack(args: argparse.Namespace) -> None:
+    """The default stack as `fleetmind up` starts it; the turns spoken into its agent's voice socket."""
+    from tests.e2e.launcher import start_stack, stop_stack
+
+    os.environ.update(voice_env(args))  # start_stack hands this process's environment to `fleetmind up`
+    with tempfile.TemporaryDirectory(prefix="fleetmind-voice-bench-") as tmp:
+        stack = start_stack(Path(tmp), args.model, timeout=240, threads=None)
+        try:
+            failures: list[str] = []
+            url = f"ws://127.0.0.1:{stack.ports['ui']}/voice/ws"
+            rows = asyncio.run(run_turns(url, stack.key, args.turns, failures))
+        finally:
+            stop_stack(stack)
+    report(VoiceSettings(), "the default stack, `fleetmind up`", rows, failures, args.turns)
+
+
+async def in_process(args: argparse.Namespace) -> None:
+    """llama-server, an AgentRuntime without embeddings and the voice socket in this process."""
+    os.environ.update(voice_env(args))
+    settings = VoiceSettings()
     work = Path(tempfile.mkdtemp(prefix="fleetmind-voice-bench-"))
     port = free_port()
-    llama = start_llama(resolve(DEFAULT_MODEL), port, work / "llama-server.log")
+    llama = start_llama(resolve(args.model), port, work / "llama-server.log")
     runtime = AgentRuntime(settings=AgentSettings(experts=f"general=http://127.0.0.1:{port}"))
     server = None
     try:
         await runtime.start()
-        settings = Settings(state_dir=work / "state")
-        key, _ = KeyStore(settings.keys_file).create("bench")
+        app_settings = Settings(state_dir=work / "state")
+        key, _ = KeyStore(app_settings.keys_file).create("bench")
         app = FastAPI()
         app.include_router(router)
-        app.state.settings, app.state.runtime = settings, runtime
-        app.state.voice_settings = VoiceSettings(
-            max_answer_tokens=args.max_tokens,
-            interim_interval_s=args.interim,
-            vad_stop_secs=args.vad_stop,
-            tts_first_chunk_words=args.first_words,
-            history_turns=args.history_turns,
-            tts_fallback_to_espeak=False,  # Piper or a failure: never time the fallback voice as if it were Piper
-        )
+        app.state.settings, app.state.runtime, app.state.voice_settings = app_settings, runtime, settings
         web_port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=web_port, log_level="warning"))
         serving = asyncio.create_task(server.serve())
@@ -198,37 +276,7 @@ async def main_async(args: argparse.Namespace) -> None:
             await asyncio.sleep(0.05)
         failures: list[str] = []
         rows = await run_turns(f"ws://127.0.0.1:{web_port}/voice/ws", key, args.turns, failures)
-        print(
-            f"\nvoice-to-voice latency over {len(rows)} answered turns of {args.turns}, {len(failures)} failed "
-            f"(seconds; TTS Piper; vad_stop_secs={args.vad_stop}, "
-            f"interim every {args.interim}s, max {args.max_tokens} answer tokens, first chunk at most "
-            f"{args.first_words} words, {args.history_turns} turns of history; load average {os.getloadavg()[0]:.2f})"
-        )
-        print(f"{'part':<18}{'p50':>8}{'p95':>8}{'mean':>8}")
-        for part in PARTS:
-            values = [r[part] for r in rows if part in r]
-            if values:
-                print(f"{part:<18}{pct(values, 0.5):8.3f}{pct(values, 0.95):8.3f}{statistics.fmean(values):8.3f}")
-        if rows:
-            totals = [r["total"] for r in rows]
-            p50, p95 = pct(totals, 0.5), pct(totals, 0.95)
-            print(
-                "\nshares of the p50 total: "
-                + ", ".join(
-                    f"{part} {pct([r[part] for r in rows if part in r], 0.5) / p50:.0%}"
-                    for part in PARTS[:-1]
-                    if any(part in r for r in rows)
-                )
-            )
-            print("goals:")
-            for text, met in (
-                (f"voice-to-voice p50 <= 1.0 s ({p50:.3f} s)", p50 <= 1.0),
-                (f"voice-to-voice p95 <= 1.5 s ({p95:.3f} s)", p95 <= 1.5),
-                (f"no turn left unanswered ({len(failures)} of {args.turns} failed)", not failures),
-            ):
-                print(f"  [{'met' if met else 'NOT met'}] {text}")
-        for failure in failures:
-            print(f"failed: {failure}")
+        report(settings, f"in this process, llama-server log {work / 'llama-server.log'}", rows, failures, args.turns)
         server.should_exit = True
         await serving
     finally:
@@ -242,17 +290,20 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--turns", type=int, default=30)
-    parser.add_argument("--max-tokens", type=int, default=40, help="longest answer, in tokens")
-    parser.add_argument("--interim", type=float, default=1.0, help="seconds between partial transcripts (0: none)")
-    defaults = VoiceSettings()
-    parser.add_argument(
-        "--vad-stop", type=float, default=defaults.vad_stop_secs, help="VAD silence before end of turn, seconds"
-    )
-    parser.add_argument(
-        "--first-words", type=int, default=defaults.tts_first_chunk_words, help="most words before the first chunk"
-    )
-    parser.add_argument("--history-turns", type=int, default=defaults.history_turns, help="turns of voice history")
-    asyncio.run(main_async(parser.parse_args()))
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="the model (catalogue name or GGUF)")
+    parser.add_argument("--in-process", action="store_true", help="no stack: llama-server and the socket in here")
+    parser.add_argument("--max-tokens", type=int, help="longest answer, in tokens")
+    parser.add_argument("--interim", type=float, help="seconds between partial transcripts (0: none)")
+    parser.add_argument("--vad-stop", type=float, help="VAD silence before end of turn, seconds")
+    parser.add_argument("--early-final", type=float, help="quiet before the final transcript starts, seconds")
+    parser.add_argument("--first-words", type=int, help="most words before the first chunk")
+    parser.add_argument("--history-turns", type=int, help="most turns of voice history")
+    parser.add_argument("--stt-threads", type=int, help="Whisper's CPU threads")
+    args = parser.parse_args()
+    if args.in_process:
+        asyncio.run(in_process(args))
+    else:
+        on_the_stack(args)
 
 
 if __name__ == "__main__":
