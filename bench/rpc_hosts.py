@@ -187,6 +187,7 @@ def memory_fits(
     n_predict: int = 32,
     prompts: Sequence[str] = tuple(PROMPTS),
     worker_counts: Sequence[int] = (1, 2),
+    ngl: int = 99,
 ) -> list[Fit]:
     """Serve ``model`` on the third host of ``net`` locally without a limit, locally under ``limit_mb`` and split over
     each of ``worker_counts`` workers on the first hosts with every host under ``limit_mb``; each as a :class:`Fit`."""
@@ -230,7 +231,7 @@ def memory_fits(
         for count in worker_counts:
             hosts = tuple(net.hosts[:count])
             fits.append(
-                _split_fit(expert, hosts, model, limit_mb, logs, threads, n_predict, prompts, reference, groups)
+                _split_fit(expert, hosts, model, limit_mb, logs, threads, n_predict, prompts, reference, groups, ngl)
             )
     finally:
         for group in groups:
@@ -259,6 +260,7 @@ def _split_fit(
     prompts: Sequence[str],
     reference: list[list[int]],
     groups: list[memlimit.MemoryCgroup],
+    ngl: int,
 ) -> Fit:
     """The model split over fresh workers on ``hosts``, the expert and each worker under ``limit_mb``."""
     n = len(hosts)
@@ -276,7 +278,16 @@ def _split_fit(
         rpc = [w.reach(WORKER_PORT) for w in hosts]
         try:
             url, _, proc = serve(
-                expert, model, threads, rpc, logs, f"mem-split{n}", cgroup=mine[-1], extra=NO_MMAP, workers=workers
+                expert,
+                model,
+                threads,
+                rpc,
+                logs,
+                f"mem-split{n}",
+                cgroup=mine[-1],
+                extra=NO_MMAP,
+                workers=workers,
+                ngl=ngl,
             )
         except (RuntimeError, TimeoutError) as exc:
             killed = [w.name for w, g in zip(hosts, mine, strict=False) if g.oom_kills()]
@@ -298,9 +309,12 @@ def _split_fit(
         groups.extend(mine)
 
 
-def print_fits(model: Path, limit_mb: int, fits: list[Fit]) -> None:
+def print_fits(model: Path, limit_mb: int, fits: list[Fit], ngl: int = 99) -> None:
     size = model.stat().st_size / 2**20
-    print(f"model {model.name} ({size:.0f} MiB file), loaded without mmap, -c 2048; limit {limit_mb} MiB per host")
+    print(
+        f"model {model.name} ({size:.0f} MiB file), loaded without mmap, -c 2048, split with -ngl {ngl}; "
+        f"limit {limit_mb} MiB per host"
+    )
     print(f"{'serving':30}{'served':>8}{'decode tok/s':>14}{'same':>8}  peak resident MiB / why not")
     for fit in fits:
         decode = f"{fit.decode:.1f}" if fit.decode is not None else "-"
@@ -338,8 +352,10 @@ def main() -> None:
     model = resolve(args.model)
     if args.memory_limit is not None:
         with tempfile.TemporaryDirectory(prefix="rpc-memory-") as tmp, host_net(3, Path(tmp) / "net") as net:
-            fits = memory_fits(net, model, args.memory_limit, Path(tmp), threads=args.threads, n_predict=args.n_predict)
-        print_fits(model, args.memory_limit, fits)
+            fits = memory_fits(
+                net, model, args.memory_limit, Path(tmp), threads=args.threads, n_predict=args.n_predict, ngl=args.ngl
+            )
+        print_fits(model, args.memory_limit, fits, args.ngl)
         return
     with tempfile.TemporaryDirectory(prefix="rpc-hosts-") as tmp, host_net(3, Path(tmp) / "net") as net:
         logs = Path(tmp)
