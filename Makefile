@@ -45,7 +45,7 @@ test: test-setup ## set everything up, then run lint, types and the whole test s
 test-fast: test-setup ## the test suite without the slow (packaged-model) tests
 	$(VENV)/bin/pytest -m "not slow"
 
-whole-chain: test-setup ## the opt-in whole chain in a QEMU VM: netboot, Debian install, call-home, converge, health (about an hour under TCG)
+whole-chain: test-setup ## the opt-in whole chain in a QEMU VM: netboot, Debian install, call-home, converge, health (FLEETMIND_WHOLE_CHAIN_INSTALL=image: a built disk, no installer)
 	FLEETMIND_WHOLE_CHAIN=1 $(VENV)/bin/pytest -s tests/infra/test_whole_chain.py
 
 lint: $(STAMP)/dev-deps ## ruff, mypy and the layer rules

@@ -25,7 +25,7 @@ ALLOWED_SKIPS: dict[str, str] = {
         "the opt-in build of llama.cpp from source in the chroot (FLEETMIND_TEST_LLAMA_BUILD=1)"
     ),
     "tests/infra/test_whole_chain.py::*": (
-        "the opt-in whole chain in a QEMU VM, about an hour under TCG (FLEETMIND_WHOLE_CHAIN=1, `make whole-chain`)"
+        "the opt-in whole chain in a QEMU VM, long under TCG (FLEETMIND_WHOLE_CHAIN=1, `make whole-chain`)"
     ),
 }
 
