@@ -75,6 +75,7 @@ def test_nomad_client_meta_carries_the_node_class(tmp_path: Path) -> None:
     assert {k.strip('"'): str(v).strip('"') for k, v in meta.items() if not k.startswith("__")} == {
         "fleetmind_class": "avx2",
         "fleetmind_workload": "expert",
+        "fleetmind_rpc": "false",  # not in rpc_workers: no RPC worker is placed here (the placement tag)
     }
 
 
