@@ -24,6 +24,7 @@ import nomad
 import nomad.api.exceptions as nomad_errors
 import requests
 
+from fleetmind.cluster import log_tail
 from fleetmind.cluster.errors import (
     ClusterError,
     JobNotFound,
@@ -75,9 +76,6 @@ def split_addr(addr: str, default_scheme: str = "http") -> tuple[str, str, int]:
     if not parts.hostname or not parts.port:
         raise ValueError(f"address {addr!r} needs a host and a port")
     return parts.scheme, parts.hostname, parts.port
-
-
-LOG_TAIL_BYTES = 4096  # what task_logs reads of a log by default: its last 4 KiB
 
 
 class ClusterClient:
@@ -229,40 +227,27 @@ class ClusterClient:
         records of terminal allocations and dead jobs go (:mod:`fleetmind.cluster.garbage` says which)."""
         self._nomad_call("garbage collection", self._nomad.system.initiate_garbage_collection)
 
-    def task_logs(self, alloc_id: str, task: str, kind: str = "stderr", *, max_bytes: int = LOG_TAIL_BYTES) -> str:
+    def task_logs(
+        self, alloc_id: str, task: str, kind: str = "stderr", *, max_bytes: int = log_tail.LOG_TAIL_BYTES
+    ) -> str:
         """The last ``max_bytes`` of task ``task``'s ``kind`` log (stdout or stderr) in allocation ``alloc_id``
         (Nomad's ``GET /v1/client/fs/logs/:alloc_id``, ``origin=end``, ``plain=true``; the embedded orchestrator
         serves the same route). Decoded as UTF-8 (bad bytes replaced); when the tail starts inside a line, that partial
         first line is dropped. Reads at most about twice ``max_bytes`` from the wire, whatever the server sends."""
-        if kind not in ("stdout", "stderr"):
-            raise ValueError(f"log type must be stdout or stderr, not {kind!r}")
-        if max_bytes < 1:
-            raise ValueError(f"max_bytes must be at least 1, not {max_bytes}")
-        # one byte more than kept: whether the tail begins at a line's start (the byte before it is a newline)
+        params = log_tail.tail_params(task, kind, max_bytes)
         want = max_bytes + 1
-        params = {"task": task, "type": kind, "origin": "end", "offset": str(want), "plain": "true"}
 
         def read() -> bytes:
             resp = self._nomad.client.stream_logs.request(alloc_id, params=params, method="get", stream=True)
             try:
-                data = b""
-                for piece in resp.iter_content(chunk_size=min(want, 65536)):
-                    data += piece
-                    if len(data) >= want:
-                        break
-                return data[-want:]
+                return log_tail.read_bounded(resp.iter_content(chunk_size=min(want, 65536)), want)
             except requests.RequestException as exc:  # the connection broke while the log was read
                 raise nomad_errors.BaseNomadException(exc) from exc
             finally:
                 resp.close()
 
         data = self._nomad_call(f"{kind} log of task {task} in allocation {alloc_id}", read)
-        if len(data) <= max_bytes:
-            return data.decode("utf-8", "replace")
-        text = data[-max_bytes:].decode("utf-8", "replace")
-        if data[-want:-max_bytes] == b"\n" or "\n" not in text:
-            return text
-        return text.split("\n", 1)[1]  # the tail began mid-line
+        return log_tail.cut_tail(data, max_bytes)
 
     def job_versions(self, job_id: str) -> list[dict[str, Any]]:
         """Every kept version of the job (Nomad ``Job``), newest first."""
