@@ -63,14 +63,10 @@ class CountingRegistry:
         return [self.expert] if tag == EXPERT_TAG else []
 
 
-async def test_one_key_check_one_model_check_and_no_registry_call_when_warm(
-    tmp_path: Path, llama_server_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("FLEETMIND_SERVICE_SECRET", SECRET)
-    key, _ = KeyStore(tmp_path / "keys.json").create("client")
-    registry = CountingRegistry(llama_server_url)
+@pytest.fixture
+def counts(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Key checks (KeyStore.identify) and model checks (the workflow's plan_route), counted as they happen."""
     counts: Counter[str] = Counter()
-
     identify = KeyStore.identify
 
     def counted_identify(self: KeyStore, offered: str | None) -> Any:
@@ -85,6 +81,15 @@ async def test_one_key_check_one_model_check_and_no_registry_call_when_warm(
 
     monkeypatch.setattr(KeyStore, "identify", counted_identify)
     monkeypatch.setattr("fleetmind.agent.workflows.steps.plan_route", counted_plan_route)
+    return counts
+
+
+async def test_one_key_check_one_model_check_and_no_registry_call_when_warm(
+    tmp_path: Path, llama_server_url: str, monkeypatch: pytest.MonkeyPatch, counts: Counter[str]
+) -> None:
+    monkeypatch.setenv("FLEETMIND_SERVICE_SECRET", SECRET)
+    key, _ = KeyStore(tmp_path / "keys.json").create("client")
+    registry = CountingRegistry(llama_server_url)
 
     directory = ExpertDirectory(cluster=cast(ClusterClient, registry), ttl_s=300, secret=SecretSource(SECRET))
     runtime = AgentRuntime(settings=AgentSettings(), directory=directory)
@@ -138,7 +143,7 @@ class NoHTTP(httpx.AsyncBaseTransport):
 
 
 async def test_one_process_the_gateway_hands_requests_to_its_agent_without_a_hop(
-    tmp_path: Path, llama_server_url: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, llama_server_url: str, monkeypatch: pytest.MonkeyPatch, counts: Counter[str]
 ) -> None:
     """What `fleetmind up` runs on one machine (agent_process --gateway-port): the same checks, once each, and no
     HTTP between gateway and agent; a client that leaves mid-answer cancels the agent's request."""
@@ -147,21 +152,6 @@ async def test_one_process_the_gateway_hands_requests_to_its_agent_without_a_hop
     monkeypatch.setenv("FLEETMIND_SERVICE_SECRET", SECRET)
     key, _ = KeyStore(tmp_path / "keys.json").create("client")
     registry = CountingRegistry(llama_server_url)
-    counts: Counter[str] = Counter()
-    identify = KeyStore.identify
-
-    def counted_identify(self: KeyStore, offered: str | None) -> Any:
-        counts["key checks"] += 1
-        return identify(self, offered)
-
-    plan_route = routing.plan_route
-
-    def counted_plan_route(*args: Any, **kwargs: Any) -> routing.RoutePlan:
-        counts["model checks"] += 1
-        return plan_route(*args, **kwargs)
-
-    monkeypatch.setattr(KeyStore, "identify", counted_identify)
-    monkeypatch.setattr("fleetmind.agent.workflows.steps.plan_route", counted_plan_route)
     directory = ExpertDirectory(cluster=cast(ClusterClient, registry), ttl_s=300, secret=SecretSource(SECRET))
     runtime = AgentRuntime(settings=AgentSettings(), directory=directory)
     agent_app = create_agent_app(Settings(state_dir=tmp_path), runtime)
