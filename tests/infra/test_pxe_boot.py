@@ -106,6 +106,23 @@ def netns() -> Iterator[tuple[str, str]]:
         subprocess.run(["ip", "netns", "del", lan], check=False, capture_output=True)
 
 
+def local_paths(tmp: Path) -> dict[str, object]:
+    """pxe_server variables that keep everything the role writes under ``tmp``, serving on port 80, installing and
+    starting nothing (the tests start dnsmasq and nginx themselves)."""
+    return {
+        "pxe_server_http_port": 80,
+        "pxe_server_http_root": str(tmp / "http"),
+        "pxe_server_tftp_root": str(tmp / "tftp"),
+        "pxe_server_dnsmasq_config": str(tmp / "dnsmasq.conf"),
+        "pxe_server_nginx_site": str(tmp / "nginx-site.conf"),
+        "pxe_server_nginx_site_link": "",
+        "pxe_server_nginx_remove_default_site": False,
+        "pxe_server_nginx_access_log": str(tmp / "access.log"),
+        "pxe_server_install_packages": False,
+        "pxe_server_manage_services": False,
+    }
+
+
 def render(tmp: Path, mode: str) -> Path:
     """Run the pxe_server role on this machine with every path under ``tmp``; returns the folder."""
     (tmp / "installer").mkdir()
@@ -123,16 +140,7 @@ def render(tmp: Path, mode: str) -> Path:
             "pxe_server_dhcp_range_start": "10.77.0.100",
             "pxe_server_dhcp_range_end": "10.77.0.150",
             "pxe_server_dhcp_router": SERVER,
-            "pxe_server_http_port": 80,
-            "pxe_server_http_root": str(tmp / "http"),
-            "pxe_server_tftp_root": str(tmp / "tftp"),
-            "pxe_server_dnsmasq_config": str(tmp / "dnsmasq.conf"),
-            "pxe_server_nginx_site": str(tmp / "nginx-site.conf"),
-            "pxe_server_nginx_site_link": "",
-            "pxe_server_nginx_remove_default_site": False,
-            "pxe_server_nginx_access_log": str(tmp / "access.log"),
-            "pxe_server_install_packages": False,
-            "pxe_server_manage_services": False,
+            **local_paths(tmp),
             "pxe_server_installer_kernel": str(tmp / "installer/linux"),
             "pxe_server_installer_initrd": str(tmp / "installer/initrd.gz"),
             "pxe_server_authorized_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFleetmindTestKeyOnly test"],

@@ -53,7 +53,7 @@ import yaml
 
 from fleetmind.llm import binaries
 from tests.infra.conftest import ANSIBLE_DIR, PLAYBOOKS, local_inventory, run_playbook, snapshot_checkout
-from tests.infra.test_pxe_boot import SERVER, VM_MAC, fetched_paths, nginx_main_conf, start, stop
+from tests.infra.test_pxe_boot import SERVER, VM_MAC, fetched_paths, local_paths, nginx_main_conf, start, stop
 from tests.infra.test_pxe_boot import netns as netns  # the namespace fixture, reused
 from tests.netns.apt_proxy import Proxied, serve_proxy
 from tests.provisioning.conftest import FINAL, api_key_for, cli
@@ -144,16 +144,7 @@ def render(tmp: Path, pubkey: str, token: str) -> None:
             # a name server answers nothing here (the proxy resolves the archive's name); without one the
             # installer stops to ask for it
             "pxe_server_dhcp_dns_servers": [SERVER],
-            "pxe_server_http_port": 80,
-            "pxe_server_http_root": str(tmp / "http"),
-            "pxe_server_tftp_root": str(tmp / "tftp"),
-            "pxe_server_dnsmasq_config": str(tmp / "dnsmasq.conf"),
-            "pxe_server_nginx_site": str(tmp / "nginx-site.conf"),
-            "pxe_server_nginx_site_link": "",
-            "pxe_server_nginx_remove_default_site": False,
-            "pxe_server_nginx_access_log": str(tmp / "access.log"),
-            "pxe_server_install_packages": False,
-            "pxe_server_manage_services": False,
+            **local_paths(tmp),
             "pxe_server_installer_kernel": str(linux),
             "pxe_server_installer_initrd": str(initrd),
             "pxe_server_mirror_proxy": f"http://{SERVER}:{PROXY_PORT}",
