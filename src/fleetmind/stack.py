@@ -159,9 +159,15 @@ def gateway_in_agent(agent: dict[str, Any], gateway: dict[str, Any]) -> dict[str
     return agent
 
 
+def _services_of(client: ClusterClient, job_id: str) -> list[str]:
+    """The services the job registers (what `up` waits for), by name."""
+    groups = client.job(job_id).get("TaskGroups") or []
+    return [svc["Name"] for group in groups for svc in (group.get("Services") or [])]
+
+
 def crashed_tasks(client: ClusterClient, logs: Path) -> list[str]:
     """Tasks that cannot come up: dead after their restart budget, killed by a signal no restart fixes (SIGILL), or
-    crash-looping (three abnormal ends). Each as one line: job, task, cause and the task's log."""
+    crash-looping (three abnormal ends). Each as one line: the services it registers, job, task, cause, its log."""
     from fleetmind.cluster.causes import task_cause
 
     found = []
@@ -173,7 +179,8 @@ def crashed_tasks(client: ClusterClient, logs: Path) -> list[str]:
                     continue
                 log_files = sorted(logs.glob(f"{job['ID']}.*.{task}.stderr.log"))
                 where = str(log_files[0]) if log_files else str(logs)
-                found.append(f"{job['ID']}/{task} {cause.text} (log: {where})")
+                services = _services_of(client, job["ID"]) or [job["ID"]]
+                found.append(f"{', '.join(services)} cannot start: {job['ID']}/{task} {cause.text} (log: {where})")
     return found
 
 
@@ -200,7 +207,8 @@ async def _wait_ready(client: ClusterClient, cfg: StackSettings, progress: Calla
                 with contextlib.suppress(TimeoutError):
                     crashed = await asyncio.wait_for(asyncio.to_thread(crashed_tasks, client, logs), min(left, 5.0))
                     if crashed:
-                        raise StackError(f"{service} cannot start: " + "; ".join(crashed))
+                        # named by what crashed, not by the service awaited when it was noticed
+                        raise StackError("; ".join(crashed))
             await asyncio.sleep(0.25)
         progress(f"{service} is healthy")
 
