@@ -4,6 +4,11 @@ all-MiniLM-L6-v2 embeddings served by llama-server)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -164,6 +169,29 @@ async def test_a_kill_while_the_change_is_written_leaves_the_old_fact(tmp_path: 
     assert await recalled(LongTermMemory(tmp_path / "m", embedder), "Which city do I live in?") == ["I live in Berlin."]
 
 
+@pytest.mark.asyncio
+async def test_a_saved_state_carries_only_the_new_value(tmp_path: Path, embedder: LlamaEmbedder) -> None:
+    memory = LongTermMemory(tmp_path / "a", embedder)
+    await tell(memory, "My favourite colour is blue.", owner="key-bob")
+    await tell(memory, "My favourite colour is blue.")
+    await tell(memory, "My favourite colour is green.")
+    saved = memory.dump(owner="key-ada")  # what the agent's state file holds for Ada
+    assert [r["text"] for r in saved[0]] == ["My favourite colour is green."]
+    # loaded back into the same store (ids renumbered) and into another one
+    memory.replace_owned("key-ada", *saved)
+    other = LongTermMemory(tmp_path / "b", embedder)
+    await tell(other, "My favourite colour is red.")
+    other.replace_owned("key-ada", *saved)
+    for store in (memory, other, LongTermMemory(tmp_path / "a", embedder)):
+        assert await recalled(store, "What is my favourite colour?") == ["My favourite colour is green."]
+    assert (await recalled(memory, "What is my favourite colour?", owner="key-bob"))[
+        0
+    ] == "My favourite colour is blue."
+    # and the loaded fact still changes like any other
+    assert len((await tell(memory, "My favourite colour is yellow."))[1]) == 1
+    assert await recalled(memory, "What is my favourite colour?") == ["My favourite colour is yellow."]
+
+
 @pytest.mark.parametrize("kind", ["hnsw", "flat"])
 def test_superseded_vectors_are_never_found_with_either_index(tmp_path: Path, kind: IndexKind) -> None:
     vectors = normalize(np.random.default_rng(3).standard_normal((50, 384)).astype(np.float32))
@@ -178,3 +206,41 @@ def test_superseded_vectors_are_never_found_with_either_index(tmp_path: Path, ki
             assert all(h.text not in ("m7", "m8") for h in opened.search_vectors(vectors[i], k=5)[0])
             assert all(h.text not in ("m7", "m8") for h in opened.search_vectors(vectors[i], k=5, owner="k")[0])
         assert opened.search_vectors(vectors[9], k=1)[0][0].text == "m9"
+
+
+_CHANGER = """
+import sys, numpy as np
+from pathlib import Path
+from fleetmind.memory.long_term import LongTermMemory
+store = LongTermMemory(Path(sys.argv[1]), None, snapshot_every=5)
+rng = np.random.default_rng(2)
+i = 0
+while True:  # one fact changed again and again: each value retires the one before
+    v = rng.standard_normal((1, 384)).astype(np.float32)
+    store.add_vectors(v / np.linalg.norm(v), [f"value {i}"], owner="k", supersedes=[i - 1] if i else [])
+    i += 1
+    if i == 20:
+        print("ready", flush=True)
+"""
+
+
+def test_kill_9_while_a_fact_keeps_changing_leaves_exactly_one_value(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", _CHANGER, str(tmp_path)], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+        time.sleep(0.3)  # keep changing it (and snapshotting every 5) for a while
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    complete = (tmp_path / "records.jsonl").read_bytes().count(b"\n")
+    store = LongTermMemory(tmp_path, None)
+    # the last value whose record line was whole is the one value left; every earlier one stays retired
+    assert complete >= 20 and len(store) == 1 and store.count(owner="k") == 1
+    records, _ = store.dump()
+    assert [r["text"] for r in records] == [f"value {complete - 1}"]
+    rng = np.random.default_rng(2)
+    vectors = normalize(rng.standard_normal((complete, 384)).astype(np.float32))
+    for i in (0, complete // 2, complete - 1):
+        assert [h.text for h in store.search_vectors(vectors[i], k=3, owner="k")[0]] == [f"value {complete - 1}"]
