@@ -72,7 +72,6 @@ async def test_a_changed_fact_replaces_the_old_one_across_conversations_and_a_re
         lives = await recall(second, caplog, "Where do I live?", ADA)
     finally:
         await second.stop()
-    # what the user said is what is kept (memory.policy keeps the sentence whole)
-    assert ada[0] == "Actually, my favourite colour is green." and "My favourite colour is blue." not in ada, ada
+    assert ada[0] == "My favourite colour is green." and "My favourite colour is blue." not in ada, ada
     assert bob == ["My favourite colour is blue."]  # Bob's own, untouched by Ada's change
     assert "I live in Paris." in lives, lives

@@ -25,6 +25,8 @@ from fleetmind.memory.policy import MAX_FACT_CHARS, worth_remembering
         ("The office printer is on the second floor.", None, "fact"),
         ("My name is Alice. What is the capital of France?", "My name is Alice.", "about_user"),
         ("Hello, I am Ada!", "I am Ada.", "about_user"),
+        ("Actually, my favourite colour is green.", "My favourite colour is green.", "about_user"),
+        ("No, I live in Berlin now.", "I live in Berlin now.", "about_user"),
     ],
 )
 def test_facts_and_asks_are_kept(message: str, kept: str | None, kind: str) -> None:

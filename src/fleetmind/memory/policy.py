@@ -65,6 +65,10 @@ _WORD = re.compile(r"[a-z']+")
 _GREETING = re.compile(
     r"^(?:hi|hello|hey|hiya|good\s+(?:morning|afternoon|evening))(?:\s+there)?\s*[,!.:;-]+\s*", re.IGNORECASE
 )
+# "Actually, my favourite colour is green." is the fact without how a correction is introduced
+_CORRECTION = re.compile(
+    r"^(?:actually|oh|btw|by\s+the\s+way|update|correction|sorry|anyway|no)\s*[,!.:;-]+\s*", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,7 @@ def _is_small_talk(sentence: str) -> bool:
 
 
 def _classify(sentence: str) -> Memorable | None:
-    sentence = _GREETING.sub("", sentence)
+    sentence = _CORRECTION.sub("", _GREETING.sub("", sentence))
     asked = _ASK.match(sentence)
     if asked:
         fact = asked.group("fact").strip().rstrip(".!").strip()
