@@ -2,11 +2,8 @@
 
 :class:`ExpertClient` streams one chat completion from a llama-server's OpenAI-compatible
 ``/v1/chat/completions``, asking for usage so token counts are the expert's own; a prompt too large for the
-context (:mod:`fleetmind.llm.budget`) is refused before it is sent. The stream is read with aiohttp, not httpx:
-every token of every answer crosses it, and on two cores shared with the expert itself the reading costs the
-expert speed (httpx's anyio/httpcore layers took ~480 µs of CPU per token here, aiohttp ~270 µs, a bare asyncio
-reader ~260 µs). llama-server closes the connection after each streamed answer, so each stream has its own
-connection (``force_close``: reusing one it is closing fails the next request).
+context (:mod:`fleetmind.llm.budget`) is refused before it is sent. The stream is read with aiohttp, each on its own
+connection (:mod:`fleetmind.llm.session`: every token crosses it, and httpx cost the expert measurably more).
 
 :func:`complete` (and :func:`complete_sync` for threads) asks for one whole answer, optionally held to a JSON schema
 (llama-server's ``json_schema``, a grammar: the model cannot answer anything else). Every call sends the stack's
@@ -22,7 +19,6 @@ Exceptions::
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -38,6 +34,7 @@ from fleetmind.contracts.protocol import AgentRequest, Usage
 from fleetmind.llm import LlmError
 from fleetmind.llm.budget import DEFAULT_CONTEXT_TOKENS, PromptTooLargeError, check_prompt
 from fleetmind.llm.loop_guard import LoopGuard
+from fleetmind.llm.session import LoopSession
 from fleetmind.security.service import SecretSource, bearer
 
 Source = Literal["env", "registry"]
@@ -189,24 +186,11 @@ class ExpertClient:
         self.context_tokens = context_tokens
         # The read timeout bounds every silence, the wait for the first token included, so a hung expert fails
         # over instead of holding the request until its overall deadline.
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s)
-        self._session: aiohttp.ClientSession | None = None
-        self._session_loop: asyncio.AbstractEventLoop | None = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        """The session of the running event loop, made on first use (an aiohttp session belongs to one loop)."""
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._session_loop is not loop:
-            connector = aiohttp.TCPConnector(force_close=True, limit=0)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
-            self._session_loop = loop
-        return self._session
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s)
+        self._http = LoopSession(timeout, force_close=True)
 
     async def aclose(self) -> None:
-        if self._session is not None and not self._session.closed:
-            with contextlib.suppress(RuntimeError):  # made on a loop that has since closed: nothing left open
-                await self._session.close()
-        self._session = None
+        await self._http.aclose()
 
     async def stream_chat(self, expert: Expert, request: AgentRequest) -> AsyncGenerator[StreamItem, None]:
         """Yield the expert's text as it comes, then one :class:`Completion`; raises ExpertError.
@@ -228,7 +212,7 @@ class ExpertClient:
         guard = self._loop_guard() if self._loop_guard is not None else None
         looped: Completion | None = None
         try:
-            async with self._http().post(url, json=payload, headers=bearer(self._secret.get())) as response:
+            async with self._http.get().post(url, json=payload, headers=bearer(self._secret.get())) as response:
                 if response.status != 200:
                     body = (await response.content.read(_ERROR_BODY_LIMIT)).decode("utf-8", "replace")
                     rejected = response.status in _REJECTED_STATUSES

@@ -10,6 +10,7 @@ given to the agent.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -20,11 +21,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+import aiohttp
 import httpx
 import numpy as np
 
 from fleetmind.llm import EmbeddingError
 from fleetmind.llm.gguf_convert import EMBEDDING_DIM, ensure_gguf
+from fleetmind.llm.session import LoopSession
 from fleetmind.security.service import SecretSource, bearer
 
 
@@ -55,7 +58,8 @@ class LlamaEmbedder:
             raise ValueError(f"bad embeddings URL {url!r}: expected http://host:port")
         self.url = url.rstrip("/")
         self.dim = dim
-        self._http = httpx.AsyncClient(timeout=timeout_s)
+        # every request's query embedding comes through here, before its first token (aiohttp: llm/session.py)
+        self._http = LoopSession(aiohttp.ClientTimeout(total=timeout_s))
         # the embedding server runs with the stack's service secret as its API key (security/service.py)
         self._secret = secret or SecretSource()
         # One request embeds its query for recall and again for routing: the second is a cache hit, not a
@@ -80,16 +84,25 @@ class LlamaEmbedder:
         return rows
 
     async def _fetch(self, texts: Sequence[str]) -> np.ndarray:
+        body = {"input": list(texts)}
+        for attempt in (1, 2):
+            try:
+                async with self._http.get().post(
+                    f"{self.url}/v1/embeddings", json=body, headers=bearer(self._secret.get())
+                ) as resp:
+                    status, payload = resp.status, await resp.read()
+                break
+            except aiohttp.ServerDisconnectedError:
+                # a kept-alive connection the server closed as it was reused: embedding is idempotent, ask again
+                if attempt == 2:
+                    raise EmbeddingError("embedding server closed the connection twice") from None
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise EmbeddingError(f"embedding server could not be reached ({type(exc).__name__})") from exc
+        if status != 200:
+            text = payload[:300].decode("utf-8", "replace")
+            raise EmbeddingError(f"embedding server answered HTTP {status}: {text}")
         try:
-            resp = await self._http.post(
-                f"{self.url}/v1/embeddings", json={"input": list(texts)}, headers=bearer(self._secret.get())
-            )
-        except httpx.HTTPError as exc:
-            raise EmbeddingError(f"embedding server could not be reached ({type(exc).__name__})") from exc
-        if resp.status_code != 200:
-            raise EmbeddingError(f"embedding server answered HTTP {resp.status_code}: {resp.text[:300]}")
-        try:
-            rows = sorted(resp.json()["data"], key=lambda d: d["index"])
+            rows = sorted(json.loads(payload)["data"], key=lambda d: d["index"])
             vectors = np.array([row["embedding"] for row in rows], dtype=np.float32)
         except (KeyError, TypeError, ValueError) as exc:
             raise EmbeddingError("embedding server answered something that is not an embeddings list") from exc
