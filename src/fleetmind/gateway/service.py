@@ -292,23 +292,31 @@ async def _sse(
         choice = f'{{"index":0,"delta":{encoded},"finish_reason":{finish},"logprobs":null}}'
         return f'data: {head},"choices":[{choice}]{tail}'
 
+    # The role chunk goes out in one write with what follows it (the first text, mostly): one send and one wake-up
+    # of the client fewer before the first token, the same events.
+    opening = chunk({"role": "assistant", "content": ""})
+
+    def out(text: str) -> str:
+        nonlocal opening
+        text, opening = opening + text, ""
+        return text
+
     try:
-        yield chunk({"role": "assistant", "content": ""})
         event: AgentEvent | None = first
         while event is not None:
             if event.type == "error":
                 error = event_error(event)
                 if meter is not None:
                     meter.stream_error(error.code)
-                yield sse(error.envelope())
+                yield out(sse(error.envelope()))
                 break
             if event.text:
                 if meter is not None:
                     meter.first_token()
-                yield chunk({"content": event.text})
+                yield out(chunk({"content": event.text}))
             if event.type == "done":
                 await upstream.finish()
-                yield chunk({}, finish_reason=event.finish_reason or "stop")
+                yield out(chunk({}, finish_reason=event.finish_reason or "stop"))
                 usage = event.usage
                 if meter is not None and usage is not None:
                     meter.usage(usage.prompt_tokens, usage.completion_tokens)
@@ -327,12 +335,12 @@ async def _sse(
             closed = UpstreamError("The agent closed the stream before it finished.")
             if meter is not None:
                 meter.stream_error(closed.code)
-            yield sse(closed.envelope())
+            yield out(sse(closed.envelope()))
     except GatewayError as exc:
         log.warning("chat %s failed mid-stream: %s", upstream.request_id, exc.message)
         if meter is not None:
             meter.stream_error(exc.code)
-        yield sse(exc.envelope())
+        yield out(sse(exc.envelope()))
     finally:
         await upstream.aclose()
-    yield sse("[DONE]")
+    yield out(sse("[DONE]"))
