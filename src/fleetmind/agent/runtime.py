@@ -57,7 +57,10 @@ class AgentEventSinkProcessor(FrameProcessor):
     """The end of the pipeline: hands each output frame to the queue of the request it belongs to."""
 
     def __init__(self, *, stats: AgentStats | None = None, name: str | None = None) -> None:
-        super().__init__(name=name or "AgentEventSink")
+        # Direct mode: a frame is handled in the task that pushed it, not after two queue hops through this
+        # processor's own tasks; what it does (put an event on a request's queue) never blocks, and every token
+        # of every answer passes here.
+        super().__init__(name=name or "AgentEventSink", enable_direct_mode=True)
         self.stats = stats or AgentStats()
         self._queues: dict[str, asyncio.Queue[AgentEvent]] = {}
 
