@@ -9,12 +9,14 @@ venv from the ``bench`` extra; it is never a runtime dependency). Then every rou
 - ``named``: the gateway with the expert named (``model="general"``);
 - ``routed``: the gateway with the routed model (``model="fleetmind"``).
 
-Equal work: the same system prompt on every path (the general expert's), a user prompt no path has seen before
-(so no path gets llama-server's prompt cache for it), streamed with the official openai client, max_tokens 32,
-temperature 0, and the order of the paths rotated every round. A request that fails or streams no text counts as a
-failure of its path, never as a skipped sample. Prints TTFT p50/p95, decode tokens/s, each path's added TTFT over
-direct and its ratios, and the goals of issue 17 met or not. Run from the repo root: ``python -m bench.llm_gateway``
-(``make bench``).
+Equal work: the same system prompt on every path (the general expert's), the same sampling (the general expert's
+repetition controls, which the agent adds to what it sends, go to direct and LiteLLM as extra body fields: llama.cpp's
+DRY sampler alone costs ~2-3 ms of set-up per request, so a path without it would not do the same work), a user
+prompt no path has seen before (so no path gets llama-server's prompt cache for it), streamed with the official
+openai client, max_tokens 32, temperature 0, and the order of the paths rotated every round. A request that fails
+or streams no text counts as a failure of its path, never as a skipped sample. Prints TTFT p50/p95, decode tokens/s,
+each path's added TTFT over direct and its ratios, and the goals of issue 17 met or not. Run from the repo root:
+``python -m bench.llm_gateway`` (``make bench``).
 """
 
 from __future__ import annotations
@@ -69,8 +71,16 @@ class PathStats:
     by_item: dict[tuple[int, int], float] = field(default_factory=dict)
 
 
-def measure(client: openai.OpenAI, model: str, system: str, prompt: str, max_tokens: int) -> tuple[float, float]:
-    """One streamed request: (ms to the first text, decode tokens/s after it). Raises when no text came."""
+def measure(
+    client: openai.OpenAI,
+    model: str,
+    system: str,
+    prompt: str,
+    max_tokens: int,
+    extra: dict[str, object] | None = None,
+) -> tuple[float, float]:
+    """One streamed request: (ms to the first text, decode tokens/s after it). Raises when no text came.
+    ``extra``: llama.cpp sampling fields sent as extra body fields (what the agent adds on its paths)."""
     t0 = time.perf_counter()
     first: float | None = None
     tokens = chunks = 0
@@ -81,6 +91,7 @@ def measure(client: openai.OpenAI, model: str, system: str, prompt: str, max_tok
         temperature=0,
         stream=True,
         stream_options={"include_usage": True},
+        extra_body=extra or None,
     )
     for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
@@ -163,11 +174,24 @@ def run(stack: Stack, litellm_url: str, rounds: int, max_tokens: int) -> dict[st
         "named": (gateway, "general"),
         "routed": (gateway, ROUTED_MODEL),
     }
-    system = profile("general").prompt
+    general = profile("general")
+    system = general.prompt
+    # what the agent sends the general expert besides temperature and max_tokens (set here on every path)
+    same_sampling = {
+        k: v
+        for k, v in general.generation.model_dump(exclude_none=True).items()
+        if k not in ("temperature", "max_tokens", "seed")
+    }
+    extras: dict[str, dict[str, object] | None] = {
+        "direct": same_sampling,
+        "litellm": same_sampling,
+        "named": None,
+        "routed": None,
+    }
     for path in PATHS:  # warm-up (connections, imports, the system prompt in the cache): not counted
         client, model = clients[path]
         with contextlib.suppress(Exception):
-            measure(client, model, system, f"Warm-up {path}: say hello.", 8)
+            measure(client, model, system, f"Warm-up {path}: say hello.", 8, extras[path])
     stats = {path: PathStats() for path in PATHS}
     n = 0
     for round_no in range(rounds):
@@ -179,7 +203,7 @@ def run(stack: Stack, litellm_url: str, rounds: int, max_tokens: int) -> dict[st
                 # unique: the first tokens of the user message differ, so only the system prompt is cached
                 prompt = f"Question {n}: {question}"
                 try:
-                    ttft, tps = measure(client, model, system, prompt, max_tokens)
+                    ttft, tps = measure(client, model, system, prompt, max_tokens, extras[path])
                 except Exception as exc:
                     stats[path].failures.append(f"{type(exc).__name__}: {str(exc)[:200]}")
                     continue
