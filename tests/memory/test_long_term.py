@@ -4,15 +4,11 @@ by meaning with real MiniLM embeddings."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.memory.conftest import kill_9_while_running
 
 from fleetmind.contracts.protocol import ChatMessage
 from fleetmind.llm.embeddings import LlamaEmbedder, normalize
@@ -109,15 +105,7 @@ while True:
 
 
 def test_kill_9_during_writes_loses_at_most_the_memory_being_written(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path)], stdout=subprocess.PIPE)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
-        time.sleep(0.3)  # keep writing (and snapshotting every 7) for a while
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+    kill_9_while_running(_WRITER, tmp_path)  # it keeps writing (and snapshotting every 7) for a while
     lines = (tmp_path / "records.jsonl").read_bytes().split(b"\n")
     complete = [json.loads(line) for line in lines[:-1]]
     store = LongTermMemory(tmp_path, None)  # type: ignore[arg-type]

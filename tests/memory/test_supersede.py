@@ -4,16 +4,12 @@ all-MiniLM-L6-v2 embeddings served by llama-server)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.memory.conftest import kill_9_while_running
 
 from fleetmind.llm.embeddings import LlamaEmbedder, normalize
 from fleetmind.memory.long_term import IndexKind, LongTermMemory
@@ -225,15 +221,7 @@ while True:  # one fact changed again and again: each value retires the one befo
 
 
 def test_kill_9_while_a_fact_keeps_changing_leaves_exactly_one_value(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", _CHANGER, str(tmp_path)], stdout=subprocess.PIPE)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
-        time.sleep(0.3)  # keep changing it (and snapshotting every 5) for a while
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+    kill_9_while_running(_CHANGER, tmp_path)  # it keeps changing it (and snapshotting every 5) for a while
     complete = (tmp_path / "records.jsonl").read_bytes().count(b"\n")
     store = LongTermMemory(tmp_path, None)
     # the last value whose record line was whole is the one value left; every earlier one stays retired
