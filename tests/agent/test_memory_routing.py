@@ -7,12 +7,13 @@ import logging
 from pathlib import Path
 
 import pytest
-from agent_testkit import HungServer, collect, direct_chat, make_request
+from agent_testkit import DETERMINISTIC, HungServer, collect, direct_chat, make_request
 
 from fleetmind.agent.runtime import AgentRuntime
 from fleetmind.agent.semantic import SemanticRouter
 from fleetmind.agent.settings import AgentSettings
 from fleetmind.agent.workflows.steps import RecallParams
+from fleetmind.contracts.protocol import AgentRequest, ChatMessage
 from fleetmind.llm.chat import Expert
 from fleetmind.llm.embeddings import LlamaEmbedder
 
@@ -116,6 +117,40 @@ async def test_queries_are_routed_to_the_expert_closest_in_meaning(
     routes = records(caplog, "route")
     assert [r.expert for r in routes] == ["coding", "general"]  # type: ignore[attr-defined]
     assert routes[0].scores["coding"] > routes[0].scores["general"]  # type: ignore[attr-defined]
+
+
+async def test_a_conversation_stays_with_its_expert_unless_another_is_clearly_closer(
+    tmp_path: Path, make_runtime, llama_server_url: str, embeddings_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A follow-up sent with its history (as the voice socket and OpenAI clients send it) stays with the expert that
+    answered the previous question when another is only a little closer (that one would first read the whole
+    conversation); a follow-up that clearly belongs elsewhere still moves."""
+    caplog.set_level(logging.INFO, logger="fleetmind.agent.workflow")
+    runtime = await make_runtime(
+        experts=f"general={llama_server_url},coding={llama_server_url}",
+        embeddings_url=embeddings_url,
+        memory_dir=str(tmp_path / "memory"),
+    )
+    first = "Why do leaves change colour in autumn?"
+    done = (await collect(runtime.submit(make_request(first, owner="ann"))))[-1]
+    assert (done.type, done.expert) == ("done", "general")
+    history = [ChatMessage(role="user", content=first), ChatMessage(role="assistant", content="Less chlorophyll.")]
+
+    async def follow_up(text: str, owner: str = "ann") -> str | None:
+        request = AgentRequest(
+            messages=[*history, ChatMessage(role="user", content=text)], owner=owner, params=DETERMINISTIC
+        )
+        return (await collect(runtime.submit(request)))[-1].expert
+
+    # a near tie (all-MiniLM-L6-v2: coding 0.16, general 0.15) stays; the route says why
+    assert await follow_up("How many legs does a dog have?") == "general"
+    near = records(caplog, "route")[-1]
+    assert near.scores["coding"] > near.scores["general"]  # type: ignore[attr-defined]
+    assert "answered the previous question" in near.getMessage()
+    # another owner's conversation with the same words is not this one: plain routing by meaning
+    assert await follow_up("How many legs does a dog have?", owner="bob") == "coding"
+    # clearly code: the conversation moves
+    assert await follow_up("How do I squash my last three git commits?") == "coding"
 
 
 async def test_a_stalled_chosen_expert_falls_back_to_the_other(

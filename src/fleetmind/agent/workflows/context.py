@@ -98,3 +98,8 @@ class StepContext:
             if message.role == "user" and message.content:
                 return message.content
         return ""
+
+    def previous_user_text(self) -> str | None:
+        """The user's question before the last one (its history came with the request or was loaded)."""
+        asked = [m.content for m in self.messages if m.role == "user" and m.content]
+        return asked[-2] if len(asked) > 1 else None

@@ -142,8 +142,13 @@ async def route(ctx: StepContext, params: RouteParams) -> None:
     )
     scores: dict[str, float] = {}
     if params.strategy == "semantic" and services.router is not None and ctx.request.model == ROUTED_MODEL:
+        previous = services.router.answered_by(ctx.request.owner, ctx.previous_user_text())
         choice = await services.router.choose(
-            ctx.last_user_text(), plan.candidates, services.directory.is_healthy, vector=ctx.query_vector
+            ctx.last_user_text(),
+            plan.candidates,
+            services.directory.is_healthy,
+            vector=ctx.query_vector,
+            previous=previous,
         )
         if choice is not None:
             scores = choice.scores
@@ -321,6 +326,8 @@ async def respond(ctx: StepContext, params: NoParams) -> None:
     if ctx.completion is None:
         raise ExpertError("nothing to respond with: no expert answered")
     expert = ctx.expert.name if ctx.expert else None
+    if expert is not None and ctx.services.router is not None:
+        ctx.services.router.answered(ctx.request.owner, ctx.last_user_text(), expert)
     if ctx.vars.get("buffered") and ctx.answer:
         await ctx.emit(AgentDeltaFrame(request_id=ctx.request_id, text="".join(ctx.answer), expert=expert))
     await ctx.emit(
