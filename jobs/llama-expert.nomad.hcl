@@ -230,6 +230,11 @@ job "llama-expert" {
             "--port", "${NOMAD_PORT_http}",
             "-c", "${var.ctx_size}",
             "-t", "${var.threads}",
+            # A conversation whose early turns were dropped (the voice history cut back, a client's sliding
+            # window) keeps its later turns in the cache: they are shifted to their new place instead of read again
+            # (bench.voice_latency: the cut-back turns' first token 0.3-1.2 s -> ~0.1 s; a model whose cache cannot
+            # shift makes llama-server turn it off with a warning).
+            "--cache-reuse", "16",
             "--no-webui",
             # no CORS for any web page: llama-server has no "off", so allow one origin no page can have, without
             # credentials (its default reflects every Origin with credentials)

@@ -60,6 +60,9 @@ def test_llama_expert_job_serves_and_registers(running_cluster: RunningCluster, 
     assert httpx.get(f"{found[0].url}/v1/models", timeout=10).status_code == 401  # the expert wants the secret
     models = httpx.get(f"{found[0].url}/v1/models", headers=bearer(SECRET), timeout=10).json()
     assert models["data"]
+    # A conversation cut back to its last turns (the voice history, a client's sliding window) is not read again:
+    # the job runs llama-server with --cache-reuse, which shifts the cached turns to their new place.
+    cached_turns_reused(found[0].url)
     alloc = rc.alloc("llama-expert")
     assert alloc["TaskStates"]["llama-server"]["State"] == "running"
     proc = rc.cluster.orchestrator.allocs[alloc["ID"]].tasks["llama-server"].proc
@@ -69,3 +72,20 @@ def test_llama_expert_job_serves_and_registers(running_cluster: RunningCluster, 
     assert rc.client.services_by_tag("expert") == []
     assert not group_alive(proc.pid)
     assert (rc.logs_dir / "llama-expert.expert.llama-server.stderr.log").stat().st_size > 0
+
+
+def cached_turns_reused(url: str) -> None:
+    system = "System: you are a kind helper who answers briefly.\n"
+    turns = [f"User: is it sunny in town {i}?\nAssistant: yes, town {i} is sunny.\n" for i in range(1, 4)]
+
+    def evaluated(prompt: str) -> int:
+        body = {"prompt": prompt, "n_predict": 1, "cache_prompt": True}
+        reply = httpx.post(f"{url}/completion", json=body, headers=bearer(SECRET), timeout=60)
+        reply.raise_for_status()
+        return int(reply.json()["timings"]["prompt_n"])
+
+    last_turn = len(httpx.post(f"{url}/tokenize", json={"content": turns[-1]}, headers=bearer(SECRET)).json()["tokens"])
+    assert last_turn > 16  # longer than the reuse chunk
+    evaluated(system + "".join(turns) + "User: and town 4?\n")
+    # without reuse every token after the system prompt is read again (the last turn and the question)
+    assert evaluated(system + turns[-1] + "User: and town 5?\n") < last_turn // 2
