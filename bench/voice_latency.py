@@ -163,7 +163,10 @@ async def run_turns(url: str, key: str, turns: int, failures: list[str]) -> list
                     print(f"turn {turn:2d}: FAILED, cut in {cut + 1}, heard {text.get('text')!r}", flush=True)
                 else:
                     rows.append(row)
-                    print(f"turn {turn:2d}: total {row['total']:.3f}s  heard {text.get('text')!r}", flush=True)
+                    parts = " ".join(f"{part} {row[part]:.3f}" for part in PARTS[:-1] if part in row)
+                    print(
+                        f"turn {turn:2d}: total {row['total']:.3f}s ({parts})  heard {text.get('text')!r}", flush=True
+                    )
                 try:  # let the answer finish playing (or 6 s), then a short pause before the next question
                     await next_after(client, "speaking", started.at, 6, state="stopped")
                 except TimeoutError:

@@ -56,6 +56,32 @@ async def test_spoken_question_is_transcribed_and_answered_aloud(
     assert client.messages("vad", state="started") and client.messages("vad", state="stopped")
     # the final transcript ran while the VAD waited out its silence, not after it
     assert [r for r in caplog.records if getattr(r, "event", None) == "voice_stt_early"]
+    # a question under two seconds gets no partial transcript (it would only slow the final one down)
+    assert not client.messages("transcript", final=False)
+
+
+async def test_long_speech_shows_partial_transcripts_as_it_goes(
+    make_voice_server, packaged_llama_server_url: str, espeak: str
+) -> None:
+    server = await make_voice_server(packaged_llama_server_url, VoiceSettings(max_answer_tokens=8))
+    speech = espeak_speech(
+        "Please tell me about the capital of France, the longest river in Africa, and the tallest mountain."
+    )
+    assert len(speech) > 16000 * 2 * 4.5  # more than two intervals of partial transcripts
+    async with VoiceClient.connect(server.url, server.key) as client:
+        await client.wait_for("ready", timeout=60)
+        await client.stream(silence(0.5))
+        await client.stream(speech)
+        talking = asyncio.create_task(client.stream(silence(30)))
+        try:
+            final = await client.wait_for("transcript", final=True, timeout=60)
+        finally:
+            talking.cancel()
+    partial = client.messages("transcript", final=False)
+    assert partial and all(r.at < final.at for r in partial)
+    assert all((r.message or {}).get("turn") == 1 for r in partial)
+    first = (partial[0].message or {}).get("text", "").lower()
+    assert "capital" in first or "france" in first, first  # what was said so far, before the end
 
 
 @pytest.fixture

@@ -57,8 +57,12 @@ class VoiceSettings(BaseSettings):
         description="Quiet after which the final transcript starts, before the VAD ends the turn (0: only when it "
         "does); kept if nothing but quiet follows.",
     )
+    # Two Whisper runs at once take about twice as long each, and the final transcript cannot wait for a partial one
+    # begun just before the user stopped: every second, it delayed 1 short question in 3 by 0.3-0.8 s
+    # (bench.voice_latency: STT p95 0.82 s; every 2 s: 0.63 s, voice-to-voice p95 1.50 -> 1.25 s). Questions of
+    # under two seconds get no partial transcript; longer speech still shows one as it goes.
     interim_interval_s: float = Field(
-        default=1.0, ge=0, description="How often a partial transcript is made while the user talks (0: never)."
+        default=2.0, ge=0, description="How often a partial transcript is made while the user talks (0: never)."
     )
     tts_first_chunk_words: int = Field(
         default=5,

@@ -68,8 +68,10 @@ class StreamingWhisperSTTService(WhisperSTTService):
         if not was_speaking:
             self._reset_early()
         self._watch_for_the_end(frame.audio)
-        if self._interim_interval_s <= 0 or self._early is not None:
-            return  # no partial transcript while the final one runs early
+        if self._interim_interval_s <= 0 or self._early is not None or self._quiet_bytes:
+            # no partial transcript once the user has gone quiet: the final one is about to start, and two Whisper
+            # runs at once take twice as long each (an interim begun in the quiet made the final ~0.3-0.5 s late)
+            return
         now = time.monotonic()
         if not was_speaking or self._speech_started_at == 0.0:
             self._speech_started_at = self._last_interim_at = now
