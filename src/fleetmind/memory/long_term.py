@@ -6,7 +6,8 @@ snapshot of the FAISS index written to a temp file, fsynced and renamed into pla
 The files are the truth and the snapshot a cache: on open, a torn last line or row (a kill -9 mid-write) is cut
 off, and whatever the snapshot lacks is added from ``vectors.f32``. So a crash loses at most the memory being
 written, never the index. Vectors are unit length and the index uses inner product, i.e. cosine similarity.
-The default index is HNSW (graph; sub-millisecond at 1e5 items, see ``bench/memory.py``); ``flat`` is exact.
+The default index is HNSW (graph; sub-millisecond at 1e5 items, see ``bench/memory.py``); ``flat`` is exact. A
+search scoped to an owner is exact while the owner sees at most ``EXACT_MAX`` memories (:mod:`.scopes`).
 
 A fact that changed replaces the old one (:meth:`LongTermMemory.add_fact`, the rule in
 :mod:`fleetmind.memory.supersede`): the new memory's record lists the ids it ``supersedes``, so one appended line
@@ -24,7 +25,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import faiss
 import numpy as np
@@ -32,12 +33,10 @@ import numpy as np
 from fleetmind.atomic import write_atomic
 from fleetmind.llm.embeddings import Embedder, normalize
 from fleetmind.memory import MemoryFormatError
+from fleetmind.memory.scopes import EXACT_MAX, IndexKind, OwnerScopes, new_index
 from fleetmind.memory.supersede import replaces
 
-IndexKind = Literal["hnsw", "flat"]
 FORMAT_VERSION = 1
-HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 80
 
 
 # search_vectors' default: no owner filter at all
@@ -62,15 +61,6 @@ class Stored:
 
     id: int | None
     replaced: tuple[int, ...] = ()
-
-
-def new_index(dim: int, kind: IndexKind = "hnsw", *, hnsw_m: int = HNSW_M, ef_search: int = 128) -> faiss.Index:
-    if kind == "flat":
-        return faiss.IndexFlatIP(dim)
-    index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-    index.hnsw.efSearch = ef_search
-    return index
 
 
 class LongTermMemory:
@@ -98,6 +88,7 @@ class LongTermMemory:
         self._retired: set[int] = set()  # superseded memories: never found again
         self._search_params: Any = None  # the FAISS selector that leaves them out, while there are any
         self._index = new_index(dim, kind, ef_search=ef_search)
+        self._scopes = OwnerScopes(dim)
         self._since_snapshot = 0
         directory.mkdir(parents=True, exist_ok=True)
         self._open()
@@ -141,6 +132,7 @@ class LongTermMemory:
             index.add(vectors[index.ntotal : n])
         self._index = index
         self._retire(i for r in self._records for i in r.get("supersedes", ()))
+        self._scopes.rebuild(self._records, vectors, self._retired)
 
     def _read_records(self) -> list[dict[str, Any]]:
         if not self._records_path.exists():
@@ -169,7 +161,9 @@ class LongTermMemory:
         self._truncate(self._records_path, offset)
 
     def _retire(self, ids: Iterable[int]) -> None:
+        ids = set(ids)
         self._retired.update(ids)
+        self._scopes.retire(ids)
         if not self._retired:
             self._search_params = None
             return
@@ -243,6 +237,7 @@ class LongTermMemory:
                 os.fsync(fh.fileno())
             self._records.extend(records)
             self._index.add(vectors)
+            self._scopes.add(owner, range(first, first + len(records)), vectors)
             if supersedes:
                 self._retire(supersedes)
             self._since_snapshot += len(records)
@@ -261,6 +256,8 @@ class LongTermMemory:
         with self._lock:
             if not self._records:
                 return [[] for _ in queries]
+            if scoped and self._scopes.size(owner) <= EXACT_MAX:
+                return [[self._hit(i, s) for i, s in row] for row in self._scopes.search(owner, queries, k)]
             # a scoped search looks further, then keeps what the owner may see
             wanted = min(len(self._records), max(k * 10, 64) if scoped else k)
             scores, ids = self._index.search(queries, wanted, params=self._search_params)
@@ -391,4 +388,5 @@ class LongTermMemory:
             self._index.add(vectors)
         self._retired.clear()
         self._retire(())
+        self._scopes.rebuild(self._records, vectors, self._retired)
         self._since_snapshot = len(vectors)
