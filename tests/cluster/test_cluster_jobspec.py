@@ -93,6 +93,8 @@ def test_llama_expert_contract() -> None:
         "4096",
         "-t",
         "3",
+        "--cache-reuse",
+        "16",
         "--no-webui",
         "--cors-origins",
         "https://no-cors.invalid",
