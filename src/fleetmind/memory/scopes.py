@@ -55,7 +55,7 @@ class _Scope:
         self.n = need
 
     def drop(self, gone: set[int]) -> None:
-        keep = np.array([int(i) not in gone for i in self.ids[: self.n]], dtype=bool)
+        keep = ~np.isin(self.ids[: self.n], np.fromiter(gone, dtype=np.int64))
         kept = int(keep.sum())
         if kept != self.n:
             self.vectors[:kept] = self.vectors[: self.n][keep]
