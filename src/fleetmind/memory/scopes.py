@@ -1,6 +1,5 @@
-"""The long-term memory's searches: the FAISS index over the whole store, and exact search within one owner's.
-
-Exact search within one owner's memories: each owner's vectors (and the shared ones) in a matrix of their own.
+"""The long-term memory's searches: the FAISS index over the whole store, and exact search within one owner's
+memories, each owner's vectors (and the shared ones) in a matrix of their own.
 
 A recall is scoped: an API key sees its own memories and the shared ones, never another key's. HNSW searches the
 whole store and keeps what the owner may see, and it finds a true neighbour less often the more of the store belongs
@@ -92,13 +91,17 @@ class OwnerScopes:
             for scope in self._scopes.values():
                 scope.drop(gone)
 
+    def _visible(self, owner: str | None) -> list[_Scope]:
+        """The scopes ``owner`` may search: its own and the shared one."""
+        return [s for o, s in self._scopes.items() if (o is None or o == owner) and s.n]
+
     def size(self, owner: str | None) -> int:
-        """How many memories ``owner`` may see (its own and the shared ones)."""
-        return sum(s.n for o, s in self._scopes.items() if o is None or o == owner)
+        """How many memories ``owner`` may see."""
+        return sum(s.n for s in self._visible(owner))
 
     def search(self, owner: str | None, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
         """The ``k`` most similar memories ``owner`` may see, per query: (id, score), best first."""
-        parts = [s for o, s in self._scopes.items() if (o is None or o == owner) and s.n]
+        parts = self._visible(owner)
         if not parts or k < 1:
             return [[] for _ in queries]
         # FAISS's exact k-NN on one core (SIMD, its own top-k): with OpenMP's threads it waited for the core an expert
