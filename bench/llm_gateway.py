@@ -65,6 +65,10 @@ DECODE_RATIO = 0.97
 class PathStats:
     ttft_ms: list[float] = field(default_factory=list)
     decode_tps: list[float] = field(default_factory=list)
+    # text chunks per answer, and tokens per answer: the agent holds text between chunks (stream_hold_ms), so its
+    # paths send the same tokens in fewer chunks; shown, so nobody mistakes fewer chunks for fewer tokens
+    chunks: list[int] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     # TTFT by (round, question): paired with direct's for the same question in the same round, a path's added
     # time is measured under the same load (this machine's load swings far more than what a proxy adds)
@@ -78,8 +82,9 @@ def measure(
     prompt: str,
     max_tokens: int,
     extra: dict[str, object] | None = None,
-) -> tuple[float, float]:
-    """One streamed request: (ms to the first text, decode tokens/s after it). Raises when no text came.
+) -> tuple[float, float, int, int]:
+    """One streamed request: (ms to the first text, decode tokens/s after it, text chunks, tokens). Raises when no
+    text came.
     ``extra``: llama.cpp sampling fields sent as extra body fields (what the agent adds on its paths)."""
     t0 = time.perf_counter()
     first: float | None = None
@@ -105,7 +110,7 @@ def measure(
         raise RuntimeError("the stream ended without any text")
     tokens = tokens or chunks  # a path that reports no usage: one chunk per token, as llama-server streams
     decode = (tokens - 1) / (end - first) if tokens > 1 and end > first else float("nan")
-    return (first - t0) * 1000, decode
+    return (first - t0) * 1000, decode, chunks, tokens
 
 
 @contextlib.contextmanager
@@ -203,11 +208,13 @@ def run(stack: Stack, litellm_url: str, rounds: int, max_tokens: int) -> dict[st
                 # unique: the first tokens of the user message differ, so only the system prompt is cached
                 prompt = f"Question {n}: {question}"
                 try:
-                    ttft, tps = measure(client, model, system, prompt, max_tokens, extras[path])
+                    ttft, tps, chunks, tokens = measure(client, model, system, prompt, max_tokens, extras[path])
                 except Exception as exc:
                     stats[path].failures.append(f"{type(exc).__name__}: {str(exc)[:200]}")
                     continue
                 stats[path].ttft_ms.append(ttft)
+                stats[path].chunks.append(chunks)
+                stats[path].tokens.append(tokens)
                 stats[path].by_item[(round_no, q_no)] = ttft
                 if tps == tps:
                     stats[path].decode_tps.append(tps)
@@ -221,7 +228,7 @@ def report(stats: dict[str, PathStats], max_tokens: int) -> bool:
     d = stats["direct"]
     d50, dtps = pct(d.ttft_ms, 50), statistics.median(d.decode_tps) if d.decode_tps else float("nan")
     head = f"{'path':<9}{'ok':>5}{'fail':>6}{'TTFT p50':>10}{'p95':>9}{'added p50':>11}{'paired':>9}{'TTFT x':>8}"
-    head += f"{'tok/s':>8}{'tok/s x':>9}"
+    head += f"{'tok/s':>8}{'tok/s x':>9}{'chunks/tokens':>15}"
     print(head)
     print("-" * len(head))
     summary = {}
@@ -234,11 +241,14 @@ def report(stats: dict[str, PathStats], max_tokens: int) -> bool:
         print(
             f"{path:<9}{len(s.ttft_ms):>5}{len(s.failures):>6}{p50:>8.1f}ms{p95:>7.1f}ms{p50 - d50:>+9.1f}ms"
             f"{paired:>+7.1f}ms{p50 / d50:>7.2f}x{tps:>8.1f}{tps / dtps:>8.3f}x"
+            f"{statistics.median(s.chunks or [0]):>8.0f}/{statistics.median(s.tokens or [0]):<6.0f}"
         )
     for path, s in stats.items():
         for failure in s.failures[:3]:
             print(f"  {path} failed: {failure}")
     print("added: p50 minus direct's p50; paired: the median of (path - direct) for the same question and round")
+    print("chunks/tokens: median text chunks and tokens of an answer (the agent sends the tokens of stream_hold_ms")
+    print("in one chunk after the first; tok/s counts tokens from the usage, not chunks)")
     added = {path: summary[path][2] for path in PATHS}  # the goals use the paired figure
     # How far the same request on the same path wanders: when that is wider than the goal, the run cannot tell
     # whether the goal is met (another program on the machine moves TTFT by more than a proxy adds).

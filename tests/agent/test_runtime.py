@@ -32,6 +32,27 @@ async def test_answer_matches_a_direct_call(make_runtime, llama_server_url: str)
     assert runtime.stats.served == 1 and runtime.stats.by_expert["general"] == 1
 
 
+async def test_a_held_stream_joins_tokens_loses_nothing_and_ends_with_the_answer(
+    make_runtime, llama_server_url: str
+) -> None:
+    runtime = await make_runtime(experts=f"general={llama_server_url}")
+    params = SamplingParams(temperature=0.0, seed=1, max_tokens=24)
+    plain = await collect(runtime.submit(make_request("Tell me about the sea.", params=params)))
+    # held for a minute: everything after the first piece comes out joined, and the end ends the wait at once
+    async with asyncio.timeout(30):
+        held = await collect(runtime.submit(make_request("Tell me about the sea.", params=params), hold_s=60))
+
+    assert plain[-1].type == held[-1].type == "done"
+    assert held[-1].usage == plain[-1].usage and held[-1].usage is not None
+    assert held[-1].usage.completion_tokens > 3
+    text = "".join(e.text for e in plain[:-1])
+    assert "".join(e.text for e in held[:-1]) == text
+    assert len(plain) - 1 > 3, "the plain stream gives every token as it comes"
+    # the first piece goes out as it comes (it is not held); everything after it waits for the hold or the end
+    assert [e.type for e in held] == ["delta", "delta", "done"], [e.text for e in held]
+    assert 0 < len(held[0].text) < len(text)
+
+
 async def test_max_tokens_and_stop_pass_through(make_runtime, llama_server_url: str) -> None:
     runtime = await make_runtime(experts=f"general={llama_server_url}")
     params = SamplingParams(temperature=0.0, seed=1, max_tokens=3)

@@ -27,6 +27,7 @@ from pipecat.workers.runner import WorkerRunner
 from fleetmind.agent import RuntimeNotRunningError
 from fleetmind.agent.experts import ExpertDirectory, parse_experts
 from fleetmind.agent.frames import AgentCancelFrame, AgentErrorFrame, AgentOutputFrame, AgentRequestFrame
+from fleetmind.agent.outbox import Outbox
 from fleetmind.agent.settings import AgentSettings
 from fleetmind.agent.stats import AgentStats
 from fleetmind.agent.twin import TwinService
@@ -62,13 +63,13 @@ class AgentEventSinkProcessor(FrameProcessor):
         # of every answer passes here.
         super().__init__(name=name or "AgentEventSink", enable_direct_mode=True)
         self.stats = stats or AgentStats()
-        self._queues: dict[str, asyncio.Queue[AgentEvent]] = {}
+        self._queues: dict[str, Outbox] = {}
 
-    def open(self, request_id: str) -> asyncio.Queue[AgentEvent] | None:
-        """A fresh queue for ``request_id``, or None when that id is already in flight."""
+    def open(self, request_id: str) -> Outbox | None:
+        """A fresh outbox for ``request_id``, or None when that id is already in flight."""
         if request_id in self._queues:
             return None
-        queue: asyncio.Queue[AgentEvent] = asyncio.Queue()
+        queue = Outbox()
         self._queues[request_id] = queue
         return queue
 
@@ -78,7 +79,7 @@ class AgentEventSinkProcessor(FrameProcessor):
     def fail_all(self, code: AgentErrorCode, message: str) -> None:
         """End every open stream with an error (the pipeline is gone, nothing else will)."""
         for request_id, queue in list(self._queues.items()):
-            queue.put_nowait(AgentEvent(type="error", id=request_id, code=code, message=message))
+            queue.put(AgentEvent(type="error", id=request_id, code=code, message=message))
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -92,7 +93,7 @@ class AgentEventSinkProcessor(FrameProcessor):
             self.stats.record_error(event.id, event.code or "internal", event.expert)
         queue = self._queues.get(frame.request_id)
         if queue is not None:
-            queue.put_nowait(event)
+            queue.put(event)
 
 
 class AgentRuntime:
@@ -343,25 +344,41 @@ class AgentRuntime:
     async def load_state(self, path: Path) -> None:
         await self.import_state(await asyncio.to_thread(path.read_bytes))
 
-    async def submit(self, request: AgentRequest) -> AsyncIterator[AgentEvent]:
-        """Events for ``request``: deltas, then one done or error. Closing the iterator early cancels it."""
+    async def submit(self, request: AgentRequest, *, hold_s: float = 0.0) -> AsyncIterator[AgentEvent]:
+        """Events for ``request``: deltas, then one done or error. Closing the iterator early cancels it.
+
+        ``hold_s`` > 0: after a delta is given out, the deltas of the next ``hold_s`` come out as one (the answer's
+        end comes out at once, and so does a delta after a quiet spell): a reader that writes each event to a
+        socket pays that once per ``hold_s`` instead of once per token. 0: every event as it comes (voice).
+        """
         if not self.running or self._sink is None or self._worker is None:
             raise RuntimeNotRunningError("the agent pipeline is not running")
-        queue = self._sink.open(request.id)
-        if queue is None:
+        outbox = self._sink.open(request.id)
+        if outbox is None:
             yield AgentErrorFrame(
                 request_id=request.id, code="invalid_request", message="request id already in flight"
             ).to_event()
             return
         finished = False
+        loop = asyncio.get_running_loop()
         try:
             await self._worker.queue_frame(AgentRequestFrame(request=request))
+            held_until: float | None = None
             while True:
-                event = await queue.get()
-                yield event
-                if event.type != "delta":
-                    finished = True
-                    return
+                if held_until is not None and held_until <= loop.time():
+                    held_until = None
+                await outbox.wait(held_until)
+                batch = outbox.drain()
+                if not batch:  # held, and nothing came: the next delta goes out as soon as it comes
+                    held_until = None
+                    continue
+                for event in batch:
+                    yield event
+                    if event.type != "delta":
+                        finished = True
+                        return
+                if hold_s > 0:
+                    held_until = loop.time() + hold_s
         finally:
             self._sink.close(request.id)
             if not finished and self.running:

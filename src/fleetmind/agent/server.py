@@ -72,7 +72,8 @@ def _preview(text: str | None, limit: int = 200) -> str:
 async def answer(runtime: AgentRuntime, request: AgentRequest, hub: EventHub) -> AsyncGenerator[AgentEvent, None]:
     """The answer's events for ``request`` (its owner already set by the caller's checked key); the turn's start and
     end go into the live event stream too. The chat route streams them as lines; a gateway in this process reads
-    them directly (:mod:`fleetmind.apps.agent_process`)."""
+    them directly (:mod:`fleetmind.apps.agent_process`). Both write each event to a socket, so the text is held
+    for ``stream_hold_ms`` between chunks (:meth:`AgentRuntime.submit`)."""
     last_user = next((m.content for m in reversed(request.messages) if m.role == "user"), None)
     hub.publish(
         "agent_turn",
@@ -84,7 +85,7 @@ async def answer(runtime: AgentRuntime, request: AgentRequest, hub: EventHub) ->
     )
     parts: list[str] = []
     # closed here, not left to the garbage collector: closing it is what cancels the request and its expert call
-    events = runtime.submit(request)
+    events = runtime.submit(request, hold_s=runtime.settings.stream_hold_ms / 1000)
     try:
         async for event in events:
             if event.type == "delta":

@@ -45,6 +45,17 @@ class AgentSettings(BaseSettings):
         gt=0,
         description="Longest silence from an expert, the wait for its first token included.",
     )
+    stream_hold_ms: float = Field(
+        default=50.0,
+        ge=0,
+        le=1000,
+        description=(
+            "A streamed answer's text read by HTTP (the gateway, Mission Control) goes out at most this often "
+            "after its first piece: the tokens of that time in one chunk, the answer's end at once. Each chunk costs "
+            "the agent, the gateway and the client a wake-up on the cores the model decodes on (measured on two "
+            "cores: decode 0.957x direct per token, 0.995x at 50 ms). 0: every token as it comes. Voice is never held."
+        ),
+    )
     loop_guard: bool = Field(
         default=True,
         description="End an answer that repeats itself (fleetmind.llm.loop_guard) with finish_reason length.",
