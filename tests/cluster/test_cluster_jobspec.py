@@ -14,7 +14,7 @@ from fleetmind.cluster.jobspec import load_job
 # What each job needs (required variables) to load; the rest have defaults.
 REQUIRED = {
     "llama-expert.nomad.hcl": {"model": "/srv/models/tiny.gguf"},
-    "llama-embedder.nomad.hcl": {"model": "/srv/models/all-minilm-l6-v2-f16.gguf"},
+    "llama-embedder.nomad.hcl": {"model": "/srv/models/all-minilm-l6-v2-q8_0.gguf"},
 }
 JOB_FILES = sorted(p.name for p in JOBS_DIR.glob("*.nomad.hcl"))
 

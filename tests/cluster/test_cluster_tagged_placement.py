@@ -23,7 +23,7 @@ from fleetmind.cluster.jobspec import load_job
 
 RPC_VARS = {"rpc_server": "/bin/ggml-rpc-server", "python": "/venv/python", "workers": 3}
 TAG = {"LTarget": "${meta.fleetmind_rpc}", "RTarget": "true", "Operand": "="}
-MODEL = "/srv/fleetmind/models/all-minilm-l6-v2-f16.gguf"
+MODEL = "/srv/fleetmind/models/all-minilm-l6-v2-q8_0.gguf"
 
 
 def _facts(**meta: str) -> NodeFacts:
@@ -59,7 +59,7 @@ def test_the_embedder_is_pinned_to_the_node_holding_its_model(nomad_openapi: Ope
     assert pin in job["Constraints"]
     assert unmet(pin, _facts(fleetmind_embedder_model=MODEL)) is None
     assert unmet(pin, _facts()) is not None  # a node the model was never put on
-    assert unmet(pin, _facts(fleetmind_embedder_model="/elsewhere/all-minilm-l6-v2-f16.gguf")) is not None
+    assert unmet(pin, _facts(fleetmind_embedder_model="/elsewhere/all-minilm-l6-v2-q8_0.gguf")) is not None
 
 
 @pytest.fixture

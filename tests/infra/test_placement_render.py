@@ -27,7 +27,7 @@ HOSTS: dict[str, dict[str, Any]] = {
     "fm-worker-4": {"fleetmind_class": "avx2", "fleetmind_workload": "expert"},
 }
 TAGGED = {"fm-worker-1", "fm-worker-2"}
-MODEL = "/srv/fleetmind/models/all-minilm-l6-v2-f16.gguf"
+MODEL = "/srv/fleetmind/models/all-minilm-l6-v2-q8_0.gguf"
 
 
 def _unquote(value: Any) -> Any:

@@ -79,4 +79,6 @@ def test_served_embedding_matches_the_original_model(embeddings_url: str, text: 
     weights = load_file(str(packaged_model_dir() / "model.safetensors"))
     cosine = float(served_v @ reference_embedding(weights, tokens))
     print(f"cosine {cosine:.6f}")
-    assert cosine > 0.9999, cosine
+    # Q8_0 weights (fleetmind.llm.gguf_convert) keep a cosine of ~0.9995 to F16 and the original; a misnamed or
+    # misplaced tensor falls far below this
+    assert cosine > 0.999, cosine

@@ -5,7 +5,10 @@ llama.cpp's own converter imports torch, which the running stack must not depend
 (``conversion/bert.py`` and ``gguf-py/gguf/constants.py`` of the llama.cpp tree): the ``bert`` architecture
 with non-causal attention and mean pooling, the WordPiece vocabulary in llama.cpp's "phantom space" form
 (``##piece`` → ``piece``, ``word`` → ``▁word``, control tokens as they are), and the tensors under llama.cpp's
-names. Weight matrices go to F16; norms, biases and the tables added to activations stay F32. The file is
+names. Weight matrices go to Q8_0 (what ``llama-quantize ... q8_0`` writes: blocks of 32 weights, one f16 scale
+each); norms, biases and the tables added to activations stay F32. Q8_0 rather than F16: the query embedding is on
+every request's path to its first token, and on two cores shared with an expert Q8_0 took it 1.3-2.6 ms sooner
+(half the bytes to read into a cache the expert has filled), at a cosine of 0.9996 to F16's vectors. The file is
 written beside its destination and renamed into place, so a crash never leaves half a model that looks whole.
 ``python -m fleetmind.llm.gguf_convert OUT.gguf`` runs it by hand.
 """
@@ -24,7 +27,7 @@ import numpy as np
 from fleetmind.llm import ModelConversionError
 
 MODEL_NAME = "all-MiniLM-L6-v2"
-GGUF_FILENAME = "all-minilm-l6-v2-f16.gguf"
+GGUF_FILENAME = "all-minilm-l6-v2-q8_0.gguf"
 EMBEDDING_DIM = 384
 
 _LAYER = re.compile(r"^encoder\.layer\.(\d+)\.(.+)$")
@@ -60,10 +63,10 @@ def packaged_model_dir() -> Path:
     return path
 
 
-def _half(name: str, array: np.ndarray) -> bool:
-    """F16 for the weight matrices; the position and token-type tables are added to f32 activations, which
-    llama.cpp's CPU backend does only with f32 operands."""
-    return array.ndim == 2 and not name.startswith(("position_embd", "token_types"))
+def _quantized(name: str, array: np.ndarray) -> bool:
+    """Q8_0 for the weight matrices (rows of whole 32-weight blocks); the position and token-type tables are added
+    to f32 activations, which llama.cpp's CPU backend does only with f32 operands."""
+    return array.ndim == 2 and array.shape[1] % 32 == 0 and not name.startswith(("position_embd", "token_types"))
 
 
 def gguf_tensor_name(hf_name: str) -> str | None:
@@ -128,7 +131,8 @@ def convert(dst: Path, model_dir: Path | None = None) -> Path:
         writer.add_layer_norm_eps(float(config["layer_norm_eps"]))
         writer.add_causal_attention(False)
         writer.add_pooling_type(gguf.PoolingType.MEAN)
-        writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+        writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0)
+        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         writer.add_token_type_count(int(config.get("type_vocab_size", 1)))
         writer.add_tokenizer_model("bert")
         writer.add_tokenizer_pre("default")
@@ -139,8 +143,12 @@ def convert(dst: Path, model_dir: Path | None = None) -> Path:
             name = gguf_tensor_name(hf_name)
             if name is None:
                 continue
-            data = np.ascontiguousarray(array.astype(np.float16 if _half(name, array) else np.float32))
-            writer.add_tensor(name, data)
+            data = np.ascontiguousarray(array.astype(np.float32))
+            if _quantized(name, data):
+                q8 = gguf.GGMLQuantizationType.Q8_0
+                writer.add_tensor(name, gguf.quants.quantize(data, q8), raw_dtype=q8)
+            else:
+                writer.add_tensor(name, data)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
