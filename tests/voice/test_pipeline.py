@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetmind.voice.client import VoiceClient, espeak_speech, silence
+from fleetmind.voice.client import Received, VoiceClient, espeak_speech, silence
 from fleetmind.voice.settings import VoiceSettings
 from tests.conftest import free_port, start_llama_server, stop_process
 
@@ -105,6 +105,11 @@ def barge_in_heard(client: VoiceClient) -> str:
     return " ".join(t for t, n in zip(texts, turns, strict=True) if n >= 2).lower()
 
 
+def answered_aloud_after(client: VoiceClient, *, turn: int) -> list[Received]:
+    """The "speaking started" messages of the turns after ``turn``."""
+    return [r for r in client.messages("speaking", state="started") if (r.message or {}).get("turn", 0) > turn]
+
+
 @pytest.mark.slow
 async def test_talking_over_the_agent_stops_playback_and_cancels_generation(
     make_voice_server, talkative_expert: str, espeak: str, tts_engines: list[str]
@@ -135,6 +140,12 @@ async def test_talking_over_the_agent_stops_playback_and_cancels_generation(
                 if "stop" in barge_in_heard(client):
                     break
                 await asyncio.sleep(0.05)
+            # and what was said over the answer is answered aloud in its turn: playback cut short must not leave the
+            # output unable to start the next answer's speech
+            for _ in range(1200):
+                if answered_aloud_after(client, turn=1):
+                    break
+                await asyncio.sleep(0.05)
         finally:
             background.cancel()
 
@@ -155,12 +166,50 @@ async def test_talking_over_the_agent_stops_playback_and_cancels_generation(
     # Nor any answer text for turn 1: the generation itself was cancelled, inside the agent too.
     assert not [r for r in client.messages("answer", turn=1) if r.at > interrupt.at + 0.05]
     assert "stop" in barge_in_heard(client)
+    spoken = answered_aloud_after(client, turn=1)
+    assert spoken, "the turn after the barge-in got no answer audio"
+    assert client.audio_after(turn2_heard), "speech started, but no audio came with it"
     for _ in range(200):  # the agent records the cancelled request as it winds down
         if server.runtime.stats.errors["cancelled"] >= 1:
             break
         await asyncio.sleep(0.05)
     assert server.runtime.stats.errors["cancelled"] >= 1
     assert tts_engines and set(tts_engines) == {"piper"}, tts_engines  # what was cut off was Piper speaking
+
+
+@pytest.mark.slow
+async def test_talking_over_an_answer_still_playing_gets_the_next_answer_aloud(
+    make_voice_server, talkative_expert: str, espeak: str
+) -> None:
+    # The answer's text is all written (a short one) while its audio still plays: the user talks over the audio.
+    server = await make_voice_server(talkative_expert, VoiceSettings(max_answer_tokens=40))
+    question = espeak_speech("Please count from one to two hundred.")
+    barge_in = espeak_speech("What colour is the sky?")
+
+    async with VoiceClient.connect(server.url, server.key) as client:
+        await client.wait_for("ready", timeout=60)
+        await client.stream(silence(0.5) + question)
+        background = asyncio.create_task(client.stream(silence(60)))
+        await client.wait_for("speaking", state="started", turn=1, timeout=90)
+        end = await client.wait_for("answer_end", turn=1, timeout=60)
+        assert end.message is not None and end.message["reason"] == "done", end.message
+        assert not client.messages("speaking", state="stopped", turn=1), "the answer's audio was over too soon"
+        background.cancel()
+        await client.stream(barge_in)
+        background = asyncio.create_task(client.stream(silence(60)))
+        try:
+            await client.wait_for("transcript", final=True, turn=2, timeout=60)
+            for _ in range(1200):
+                if answered_aloud_after(client, turn=1):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            background.cancel()
+
+    assert client.messages("interrupt"), "the playing answer was not cut short"
+    assert answered_aloud_after(client, turn=1), "the turn after the barge-in got no answer audio"
+    heard = min(r.at for r in client.messages("transcript", final=True, turn=2))
+    assert client.audio_after(heard), "no answer audio after the second question"
 
 
 async def test_when_the_agent_cannot_answer_the_person_hears_why(
