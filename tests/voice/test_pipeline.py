@@ -6,7 +6,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -105,6 +105,20 @@ def barge_in_heard(client: VoiceClient) -> str:
     return " ".join(t for t, n in zip(texts, turns, strict=True) if n >= 2).lower()
 
 
+async def say(client: VoiceClient, speech: bytes) -> asyncio.Task[None]:
+    """``speech``, then the silence of a live microphone in the background (cancel it before saying more)."""
+    await client.stream(speech)
+    return asyncio.create_task(client.stream(silence(60)))
+
+
+async def poll(condition: Callable[[], object], tries: int = 1200) -> None:
+    """Until ``condition()`` holds, ``tries`` times 50 ms at most (the asserts after it say what did not happen)."""
+    for _ in range(tries):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+
+
 def answered_aloud_after(client: VoiceClient, *, turn: int) -> list[Received]:
     """The "speaking started" messages of the turns after ``turn``."""
     return [r for r in client.messages("speaking", state="started") if (r.message or {}).get("turn", 0) > turn]
@@ -122,30 +136,22 @@ async def test_talking_over_the_agent_stops_playback_and_cancels_generation(
 
     async with VoiceClient.connect(server.url, server.key) as client:
         await client.wait_for("ready", timeout=60)
-        await client.stream(silence(0.5) + question)
-        background = asyncio.create_task(client.stream(silence(60)))
+        background = await say(client, silence(0.5) + question)
         await client.wait_for("speaking", state="started", turn=1, timeout=90)
         await asyncio.sleep(0.5)  # let some answer audio flow
         assert not client.messages("answer_end", turn=1), "the answer ended before it could be interrupted"
         background.cancel()
         barge_in_sent = time.time()
-        await client.stream(barge_in)
-        background = asyncio.create_task(client.stream(silence(60)))
+        background = await say(client, barge_in)
         try:
             end = await client.wait_for("answer_end", turn=1, timeout=30)
             await client.wait_for("transcript", final=True, turn=2, timeout=60)
             # the VAD may end a turn at the barge-in's pause ("Stop." | "Please stop talking now."), each part then
             # its own turn: wait until the words of the barge-in were heard
-            for _ in range(600):
-                if "stop" in barge_in_heard(client):
-                    break
-                await asyncio.sleep(0.05)
+            await poll(lambda: "stop" in barge_in_heard(client), tries=600)
             # and what was said over the answer is answered aloud in its turn: playback cut short must not leave the
             # output unable to start the next answer's speech
-            for _ in range(1200):
-                if answered_aloud_after(client, turn=1):
-                    break
-                await asyncio.sleep(0.05)
+            await poll(lambda: answered_aloud_after(client, turn=1))
         finally:
             background.cancel()
 
@@ -188,21 +194,16 @@ async def test_talking_over_an_answer_still_playing_gets_the_next_answer_aloud(
 
     async with VoiceClient.connect(server.url, server.key) as client:
         await client.wait_for("ready", timeout=60)
-        await client.stream(silence(0.5) + question)
-        background = asyncio.create_task(client.stream(silence(60)))
+        background = await say(client, silence(0.5) + question)
         await client.wait_for("speaking", state="started", turn=1, timeout=90)
         end = await client.wait_for("answer_end", turn=1, timeout=60)
         assert end.message is not None and end.message["reason"] == "done", end.message
         assert not client.messages("speaking", state="stopped", turn=1), "the answer's audio was over too soon"
         background.cancel()
-        await client.stream(barge_in)
-        background = asyncio.create_task(client.stream(silence(60)))
+        background = await say(client, barge_in)
         try:
             await client.wait_for("transcript", final=True, turn=2, timeout=60)
-            for _ in range(1200):
-                if answered_aloud_after(client, turn=1):
-                    break
-                await asyncio.sleep(0.05)
+            await poll(lambda: answered_aloud_after(client, turn=1))
         finally:
             background.cancel()
 
