@@ -48,26 +48,18 @@ class Outbox:
     def drain(self) -> list[AgentEvent]:
         """What came since the last drain, in order, runs of deltas of one expert joined into one."""
         events, self._events = self._events, []
-        if len(events) < 2:
-            return events
         out: list[AgentEvent] = []
-        run: list[AgentEvent] = []
+        texts: list[list[str]] = []  # the text of each event in ``out``, a run's pieces joined once at the end
         for event in events:
-            if event.type == "delta" and (not run or run[0].expert == event.expert):
-                run.append(event)
-                continue
-            out.extend(_joined(run))
-            run = [event] if event.type == "delta" else []
-            if event.type != "delta":
+            last = out[-1] if out else None
+            if last is not None and event.type == last.type == "delta" and event.expert == last.expert:
+                texts[-1].append(event.text)
+            else:
                 out.append(event)
-        out.extend(_joined(run))
-        return out
-
-
-def _joined(run: list[AgentEvent]) -> list[AgentEvent]:
-    if len(run) < 2:
-        return run
-    return [run[0].model_copy(update={"text": "".join(e.text for e in run)})]
+                texts.append([event.text])
+        return [
+            e if len(t) == 1 else e.model_copy(update={"text": "".join(t)}) for e, t in zip(out, texts, strict=True)
+        ]
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

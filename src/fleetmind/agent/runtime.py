@@ -1,9 +1,9 @@
 """The agent runtime: builds the pipecat pipeline, runs it, and turns each request into a stream of events.
 
 The pipeline is ``[TwinService, AgentEventSinkProcessor]`` inside a pipecat ``PipelineWorker`` run by a
-``WorkerRunner``. :meth:`AgentRuntime.submit` registers a queue for the request's id with the sink, queues an
-``AgentRequestFrame`` into the pipeline and yields :class:`AgentEvent` objects from that queue until the
-``done`` or ``error`` event. A consumer that stops early (its client went away) makes the runtime send an
+``WorkerRunner``. :meth:`AgentRuntime.submit` registers an outbox (:mod:`.outbox`) for the request's id with the
+sink, queues an ``AgentRequestFrame`` into the pipeline and yields :class:`AgentEvent` objects from that outbox until
+the ``done`` or ``error`` event. A consumer that stops early (its client went away) makes the runtime send an
 ``AgentCancelFrame``, which stops the expert call. Front ends (Mission Control's HTTP API, later voice) only
 ever talk to this class.
 """
@@ -55,31 +55,30 @@ _STOP_TIMEOUT_S = 10.0
 
 
 class AgentEventSinkProcessor(FrameProcessor):
-    """The end of the pipeline: hands each output frame to the queue of the request it belongs to."""
+    """The end of the pipeline: hands each output frame to the outbox of the request it belongs to."""
 
     def __init__(self, *, stats: AgentStats | None = None, name: str | None = None) -> None:
         # Direct mode: a frame is handled in the task that pushed it, not after two queue hops through this
-        # processor's own tasks; what it does (put an event on a request's queue) never blocks, and every token
+        # processor's own tasks; what it does (put an event in a request's outbox) never blocks, and every token
         # of every answer passes here.
         super().__init__(name=name or "AgentEventSink", enable_direct_mode=True)
         self.stats = stats or AgentStats()
-        self._queues: dict[str, Outbox] = {}
+        self._outboxes: dict[str, Outbox] = {}
 
     def open(self, request_id: str) -> Outbox | None:
         """A fresh outbox for ``request_id``, or None when that id is already in flight."""
-        if request_id in self._queues:
+        if request_id in self._outboxes:
             return None
-        queue = Outbox()
-        self._queues[request_id] = queue
-        return queue
+        outbox = self._outboxes[request_id] = Outbox()
+        return outbox
 
     def close(self, request_id: str) -> None:
-        self._queues.pop(request_id, None)
+        self._outboxes.pop(request_id, None)
 
     def fail_all(self, code: AgentErrorCode, message: str) -> None:
         """End every open stream with an error (the pipeline is gone, nothing else will)."""
-        for request_id, queue in list(self._queues.items()):
-            queue.put(AgentEvent(type="error", id=request_id, code=code, message=message))
+        for request_id, outbox in list(self._outboxes.items()):
+            outbox.put(AgentEvent(type="error", id=request_id, code=code, message=message))
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -91,9 +90,9 @@ class AgentEventSinkProcessor(FrameProcessor):
             self.stats.record_done(event.id, event.expert, event.usage.completion_tokens if event.usage else 0)
         elif event.type == "error":
             self.stats.record_error(event.id, event.code or "internal", event.expert)
-        queue = self._queues.get(frame.request_id)
-        if queue is not None:
-            queue.put(event)
+        outbox = self._outboxes.get(frame.request_id)
+        if outbox is not None:
+            outbox.put(event)
 
 
 class AgentRuntime:
