@@ -258,7 +258,7 @@ def report(stats: dict[str, PathStats], max_tokens: int) -> bool:
     # (1.58 IQR / sqrt(n)): a goal inside that interval is undecided, a goal outside it is met or not.
     added = {path: summary[path][2] for path in PATHS}
     half = {path: interval(paired_deltas(stats, path)) for path in PATHS}
-    ratio = {path: median(paired_ratios(stats, path)) for path in ("named", "routed")}
+    ratio = {path: pct(paired_ratios(stats, path), 50) for path in ("named", "routed")}
     ratio_half = {path: interval(paired_ratios(stats, path)) for path in ("named", "routed")}
     ttft_noise = ", ".join(f"{p} +-{half[p]:.1f} ms" for p in ("litellm", "named", "routed"))
     decode_noise = ", ".join(f"{p} {ratio[p]:.3f}x +-{ratio_half[p]:.3f}" for p in ratio)
@@ -307,10 +307,6 @@ def paired_deltas(stats: dict[str, PathStats], path: str) -> list[float]:
 def paired_ratios(stats: dict[str, PathStats], path: str) -> list[float]:
     direct = stats["direct"].tps_by_item
     return [t / direct[item] for item, t in stats[path].tps_by_item.items() if direct.get(item)]
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
 
 
 def interval(values: list[float]) -> float:
