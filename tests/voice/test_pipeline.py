@@ -98,6 +98,9 @@ def talkative_expert(packaged_model: Path, tmp_path: Path) -> Iterator[str]:
         stop_process(proc)
 
 
+COUNTING = "Please count from one to two hundred."  # a long answer, with the talkative expert a very long one
+
+
 def barge_in_heard(client: VoiceClient) -> str:
     """What the final transcripts after the first turn say, lower case."""
     texts = [(r.message or {}).get("text", "") for r in client.messages("transcript", final=True)]
@@ -109,6 +112,15 @@ async def say(client: VoiceClient, speech: bytes) -> asyncio.Task[None]:
     """``speech``, then the silence of a live microphone in the background (cancel it before saying more)."""
     await client.stream(speech)
     return asyncio.create_task(client.stream(silence(60)))
+
+
+async def ask_until_answered_aloud(client: VoiceClient, question: str) -> asyncio.Task[None]:
+    """Once the socket is ready, ask ``question`` aloud and wait until its answer is heard; the microphone stays
+    open (the returned task)."""
+    await client.wait_for("ready", timeout=60)
+    background = await say(client, silence(0.5) + espeak_speech(question))
+    await client.wait_for("speaking", state="started", turn=1, timeout=90)
+    return background
 
 
 async def poll(condition: Callable[[], object], tries: int = 1200) -> None:
@@ -131,13 +143,10 @@ async def test_talking_over_the_agent_stops_playback_and_cancels_generation(
     # A long answer from the packaged model, so that it is still being generated when the user talks over it.
     server = await make_voice_server(talkative_expert, VoiceSettings(max_answer_tokens=1000))
     assert server.runtime is not None
-    question = espeak_speech("Please count from one to two hundred.")
     barge_in = espeak_speech("Stop. Please stop talking now.")
 
     async with VoiceClient.connect(server.url, server.key) as client:
-        await client.wait_for("ready", timeout=60)
-        background = await say(client, silence(0.5) + question)
-        await client.wait_for("speaking", state="started", turn=1, timeout=90)
+        background = await ask_until_answered_aloud(client, COUNTING)
         await asyncio.sleep(0.5)  # let some answer audio flow
         assert not client.messages("answer_end", turn=1), "the answer ended before it could be interrupted"
         background.cancel()
@@ -189,13 +198,10 @@ async def test_talking_over_an_answer_still_playing_gets_the_next_answer_aloud(
 ) -> None:
     # The answer's text is all written (a short one) while its audio still plays: the user talks over the audio.
     server = await make_voice_server(talkative_expert, VoiceSettings(max_answer_tokens=40))
-    question = espeak_speech("Please count from one to two hundred.")
     barge_in = espeak_speech("What colour is the sky?")
 
     async with VoiceClient.connect(server.url, server.key) as client:
-        await client.wait_for("ready", timeout=60)
-        background = await say(client, silence(0.5) + question)
-        await client.wait_for("speaking", state="started", turn=1, timeout=90)
+        background = await ask_until_answered_aloud(client, COUNTING)
         end = await client.wait_for("answer_end", turn=1, timeout=60)
         assert end.message is not None and end.message["reason"] == "done", end.message
         assert not client.messages("speaking", state="stopped", turn=1), "the answer's audio was over too soon"
