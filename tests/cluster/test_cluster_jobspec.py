@@ -104,6 +104,18 @@ def test_llama_expert_contract() -> None:
     assert task["Env"]["LLAMA_API_KEY"] == "s3cret"
 
 
+def test_llama_embedder_contract() -> None:
+    """The embedding server as EmbeddingServer (the agent's fallback, the tests') starts it: the same flags and the
+    same short OpenMP spin, which keeps the embedder's threads off the cores the expert needs next."""
+    from fleetmind.llm.embeddings import SPIN_ENV
+
+    job = load_job(JOBS_DIR / "llama-embedder.nomad.hcl", {**REQUIRED["llama-embedder.nomad.hcl"], "threads": 2})
+    task = job["TaskGroups"][0]["Tasks"][0]
+    args = " ".join(task["Config"]["args"])
+    assert "--embedding --pooling mean" in args and "-c 512 -b 512 -ub 512 -t 2" in args, args
+    assert {name: task["Env"].get(name) for name in SPIN_ENV} == SPIN_ENV
+
+
 @pytest.mark.parametrize(
     ("name", "module", "service", "tags", "port"),
     [

@@ -30,6 +30,16 @@ from fleetmind.llm.gguf_convert import EMBEDDING_DIM, ensure_gguf
 from fleetmind.llm.session import LoopSession
 from fleetmind.security.service import SecretSource, bearer
 
+# How long the server's OpenMP threads spin, waiting for more work, once an embedding is done. libgomp's default
+# (300,000 turns, ~7 ms of a core here) has them spin on while the expert reads the prompt that the embedding was for:
+# one core of two taken from the expert, the whole time. 30,000 (~0.7 ms) still spans the gaps inside one request.
+# Measured (python -m bench.llm_gateway's request, two agents on one stack, each with its own embedder, 48 paired
+# requests): expert named +17.8 ms TTFT over direct with the default, +11.3 ms with 30,000; an embedding alone took
+# the same wall time (6.6 ms) and 10 instead of 18 ms of CPU. 3,000-10,000 let a thread sleep inside a request
+# (p90 20 ms). The expert's llama-server keeps the default: between its tokens the spin is what it waits on.
+# The llama-embedder job (jobs/llama-embedder.nomad.hcl) sets the same; LLVM's OpenMP would ignore it.
+SPIN_ENV = {"GOMP_SPINCOUNT": "30000"}
+
 
 class Embedder(Protocol):
     """Anything that turns texts into an ``(n, dim)`` float32 array of unit rows."""
@@ -146,7 +156,9 @@ class EmbeddingServer:
         cmd = self.command()
         out = self.log.open("wb") if self.log else subprocess.DEVNULL
         try:
-            self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self._proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ | SPIN_ENV
+            )
         finally:
             if self.log and not isinstance(out, int):
                 out.close()
