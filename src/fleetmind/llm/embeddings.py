@@ -35,8 +35,8 @@ from fleetmind.security.service import SecretSource, bearer
 # one core of two taken from the expert, the whole time. 30,000 (~0.7 ms) still spans the gaps inside one request.
 # Measured (python -m bench.llm_gateway's request, two agents on one stack, each with its own embedder, 48 paired
 # requests): expert named +17.8 ms TTFT over direct with the default, +11.3 ms with 30,000; an embedding alone took
-# the same wall time (6.6 ms) and 10 instead of 18 ms of CPU. 3,000-10,000 let a thread sleep inside a request
-# (p90 20 ms). The expert's llama-server keeps the default: between its tokens the spin is what it waits on.
+# the same wall time (6.6 ms) and 10 instead of 18 ms of CPU. 3,000 and 10,000 measured worse (p90 ~21 ms against ~10).
+# The experts keep libgomp's default (not measured: between tokens an expert's threads wait for its own next step).
 # The llama-embedder job (jobs/llama-embedder.nomad.hcl) sets the same; LLVM's OpenMP would ignore it.
 SPIN_ENV = {"GOMP_SPINCOUNT": "30000"}
 
