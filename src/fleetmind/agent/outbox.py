@@ -32,7 +32,7 @@ class Outbox:
     async def wait(self, until: float | None = None) -> None:
         """Until an event is here; with ``until`` (the loop's clock), until the last event or that time."""
         events = self._events
-        if (events and until is None) or (events and events[-1].type != "delta"):
+        if events and (until is None or events[-1].type != "delta"):
             return
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
